@@ -1,0 +1,15 @@
+#include <string.h>
+#include "fhir/types.h"
+
+const char *const fhir_resource_types[FHIR_RESOURCE_TYPE_COUNT] = {
+    "Appointment", "AppointmentResponse", "HealthcareService", "Location", "Patient",
+    "Practitioner", "PractitionerRole", "Schedule", "Slot", "Subscription",
+};
+
+int fhir_resource_type_index(const char *name, size_t len)
+{
+    for (int i = 0; i != FHIR_RESOURCE_TYPE_COUNT; ++i)
+        if (strlen(fhir_resource_types[i]) == len && memcmp(fhir_resource_types[i], name, len) == 0)
+            return i;
+    return -1;
+}

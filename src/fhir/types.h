@@ -1,0 +1,16 @@
+/* The resource types this server stores, in one table shared by the router, the store and /metadata. */
+#ifndef FHIR_TYPES_H
+#define FHIR_TYPES_H
+
+#include <stddef.h>
+
+/** Number of stored resource types. */
+#define FHIR_RESOURCE_TYPE_COUNT 10
+
+/** Stored resource types, in the order of their tables (see migrations/). */
+extern const char *const fhir_resource_types[FHIR_RESOURCE_TYPE_COUNT];
+
+/** Index of a stored type by name, or -1. `len` bytes of `name` are compared. */
+int fhir_resource_type_index(const char *name, size_t len);
+
+#endif

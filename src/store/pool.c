@@ -1,0 +1,570 @@
+/*
+ * Per-thread pool of non-blocking libpq connections driven by h2o's event loop (the TechEmpower C/h2o shape, on h2o 2.2.5):
+ * PQconnectStart/PQconnectPoll from socket readiness, one query in flight per connection, a bounded FIFO of waiting
+ * queries, a timer per connection, and reconnection with a pause when the database goes away.
+ */
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "store/store.h"
+#include "util/log.h"
+#include "util/str.h"
+
+#define MODULE_NAME "store/pool.c"
+#define RECONNECT_DELAY_MS 500
+
+const char store_err_unavailable[] = "database unavailable";
+const char store_err_timeout[] = "database query timed out";
+const char store_err_query[] = "database query failed";
+const char store_err_overloaded[] = "too many queries waiting for the database";
+
+typedef enum {
+    CONN_DOWN,       /* waiting for the reconnect timer */
+    CONN_CONNECTING, /* PQconnectPoll in progress */
+    CONN_PREPARING,  /* connected, preparing the statement catalogue */
+    CONN_IDLE,
+    CONN_BUSY,
+} conn_state_t;
+
+typedef struct st_store_conn_t {
+    store_pool_t *pool;
+    PGconn *pg;
+    h2o_socket_t *sock;
+    int pg_fd;                /* PQsocket() the h2o socket was made from (h2o owns a dup of it) */
+    conn_state_t state;
+    bool write_pending;       /* h2o_socket_notify_write armed */
+    size_t prepared;          /* statements of the catalogue prepared so far */
+    store_query_t *current;   /* query in flight (NULL while preparing) */
+    PGresult *result;         /* last result of the query in flight */
+    store_session_t *session; /* reserving session, if any */
+    h2o_timeout_entry_t query_timer;
+    h2o_timeout_entry_t reconnect_timer;
+} store_conn_t;
+
+struct st_store_pool_t {
+    h2o_loop_t *loop;
+    char *dsn;
+    store_conn_t *conns;
+    unsigned size;
+    unsigned queue_limit;
+    const store_stmt_t *stmts;
+    size_t nstmts;
+    /* waiting work, FIFO */
+    store_query_t *queue_head, **queue_tail;
+    unsigned queue_len;
+    store_session_t *sessions_head, **sessions_tail;
+    h2o_timeout_t query_timeout;
+    h2o_timeout_t reconnect_timeout;
+    h2o_timeout_t zero_timeout;
+    h2o_timeout_entry_t deferred;
+    bool destroying;
+};
+
+static void conn_connect(store_conn_t *c);
+static void conn_drop(store_conn_t *c, const char *err);
+static void conn_flush(store_conn_t *c);
+static void on_readable(h2o_socket_t *sock, const char *err);
+static void pool_dispatch(store_pool_t *pool);
+static void pool_defer(store_pool_t *pool);
+
+static void timer_stop(h2o_timeout_entry_t *entry)
+{
+    if (h2o_timeout_is_linked(entry))
+        h2o_timeout_unlink(entry);
+}
+
+const char *store_sqlstate(const PGresult *res)
+{
+    const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    return state != NULL ? state : "";
+}
+
+static bool pool_any_alive(store_pool_t *pool)
+{
+    for (unsigned i = 0; i != pool->size; ++i)
+        if (pool->conns[i].state != CONN_DOWN)
+            return true;
+    return false;
+}
+
+bool store_pool_is_up(store_pool_t *pool)
+{
+    for (unsigned i = 0; i != pool->size; ++i)
+        if (pool->conns[i].state == CONN_IDLE || pool->conns[i].state == CONN_BUSY)
+            return true;
+    return false;
+}
+
+/* ---- socket plumbing ---- */
+
+static void conn_close_socket(store_conn_t *c)
+{
+    if (c->sock != NULL) {
+        h2o_socket_read_stop(c->sock);
+        /* h2o_socket_close frees the socket; a pending notify_write callback is dropped with it. */
+        h2o_socket_close(c->sock);
+        c->sock = NULL;
+    }
+    c->write_pending = false;
+    c->pg_fd = -1;
+}
+
+/* (Re)wraps libpq's socket: h2o closes what it wraps, so it gets a dup and libpq keeps its own fd. */
+static int conn_wrap_socket(store_conn_t *c)
+{
+    int fd = PQsocket(c->pg);
+    if (fd < 0)
+        return -1;
+    if (c->sock != NULL && fd == c->pg_fd)
+        return 0;
+    conn_close_socket(c);
+    int dupfd = dup(fd);
+    if (dupfd < 0)
+        return -1;
+    c->sock = h2o_evloop_socket_create(c->pool->loop, dupfd, H2O_SOCKET_FLAG_DONT_READ);
+    c->sock->data = c;
+    c->pg_fd = fd;
+    h2o_socket_read_start(c->sock, on_readable);
+    return 0;
+}
+
+static void on_writable(h2o_socket_t *sock, const char *err)
+{
+    store_conn_t *c = sock->data;
+    c->write_pending = false;
+    if (err != NULL) {
+        conn_drop(c, store_err_unavailable);
+        return;
+    }
+    if (c->state == CONN_CONNECTING)
+        on_readable(sock, NULL); /* PQconnectPoll decides what it needs next */
+    else
+        conn_flush(c);
+}
+
+static void conn_want_write(store_conn_t *c)
+{
+    if (!c->write_pending && c->sock != NULL) {
+        c->write_pending = true;
+        h2o_socket_notify_write(c->sock, on_writable);
+    }
+}
+
+static void conn_flush(store_conn_t *c)
+{
+    int r = PQflush(c->pg);
+    if (r < 0)
+        conn_drop(c, store_err_unavailable);
+    else if (r > 0)
+        conn_want_write(c);
+}
+
+/* ---- completing work ---- */
+
+static void finish_query(store_query_t *q, PGresult *res, const char *err)
+{
+    q->cb(q, res, err);
+    if (res != NULL)
+        PQclear(res);
+}
+
+/* Connection-level failures surface as results with these SQLSTATE classes: report them as "unavailable". */
+static bool is_connection_sqlstate(const char *state)
+{
+    return strncmp(state, "08", 2) == 0 || strcmp(state, "57P01") == 0 || strcmp(state, "57P02") == 0 ||
+           strcmp(state, "57P03") == 0;
+}
+
+static void conn_complete_current(store_conn_t *c)
+{
+    store_query_t *q = c->current;
+    PGresult *res = c->result;
+    c->current = NULL;
+    c->result = NULL;
+    timer_stop(&c->query_timer);
+    const char *err = NULL;
+    if (res == NULL) {
+        err = store_err_unavailable;
+    } else {
+        ExecStatusType st = PQresultStatus(res);
+        if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK)
+            err = is_connection_sqlstate(store_sqlstate(res)) || PQstatus(c->pg) == CONNECTION_BAD ? store_err_unavailable
+                                                                                                  : store_err_query;
+    }
+    if (PQstatus(c->pg) == CONNECTION_BAD) {
+        finish_query(q, res, err != NULL ? err : NULL);
+        conn_drop(c, store_err_unavailable);
+        return;
+    }
+    c->state = CONN_IDLE;
+    /* The callback may start the next query of its session on this very connection. */
+    finish_query(q, res, err);
+    if (c->state == CONN_IDLE && c->session == NULL)
+        pool_dispatch(c->pool);
+}
+
+/* ---- sending ---- */
+
+static int conn_send_prepare(store_conn_t *c)
+{
+    const store_stmt_t *s = &c->pool->stmts[c->prepared];
+    if (!PQsendPrepare(c->pg, s->name, s->sql, 0, NULL))
+        return -1;
+    h2o_timeout_link(c->pool->loop, &c->pool->query_timeout, &c->query_timer);
+    conn_flush(c);
+    return 0;
+}
+
+static int conn_send_query(store_conn_t *c, store_query_t *q)
+{
+    assert(c->state == CONN_IDLE && c->current == NULL);
+    int ok = q->stmt_name != NULL ? PQsendQueryPrepared(c->pg, q->stmt_name, q->nparams, q->params, NULL, NULL, 0)
+                                  : PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0);
+    c->current = q;
+    c->state = CONN_BUSY;
+    if (!ok) {
+        LOG_ERROR("sending a query failed: %s", PQerrorMessage(c->pg));
+        conn_drop(c, store_err_unavailable);
+        return -1;
+    }
+    h2o_timeout_link(c->pool->loop, &c->pool->query_timeout, &c->query_timer);
+    conn_flush(c);
+    return 0;
+}
+
+/* ---- connection lifecycle ---- */
+
+static void on_reconnect_timer(h2o_timeout_entry_t *entry)
+{
+    store_conn_t *c = H2O_STRUCT_FROM_MEMBER(store_conn_t, reconnect_timer, entry);
+    conn_connect(c);
+}
+
+/* Fails what the connection was doing, closes it and schedules a reconnect. */
+static void conn_drop(store_conn_t *c, const char *err)
+{
+    store_pool_t *pool = c->pool;
+    bool was_up = c->state == CONN_IDLE || c->state == CONN_BUSY;
+    timer_stop(&c->query_timer);
+    conn_close_socket(c);
+    if (c->pg != NULL) {
+        if (was_up && !pool->destroying)
+            LOG_WARN("database connection lost: %s", PQerrorMessage(c->pg));
+        PQfinish(c->pg);
+        c->pg = NULL;
+    }
+    c->state = CONN_DOWN;
+    c->prepared = 0;
+    store_query_t *q = c->current;
+    PGresult *res = c->result;
+    c->current = NULL;
+    c->result = NULL;
+    store_session_t *s = c->session;
+    if (s != NULL) {
+        /* The session keeps running on nothing: its next query is refused and its end is a no-op. */
+        s->_conn = NULL;
+        c->session = NULL;
+    }
+    if (pool->destroying)
+        return;
+    if (q != NULL)
+        finish_query(q, res, err);
+    else if (res != NULL)
+        PQclear(res);
+    if (!h2o_timeout_is_linked(&c->reconnect_timer))
+        h2o_timeout_link(pool->loop, &pool->reconnect_timeout, &c->reconnect_timer);
+    /* Nothing left to carry the queue: fail it now rather than let clients wait for a database that is gone. */
+    if (!pool_any_alive(pool))
+        pool_defer(pool);
+}
+
+static void conn_connected(store_conn_t *c)
+{
+    if (!c->pool->destroying && c->state == CONN_CONNECTING)
+        LOG_DEBUG("database connection established");
+    PQsetnonblocking(c->pg, 1);
+    c->state = CONN_PREPARING;
+    c->prepared = 0;
+    if (c->pool->nstmts == 0) {
+        c->state = CONN_IDLE;
+        pool_dispatch(c->pool);
+    } else if (conn_send_prepare(c) != 0) {
+        conn_drop(c, store_err_unavailable);
+    }
+}
+
+static void conn_poll_connect(store_conn_t *c)
+{
+    switch (PQconnectPoll(c->pg)) {
+    case PGRES_POLLING_OK:
+        if (conn_wrap_socket(c) != 0) {
+            conn_drop(c, store_err_unavailable);
+            return;
+        }
+        conn_connected(c);
+        return;
+    case PGRES_POLLING_FAILED:
+        LOG_WARN("cannot connect to the database: %s", PQerrorMessage(c->pg));
+        conn_drop(c, store_err_unavailable);
+        return;
+    case PGRES_POLLING_WRITING:
+        if (conn_wrap_socket(c) != 0) {
+            conn_drop(c, store_err_unavailable);
+            return;
+        }
+        conn_want_write(c);
+        return;
+    default: /* reading: the read callback is already armed */
+        if (conn_wrap_socket(c) != 0)
+            conn_drop(c, store_err_unavailable);
+        return;
+    }
+}
+
+static void conn_connect(store_conn_t *c)
+{
+    c->pg = PQconnectStart(c->pool->dsn);
+    if (c->pg == NULL || PQstatus(c->pg) == CONNECTION_BAD) {
+        LOG_WARN("cannot connect to the database: %s", c->pg != NULL ? PQerrorMessage(c->pg) : "out of memory");
+        conn_drop(c, store_err_unavailable);
+        return;
+    }
+    c->state = CONN_CONNECTING;
+    conn_poll_connect(c);
+}
+
+static void on_readable(h2o_socket_t *sock, const char *err)
+{
+    store_conn_t *c = sock->data;
+    if (err != NULL) {
+        conn_drop(c, store_err_unavailable);
+        return;
+    }
+    if (c->state == CONN_CONNECTING) {
+        conn_poll_connect(c);
+        return;
+    }
+    if (!PQconsumeInput(c->pg)) {
+        conn_drop(c, store_err_unavailable);
+        return;
+    }
+    /* Drain complete results; a NULL result ends the current command. */
+    while (c->state == CONN_BUSY || c->state == CONN_PREPARING) {
+        if (PQisBusy(c->pg))
+            break;
+        PGresult *res = PQgetResult(c->pg);
+        if (res != NULL) {
+            if (c->state == CONN_PREPARING) {
+                if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+                    LOG_ERROR("preparing statement %s failed: %s", c->pool->stmts[c->prepared].name, PQresultErrorMessage(res));
+                    PQclear(res);
+                    conn_drop(c, store_err_unavailable);
+                    return;
+                }
+                PQclear(res);
+            } else {
+                if (c->result != NULL)
+                    PQclear(c->result);
+                c->result = res;
+            }
+            continue;
+        }
+        if (c->state == CONN_PREPARING) {
+            timer_stop(&c->query_timer);
+            if (++c->prepared < c->pool->nstmts) {
+                if (conn_send_prepare(c) != 0) {
+                    conn_drop(c, store_err_unavailable);
+                    return;
+                }
+            } else {
+                c->state = CONN_IDLE;
+                pool_dispatch(c->pool);
+            }
+        } else {
+            conn_complete_current(c);
+        }
+        /* conn_complete_current may have dropped or reused the connection: re-check its state. */
+        if (c->pg == NULL)
+            return;
+    }
+    /* Idle connections only hear from the server when it is closing them. */
+    if (c->pg != NULL) {
+        PGnotify *n;
+        while ((n = PQnotifies(c->pg)) != NULL)
+            PQfreemem(n);
+        if (PQstatus(c->pg) == CONNECTION_BAD)
+            conn_drop(c, store_err_unavailable);
+    }
+}
+
+static void on_query_timer(h2o_timeout_entry_t *entry)
+{
+    store_conn_t *c = H2O_STRUCT_FROM_MEMBER(store_conn_t, query_timer, entry);
+    LOG_WARN("database query timed out; resetting the connection");
+    conn_drop(c, store_err_timeout);
+}
+
+/* ---- the queue ---- */
+
+static store_conn_t *pool_idle_conn(store_pool_t *pool)
+{
+    for (unsigned i = 0; i != pool->size; ++i)
+        if (pool->conns[i].state == CONN_IDLE && pool->conns[i].session == NULL)
+            return &pool->conns[i];
+    return NULL;
+}
+
+static void pool_dispatch(store_pool_t *pool)
+{
+    store_conn_t *c;
+    while ((c = pool_idle_conn(pool)) != NULL) {
+        if (pool->sessions_head != NULL) {
+            /* Sessions first: a transaction holds locks, so it should not wait behind plain reads. */
+            store_session_t *s = pool->sessions_head;
+            if ((pool->sessions_head = s->_next) == NULL)
+                pool->sessions_tail = &pool->sessions_head;
+            s->_next = NULL;
+            s->_conn = c;
+            c->session = s;
+            s->cb(s, NULL);
+        } else if (pool->queue_head != NULL) {
+            store_query_t *q = pool->queue_head;
+            if ((pool->queue_head = q->_next) == NULL)
+                pool->queue_tail = &pool->queue_head;
+            q->_next = NULL;
+            --pool->queue_len;
+            conn_send_query(c, q);
+        } else {
+            break;
+        }
+    }
+}
+
+/* Runs on the next loop iteration: reports work that failed before reaching a connection. */
+static void on_deferred(h2o_timeout_entry_t *entry)
+{
+    store_pool_t *pool = H2O_STRUCT_FROM_MEMBER(store_pool_t, deferred, entry);
+    if (!pool_any_alive(pool)) {
+        /* Everything waiting now fails: the database is down. */
+        while (pool->queue_head != NULL) {
+            store_query_t *q = pool->queue_head;
+            if ((pool->queue_head = q->_next) == NULL)
+                pool->queue_tail = &pool->queue_head;
+            --pool->queue_len;
+            finish_query(q, NULL, store_err_unavailable);
+        }
+        while (pool->sessions_head != NULL) {
+            store_session_t *s = pool->sessions_head;
+            if ((pool->sessions_head = s->_next) == NULL)
+                pool->sessions_tail = &pool->sessions_head;
+            s->_next = NULL;
+            s->_pool = NULL;
+            s->cb(s, store_err_unavailable);
+        }
+    }
+    pool_dispatch(pool);
+}
+
+static void pool_defer(store_pool_t *pool)
+{
+    if (!h2o_timeout_is_linked(&pool->deferred))
+        h2o_timeout_link(pool->loop, &pool->zero_timeout, &pool->deferred);
+}
+
+int store_pool_submit(store_pool_t *pool, store_query_t *query)
+{
+    if (pool->queue_len >= pool->queue_limit)
+        return -1;
+    query->_next = NULL;
+    *pool->queue_tail = query;
+    pool->queue_tail = &query->_next;
+    ++pool->queue_len;
+    pool_defer(pool);
+    return 0;
+}
+
+int store_session_begin(store_pool_t *pool, store_session_t *session)
+{
+    if (pool->queue_len >= pool->queue_limit)
+        return -1;
+    session->_pool = pool;
+    session->_conn = NULL;
+    session->_next = NULL;
+    *pool->sessions_tail = session;
+    pool->sessions_tail = &session->_next;
+    pool_defer(pool);
+    return 0;
+}
+
+int store_session_query(store_session_t *session, store_query_t *query)
+{
+    store_conn_t *c = session->_conn;
+    if (c == NULL || c->state != CONN_IDLE)
+        return -1;
+    query->_next = NULL;
+    return conn_send_query(c, query);
+}
+
+void store_session_end(store_session_t *session)
+{
+    store_conn_t *c = session->_conn;
+    session->_conn = NULL;
+    if (c == NULL)
+        return;
+    c->session = NULL;
+    if (c->state == CONN_IDLE && PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
+        /* A transaction left open must not leak its locks into the next user of the connection. */
+        LOG_WARN("session ended inside a transaction; resetting the connection");
+        conn_drop(c, store_err_unavailable);
+        return;
+    }
+    pool_defer(c->pool);
+}
+
+/* ---- creation ---- */
+
+store_pool_t *store_pool_create(h2o_loop_t *loop, const char *dsn, unsigned size, unsigned queue_limit, unsigned query_timeout_ms,
+                                const store_stmt_t *stmts, size_t nstmts)
+{
+    store_pool_t *pool = util_xcalloc(1, sizeof(*pool));
+    pool->loop = loop;
+    pool->dsn = util_xstrdup(dsn);
+    pool->size = size;
+    pool->queue_limit = queue_limit;
+    pool->stmts = stmts;
+    pool->nstmts = nstmts;
+    pool->queue_tail = &pool->queue_head;
+    pool->sessions_tail = &pool->sessions_head;
+    h2o_timeout_init(loop, &pool->query_timeout, query_timeout_ms);
+    h2o_timeout_init(loop, &pool->reconnect_timeout, RECONNECT_DELAY_MS);
+    h2o_timeout_init(loop, &pool->zero_timeout, 0);
+    pool->deferred.cb = on_deferred;
+    pool->conns = util_xcalloc(size, sizeof(*pool->conns));
+    for (unsigned i = 0; i != size; ++i) {
+        store_conn_t *c = &pool->conns[i];
+        c->pool = pool;
+        c->pg_fd = -1;
+        c->query_timer.cb = on_query_timer;
+        c->reconnect_timer.cb = on_reconnect_timer;
+        conn_connect(c);
+    }
+    return pool;
+}
+
+void store_pool_destroy(store_pool_t *pool)
+{
+    pool->destroying = true;
+    for (unsigned i = 0; i != pool->size; ++i) {
+        store_conn_t *c = &pool->conns[i];
+        timer_stop(&c->reconnect_timer);
+        conn_drop(c, store_err_unavailable);
+    }
+    timer_stop(&pool->deferred);
+    h2o_timeout_dispose(pool->loop, &pool->query_timeout);
+    h2o_timeout_dispose(pool->loop, &pool->reconnect_timeout);
+    h2o_timeout_dispose(pool->loop, &pool->zero_timeout);
+    free(pool->conns);
+    free(pool->dsn);
+    free(pool);
+}

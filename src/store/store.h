@@ -1,0 +1,86 @@
+/*
+ * Asynchronous PostgreSQL access inside an h2o event loop: one pool per loop thread, non-blocking libpq, prepared
+ * statements prepared once per connection. Callbacks are never invoked from inside the submitting call.
+ */
+#ifndef STORE_STORE_H
+#define STORE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <libpq-fe.h>
+#define H2O_USE_LIBUV 0
+#include <h2o.h>
+
+/* Error strings passed to callbacks; compare by pointer. NULL means success. */
+extern const char store_err_unavailable[]; /* database down or connection lost (HTTP 503) */
+extern const char store_err_timeout[];     /* query took longer than database.query_timeout_ms (HTTP 503) */
+extern const char store_err_query[];       /* the statement failed; see PQresultErrorField(res, PG_DIAG_SQLSTATE) */
+extern const char store_err_overloaded[];  /* too many queries waiting (HTTP 503) */
+
+typedef struct st_store_pool_t store_pool_t;
+typedef struct st_store_query_t store_query_t;
+typedef struct st_store_session_t store_session_t;
+
+/** Called once per query. `res` (may be NULL on connection errors) is cleared by the pool after the callback returns. */
+typedef void (*store_query_cb)(store_query_t *query, PGresult *res, const char *err);
+/** Called when a session got its own connection (err NULL) or could not (err set). */
+typedef void (*store_session_cb)(store_session_t *session, const char *err);
+
+/** A statement prepared on every connection at connect time. */
+typedef struct st_store_stmt_t {
+    const char *name;
+    const char *sql;
+} store_stmt_t;
+
+/** A query; embed it in your own context and get back there with H2O_STRUCT_FROM_MEMBER. */
+struct st_store_query_t {
+    const char *stmt_name;      /* a prepared statement from the catalogue, or NULL */
+    const char *sql;            /* ad-hoc parameterised SQL when stmt_name is NULL */
+    int nparams;
+    const char *const *params;  /* text-format values (NULL = SQL NULL); must stay valid until the callback */
+    store_query_cb cb;
+    /* private */
+    store_query_t *_next;
+};
+
+/** A connection reserved for a sequence of queries (transactions). Embed it in your own context. */
+struct st_store_session_t {
+    store_session_cb cb;
+    /* private */
+    store_pool_t *_pool;
+    struct st_store_conn_t *_conn;
+    store_session_t *_next;
+};
+
+/** Creates a pool of `size` connections on `loop`, which start connecting at once. `stmts` must outlive the pool. */
+store_pool_t *store_pool_create(h2o_loop_t *loop, const char *dsn, unsigned size, unsigned queue_limit, unsigned query_timeout_ms,
+                                const store_stmt_t *stmts, size_t nstmts);
+/** Closes every connection; queued queries fail with store_err_unavailable. */
+void store_pool_destroy(store_pool_t *pool);
+/** Queues a query on any free connection. Returns -1 when the queue is full (the callback will not be called). */
+int store_pool_submit(store_pool_t *pool, store_query_t *query);
+/** True when at least one connection is established. */
+bool store_pool_is_up(store_pool_t *pool);
+
+/** Asks for a dedicated connection; `session->cb` fires when it is ready. Returns -1 when the queue is full. */
+int store_session_begin(store_pool_t *pool, store_session_t *session);
+/** Runs a query on the session's connection (one at a time). Returns -1 if the session lost its connection. */
+int store_session_query(store_session_t *session, store_query_t *query);
+/** Gives the connection back; an unfinished transaction on it is rolled back by resetting the connection. */
+void store_session_end(store_session_t *session);
+
+/** SQLSTATE of a failed result, or "" */
+const char *store_sqlstate(const PGresult *res);
+
+/* migrate.c: blocking, used only before the event loops start and by `fhirsched migrate`. */
+
+/** Number of migrations compiled into this binary. */
+int store_migrations_known(void);
+/** Applies pending migrations, each in its own transaction. Prints progress to stdout. -1 with `err` on failure. */
+int store_migrate_run(const char *dsn, char *err, size_t errlen);
+/** Reads the applied schema version (0 when none). -1 with `err` when the database cannot be reached. */
+int store_migrate_current(const char *dsn, int *version, char *err, size_t errlen);
+/** Prepared statement that returns the applied schema version; used by /readyz. */
+#define STORE_STMT_SCHEMA_VERSION "schema_version"
+
+#endif

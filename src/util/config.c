@@ -1,0 +1,323 @@
+#include <ctype.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <yaml.h>
+#include "util/config.h"
+#include "util/str.h"
+
+extern char **environ;
+
+typedef enum { CONFIG_STRING, CONFIG_UINT, CONFIG_SIZE, CONFIG_BOOL, CONFIG_LISTEN, CONFIG_LOG_LEVEL } config_kind_t;
+
+typedef struct st_config_key_t {
+    const char *name;
+    config_kind_t kind;
+    size_t offset;
+    unsigned long long min, max; /* for numbers */
+} config_key_t;
+
+#define KEY(name, kind, field, min, max) {name, kind, offsetof(util_config_t, field), min, max}
+
+/* The single table behind the YAML keys, the environment variables and docs/configuration.md. */
+static const config_key_t config_keys[] = {
+    KEY("listen", CONFIG_LISTEN, listen_host, 0, 0),
+    KEY("base_url", CONFIG_STRING, base_url, 0, 0),
+    KEY("threads", CONFIG_UINT, threads, 1, 256),
+    KEY("database.url", CONFIG_STRING, database_url, 0, 0),
+    KEY("database.pool_size", CONFIG_UINT, database_pool_size, 1, 256),
+    KEY("database.queue_limit", CONFIG_UINT, database_queue_limit, 1, 1000000),
+    KEY("database.query_timeout_ms", CONFIG_UINT, database_query_timeout_ms, 10, 3600000),
+    KEY("http.max_body_bytes", CONFIG_SIZE, http_max_body_bytes, 1024, 1ULL << 32),
+    KEY("http.idle_timeout_ms", CONFIG_UINT, http_idle_timeout_ms, 100, 3600000),
+    KEY("http.header_timeout_ms", CONFIG_UINT, http_header_timeout_ms, 100, 3600000),
+    KEY("http.shutdown_grace_ms", CONFIG_UINT, http_shutdown_grace_ms, 0, 3600000),
+    KEY("tls.cert_file", CONFIG_STRING, tls_cert_file, 0, 0),
+    KEY("tls.key_file", CONFIG_STRING, tls_key_file, 0, 0),
+    KEY("log.access", CONFIG_BOOL, log_access, 0, 0),
+    KEY("log.level", CONFIG_LOG_LEVEL, log_level, 0, 0),
+    KEY("fhir.profiles_dir", CONFIG_STRING, profiles_dir, 0, 0),
+};
+#define CONFIG_KEY_COUNT (sizeof(config_keys) / sizeof(config_keys[0]))
+
+static void set_string(char **slot, const char *value)
+{
+    free(*slot);
+    *slot = util_xstrdup(value);
+}
+
+void util_config_defaults(util_config_t *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    set_string(&cfg->listen_host, "127.0.0.1");
+    cfg->listen_port = 8080;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    cfg->threads = cores > 0 ? (unsigned)cores : 1;
+    set_string(&cfg->database_url, "postgresql://postgres@127.0.0.1:5432/fhirsched");
+    cfg->database_pool_size = 4;
+    cfg->database_queue_limit = 1024;
+    cfg->database_query_timeout_ms = 30000;
+    cfg->http_max_body_bytes = 8 * 1024 * 1024;
+    cfg->http_idle_timeout_ms = 30000;
+    cfg->http_header_timeout_ms = 10000;
+    cfg->http_shutdown_grace_ms = 10000;
+    cfg->log_access = true;
+    set_string(&cfg->log_level, "info");
+    set_string(&cfg->profiles_dir, "fhir/profiles");
+}
+
+void util_config_dispose(util_config_t *cfg)
+{
+    for (size_t i = 0; i != CONFIG_KEY_COUNT; ++i) {
+        config_kind_t kind = config_keys[i].kind;
+        if (kind == CONFIG_STRING || kind == CONFIG_LISTEN || kind == CONFIG_LOG_LEVEL) {
+            char **slot = (char **)((char *)cfg + config_keys[i].offset);
+            free(*slot);
+            *slot = NULL;
+        }
+    }
+}
+
+static int parse_number(const char *value, unsigned long long *out)
+{
+    char *end;
+    if (value[0] == '\0' || !isdigit((unsigned char)value[0]))
+        return -1;
+    errno = 0;
+    unsigned long long n = strtoull(value, &end, 10);
+    if (errno != 0)
+        return -1;
+    /* Sizes may carry a binary unit, as people write them in YAML ("8MiB"). */
+    if (strcmp(end, "KiB") == 0 || strcmp(end, "k") == 0)
+        n <<= 10;
+    else if (strcmp(end, "MiB") == 0 || strcmp(end, "M") == 0)
+        n <<= 20;
+    else if (strcmp(end, "GiB") == 0 || strcmp(end, "G") == 0)
+        n <<= 30;
+    else if (*end != '\0')
+        return -1;
+    *out = n;
+    return 0;
+}
+
+/* Applies one value; `where` names its origin (file:line or environment variable) for the error message. */
+static int apply_value(util_config_t *cfg, const config_key_t *key, const char *value, const char *where, char *err, size_t errlen)
+{
+    char *field = (char *)cfg + key->offset;
+    unsigned long long n;
+    switch (key->kind) {
+    case CONFIG_STRING:
+        set_string((char **)field, value);
+        return 0;
+    case CONFIG_LOG_LEVEL:
+        if (strcmp(value, "error") != 0 && strcmp(value, "warn") != 0 && strcmp(value, "info") != 0 && strcmp(value, "debug") != 0) {
+            snprintf(err, errlen, "%s: %s must be one of error, warn, info, debug (got \"%s\")", where, key->name, value);
+            return -1;
+        }
+        set_string((char **)field, value);
+        return 0;
+    case CONFIG_BOOL:
+        if (strcmp(value, "true") == 0 || strcmp(value, "yes") == 0 || strcmp(value, "on") == 0 || strcmp(value, "1") == 0) {
+            *(bool *)field = true;
+        } else if (strcmp(value, "false") == 0 || strcmp(value, "no") == 0 || strcmp(value, "off") == 0 || strcmp(value, "0") == 0) {
+            *(bool *)field = false;
+        } else {
+            snprintf(err, errlen, "%s: %s must be true or false (got \"%s\")", where, key->name, value);
+            return -1;
+        }
+        return 0;
+    case CONFIG_UINT:
+    case CONFIG_SIZE:
+        if (parse_number(value, &n) != 0 || n < key->min || n > key->max) {
+            snprintf(err, errlen, "%s: %s must be a whole number from %llu to %llu%s (got \"%s\")", where, key->name, key->min,
+                     key->max, key->kind == CONFIG_SIZE ? " (bytes; KiB/MiB/GiB suffixes allowed)" : "", value);
+            return -1;
+        }
+        if (key->kind == CONFIG_UINT)
+            *(unsigned *)field = (unsigned)n;
+        else
+            *(size_t *)field = (size_t)n;
+        return 0;
+    case CONFIG_LISTEN: {
+        const char *colon = strrchr(value, ':');
+        unsigned long long port;
+        if (colon == NULL || colon == value || parse_number(colon + 1, &port) != 0 || port == 0 || port > 65535) {
+            snprintf(err, errlen, "%s: %s must be host:port, e.g. 127.0.0.1:8080 (got \"%s\")", where, key->name, value);
+            return -1;
+        }
+        const char *host = value;
+        size_t hostlen = (size_t)(colon - value);
+        /* "[::1]:8080" */
+        if (host[0] == '[' && hostlen >= 2 && host[hostlen - 1] == ']') {
+            ++host;
+            hostlen -= 2;
+        }
+        free(cfg->listen_host);
+        cfg->listen_host = util_xstrndup(host, hostlen);
+        cfg->listen_port = (unsigned short)port;
+        return 0;
+    }
+    }
+    return -1;
+}
+
+static const config_key_t *find_key(const char *name)
+{
+    for (size_t i = 0; i != CONFIG_KEY_COUNT; ++i)
+        if (strcmp(config_keys[i].name, name) == 0)
+            return &config_keys[i];
+    return NULL;
+}
+
+/* Walks the YAML event stream keeping the path of mapping keys ("database" then "url" gives "database.url"). */
+static int load_yaml(util_config_t *cfg, const char *path, char *err, size_t errlen)
+{
+    FILE *fp = fopen(path, "rb");
+    if (fp == NULL) {
+        snprintf(err, errlen, "cannot open config file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    yaml_parser_t parser;
+    yaml_parser_initialize(&parser);
+    yaml_parser_set_input_file(&parser, fp);
+
+    char prefix[8][64];
+    int depth = 0;          /* number of open mappings */
+    bool expect_key[9] = {true};
+    char pending_key[64] = "";
+    int ret = -1;
+
+    for (;;) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&parser, &ev)) {
+            snprintf(err, errlen, "%s:%zu: YAML syntax error: %s", path, parser.problem_mark.line + 1,
+                     parser.problem != NULL ? parser.problem : "unknown");
+            goto Exit;
+        }
+        char where[300];
+        snprintf(where, sizeof(where), "%s:%zu", path, ev.start_mark.line + 1);
+        int type = ev.type;
+        if (type == YAML_STREAM_END_EVENT) {
+            yaml_event_delete(&ev);
+            break;
+        }
+        switch (type) {
+        case YAML_MAPPING_START_EVENT:
+            if (depth > 0 && expect_key[depth]) {
+                snprintf(err, errlen, "%s: a mapping cannot be a key", where);
+                yaml_event_delete(&ev);
+                goto Exit;
+            }
+            if (depth >= 7) {
+                snprintf(err, errlen, "%s: configuration is nested too deeply", where);
+                yaml_event_delete(&ev);
+                goto Exit;
+            }
+            if (depth > 0)
+                snprintf(prefix[depth], sizeof(prefix[depth]), "%s", pending_key);
+            ++depth;
+            expect_key[depth] = true;
+            break;
+        case YAML_MAPPING_END_EVENT:
+            --depth;
+            if (depth > 0)
+                expect_key[depth] = true;
+            break;
+        case YAML_SEQUENCE_START_EVENT:
+            snprintf(err, errlen, "%s: lists are not used by any setting", where);
+            yaml_event_delete(&ev);
+            goto Exit;
+        case YAML_SCALAR_EVENT: {
+            const char *value = (const char *)ev.data.scalar.value;
+            if (depth == 0) {
+                if (value[0] != '\0') {
+                    snprintf(err, errlen, "%s: the configuration must be a mapping of settings", where);
+                    yaml_event_delete(&ev);
+                    goto Exit;
+                }
+                break;
+            }
+            if (expect_key[depth]) {
+                snprintf(pending_key, sizeof(pending_key), "%s", value);
+                expect_key[depth] = false;
+            } else {
+                char full[256] = "";
+                for (int i = 1; i < depth; ++i) {
+                    strncat(full, prefix[i], sizeof(full) - strlen(full) - 1);
+                    strncat(full, ".", sizeof(full) - strlen(full) - 1);
+                }
+                strncat(full, pending_key, sizeof(full) - strlen(full) - 1);
+                const config_key_t *key = find_key(full);
+                if (key == NULL) {
+                    snprintf(err, errlen, "%s: unknown setting \"%s\"", where, full);
+                    yaml_event_delete(&ev);
+                    goto Exit;
+                }
+                if (apply_value(cfg, key, value, where, err, errlen) != 0) {
+                    yaml_event_delete(&ev);
+                    goto Exit;
+                }
+                expect_key[depth] = true;
+            }
+            break;
+        }
+        default:
+            break;
+        }
+        yaml_event_delete(&ev);
+    }
+    ret = 0;
+Exit:
+    yaml_parser_delete(&parser);
+    fclose(fp);
+    return ret;
+}
+
+static void env_name_for(const char *key, char *out, size_t outlen)
+{
+    size_t n = (size_t)snprintf(out, outlen, "FHIRSCHED_");
+    for (const char *p = key; *p != '\0' && n + 1 < outlen; ++p)
+        out[n++] = *p == '.' ? '_' : (char)toupper((unsigned char)*p);
+    out[n] = '\0';
+}
+
+int util_config_load(util_config_t *cfg, const char *yaml_path, char *const *envp, char *err, size_t errlen)
+{
+    if (yaml_path != NULL && load_yaml(cfg, yaml_path, err, errlen) != 0)
+        return -1;
+    if (envp == NULL)
+        envp = environ;
+    bool base_url_set = cfg->base_url != NULL;
+    for (size_t i = 0; i != CONFIG_KEY_COUNT; ++i) {
+        char name[128];
+        env_name_for(config_keys[i].name, name, sizeof(name));
+        size_t namelen = strlen(name);
+        for (char *const *e = envp; *e != NULL; ++e) {
+            if (strncmp(*e, name, namelen) == 0 && (*e)[namelen] == '=') {
+                if (apply_value(cfg, &config_keys[i], *e + namelen + 1, name, err, errlen) != 0)
+                    return -1;
+                if (config_keys[i].offset == offsetof(util_config_t, base_url))
+                    base_url_set = true;
+            }
+        }
+    }
+    if ((cfg->tls_cert_file == NULL) != (cfg->tls_key_file == NULL)) {
+        snprintf(err, errlen, "tls.cert_file and tls.key_file must be set together");
+        return -1;
+    }
+    if (!base_url_set) {
+        const char *host = strcmp(cfg->listen_host, "0.0.0.0") == 0 ? "127.0.0.1" : cfg->listen_host;
+        bool v6 = strchr(host, ':') != NULL;
+        cfg->base_url = util_asprintf("%s://%s%s%s:%u/fhir", cfg->tls_cert_file != NULL ? "https" : "http", v6 ? "[" : "", host,
+                                      v6 ? "]" : "", cfg->listen_port);
+    } else {
+        /* Links are built as base + "/Type/id": a trailing slash would double it. */
+        size_t n = strlen(cfg->base_url);
+        while (n > 0 && cfg->base_url[n - 1] == '/')
+            cfg->base_url[--n] = '\0';
+    }
+    return 0;
+}

@@ -1,0 +1,41 @@
+/*
+ * Configuration: built-in defaults, then an optional YAML file, then FHIRSCHED_* environment variables
+ * (key "database.url" is FHIRSCHED_DATABASE_URL). Read once at start-up; read-only afterwards.
+ */
+#ifndef UTIL_CONFIG_H
+#define UTIL_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct st_util_config_t {
+    char *listen_host;          /* listen: "127.0.0.1:8080" */
+    unsigned short listen_port;
+    char *base_url;             /* base_url: public FHIR base, default http://<listen>/fhir */
+    unsigned threads;           /* threads: event loops, default = number of cores */
+    char *database_url;         /* database.url: libpq connection string or URI */
+    unsigned database_pool_size;       /* database.pool_size: connections per loop thread */
+    unsigned database_queue_limit;     /* database.queue_limit: waiting queries per loop thread before 503 */
+    unsigned database_query_timeout_ms; /* database.query_timeout_ms */
+    size_t http_max_body_bytes;         /* http.max_body_bytes (413 above) */
+    unsigned http_idle_timeout_ms;      /* http.idle_timeout_ms: idle keep-alive and slow clients */
+    unsigned http_header_timeout_ms;    /* http.header_timeout_ms: whole request head must arrive in time */
+    unsigned http_shutdown_grace_ms;    /* http.shutdown_grace_ms: in-flight requests may finish on SIGTERM */
+    char *tls_cert_file;        /* tls.cert_file: PEM; TLS (with ALPN h2) when set together with tls.key_file */
+    char *tls_key_file;         /* tls.key_file */
+    bool log_access;            /* log.access: JSON access log lines on stdout */
+    char *log_level;            /* log.level: error|warn|info|debug */
+    char *profiles_dir;         /* fhir.profiles_dir: where StructureDefinitions/OperationDefinitions are served from */
+} util_config_t;
+
+/** Fills `cfg` with the built-in defaults. */
+void util_config_defaults(util_config_t *cfg);
+/**
+ * Applies a YAML file (may be NULL) and then the environment (`envp`, NULL-terminated "K=V" strings; NULL = environ).
+ * On a bad setting returns -1 and writes a message naming the key (and file:line) into `err` (size `errlen`).
+ */
+int util_config_load(util_config_t *cfg, const char *yaml_path, char *const *envp, char *err, size_t errlen);
+/** Frees the strings held by `cfg`. */
+void util_config_dispose(util_config_t *cfg);
+
+#endif
