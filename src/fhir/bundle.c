@@ -1,0 +1,528 @@
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+#include "fhir/bundle.h"
+#include "fhir/json.h"
+#include "fhir/types.h"
+#include "util/str.h"
+#include "util/time.h"
+#include "util/uuid.h"
+
+enum { PHASE_BEGIN, PHASE_RESOLVE, PHASE_EXECUTE, PHASE_END };
+
+const char *fhir_status_text(int status)
+{
+    switch (status) {
+    case 200:
+        return "200 OK";
+    case 201:
+        return "201 Created";
+    case 204:
+        return "204 No Content";
+    case 304:
+        return "304 Not Modified";
+    case 400:
+        return "400 Bad Request";
+    case 403:
+        return "403 Forbidden";
+    case 404:
+        return "404 Not Found";
+    case 405:
+        return "405 Method Not Allowed";
+    case 409:
+        return "409 Conflict";
+    case 410:
+        return "410 Gone";
+    case 412:
+        return "412 Precondition Failed";
+    case 413:
+        return "413 Payload Too Large";
+    case 422:
+        return "422 Unprocessable Entity";
+    case 503:
+        return "503 Service Unavailable";
+    default:
+        return "500 Internal Server Error";
+    }
+}
+
+int fhir_bundle_method_rank(const char *method)
+{
+    if (method == NULL)
+        return 4;
+    if (strcmp(method, "DELETE") == 0)
+        return 0;
+    if (strcmp(method, "POST") == 0)
+        return 1;
+    if (strcmp(method, "PUT") == 0 || strcmp(method, "PATCH") == 0)
+        return 2;
+    if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
+        return 3;
+    return 4;
+}
+
+void fhir_bundle_sort(const char *const *methods, size_t n, size_t *order)
+{
+    /* Insertion sort: stable, and Bundles are small compared with the cost of their writes. */
+    for (size_t i = 0; i != n; ++i) {
+        size_t j = i;
+        int rank = fhir_bundle_method_rank(methods[i]);
+        while (j > 0 && fhir_bundle_method_rank(methods[order[j - 1]]) > rank) {
+            order[j] = order[j - 1];
+            --j;
+        }
+        order[j] = i;
+    }
+}
+
+size_t fhir_bundle_rewrite_references(json_t *value, const char *const *from, const char *const *to, size_t n)
+{
+    size_t rewritten = 0;
+    if (json_is_object(value)) {
+        const char *key;
+        json_t *child;
+        json_object_foreach(value, key, child)
+        {
+            if (strcmp(key, "reference") == 0 && json_is_string(child)) {
+                for (size_t i = 0; i != n; ++i) {
+                    if (from[i] != NULL && strcmp(json_string_value(child), from[i]) == 0) {
+                        json_string_set(child, to[i]);
+                        ++rewritten;
+                        break;
+                    }
+                }
+            } else {
+                rewritten += fhir_bundle_rewrite_references(child, from, to, n);
+            }
+        }
+    } else if (json_is_array(value)) {
+        size_t i;
+        json_t *child;
+        json_array_foreach(value, i, child) rewritten += fhir_bundle_rewrite_references(child, from, to, n);
+    }
+    return rewritten;
+}
+
+/* ---- parsing entries ---- */
+
+/* W/"3" or "3" -> 3; 0 when absent or malformed. */
+static int parse_etag(const char *etag)
+{
+    if (etag == NULL)
+        return 0;
+    if (strncmp(etag, "W/", 2) == 0)
+        etag += 2;
+    if (*etag == '"')
+        ++etag;
+    int v = 0;
+    for (; *etag >= '0' && *etag <= '9'; ++etag)
+        v = v * 10 + (*etag - '0');
+    return v;
+}
+
+/* The JSON Patch carried by a PATCH entry: a Binary resource with base64 data. */
+static json_t *patch_from_binary(const json_t *resource, fhir_outcome_t *oo)
+{
+    const char *rt = json_string_value(json_object_get(resource, "resourceType"));
+    const char *data = json_string_value(json_object_get(resource, "data"));
+    if (rt == NULL || strcmp(rt, "Binary") != 0 || data == NULL) {
+        fhir_outcome_fail(oo, 400, "not-supported", NULL,
+                          "a PATCH entry must carry a Binary resource with a base64 JSON Patch document (FHIRPath Patch is not supported)");
+        return NULL;
+    }
+    size_t len = strlen(data);
+    unsigned char *raw = util_xmalloc(len + 1);
+    int n = EVP_DecodeBlock(raw, (const unsigned char *)data, (int)len);
+    json_t *patch = NULL;
+    if (n < 0) {
+        fhir_outcome_fail(oo, 400, "structure", NULL, "the Binary data of a PATCH entry is not valid base64");
+    } else {
+        /* EVP_DecodeBlock counts the padding as zero bytes */
+        while (len > 0 && data[len - 1] == '=' && n > 0) {
+            --n;
+            --len;
+        }
+        fhir_json_parse((const char *)raw, (size_t)n, &patch, oo);
+    }
+    free(raw);
+    return patch;
+}
+
+/* Fills `ix->req` from one entry; -1 with an issue in `oo`. */
+static int parse_entry(fhir_ix_t *ix, const json_t *entry, fhir_outcome_t *oo)
+{
+    json_t *request = json_object_get(entry, "request");
+    const char *method = json_string_value(json_object_get(request, "method"));
+    const char *url = json_string_value(json_object_get(request, "url"));
+    if (!json_is_object(request) || method == NULL || url == NULL)
+        return fhir_outcome_fail(oo, 400, "required", NULL, "each entry needs request.method and request.url");
+    /* absolute URLs on our own base are accepted as relative ones */
+    size_t base_len = strlen(fhir_base_url);
+    if (strncmp(url, fhir_base_url, base_len) == 0 && url[base_len] == '/')
+        url += base_len + 1;
+    if (url[0] == '/')
+        ++url;
+    const char *qmark = strchr(url, '?');
+    size_t path_len = qmark != NULL ? (size_t)(qmark - url) : strlen(url);
+    if (fhir_ix_route(&ix->req, method, url, path_len, qmark != NULL ? qmark + 1 : NULL, oo) != 0)
+        return -1;
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 && ix->req.kind == FHIR_IX_HISTORY)
+        return fhir_outcome_fail(oo, 405, "not-supported", NULL, "history is read-only");
+    json_t *resource = json_object_get(entry, "resource");
+    switch (ix->req.kind) {
+    case FHIR_IX_CREATE:
+    case FHIR_IX_UPDATE:
+    case FHIR_IX_CONDITIONAL_UPDATE:
+        if (!json_is_object(resource))
+            return fhir_outcome_fail(oo, 400, "required", NULL, "a %s entry needs a resource", method);
+        ix->req.resource = json_deep_copy(resource);
+        break;
+    case FHIR_IX_PATCH:
+        if (!json_is_object(resource))
+            return fhir_outcome_fail(oo, 400, "required", NULL, "a PATCH entry needs a Binary resource");
+        if ((ix->req.patch = patch_from_binary(resource, oo)) == NULL)
+            return -1;
+        break;
+    default:
+        break;
+    }
+    ix->req.if_match = parse_etag(json_string_value(json_object_get(request, "ifMatch")));
+    const char *if_none_match = json_string_value(json_object_get(request, "ifNoneMatch"));
+    if (if_none_match != NULL)
+        ix->req.if_none_match = strcmp(if_none_match, "*") == 0 ? -1 : parse_etag(if_none_match);
+    const char *if_none_exist = json_string_value(json_object_get(request, "ifNoneExist"));
+    if (if_none_exist != NULL && ix->req.kind == FHIR_IX_CREATE)
+        ix->req.if_none_exist = util_xstrdup(if_none_exist);
+    const char *since = json_string_value(json_object_get(request, "ifModifiedSince"));
+    if (since != NULL && util_time_parse_instant(since, &ix->req.if_modified_since) != 0)
+        return fhir_outcome_fail(oo, 400, "value", NULL, "request.ifModifiedSince must be an instant");
+    return 0;
+}
+
+fhir_bundle_run_t *fhir_bundle_prepare(const json_t *bundle, fhir_prefer_t prefer, fhir_outcome_t *oo)
+{
+    const char *rt = json_string_value(json_object_get(bundle, "resourceType"));
+    const char *type = json_string_value(json_object_get(bundle, "type"));
+    if (rt == NULL || strcmp(rt, "Bundle") != 0) {
+        fhir_outcome_fail(oo, 400, "invalid", "resourceType", "only a Bundle can be posted to the base URL");
+        return NULL;
+    }
+    if (type == NULL || (strcmp(type, "batch") != 0 && strcmp(type, "transaction") != 0)) {
+        fhir_outcome_fail(oo, 422, "value", "Bundle.type", "a Bundle posted to the base URL must be of type batch or transaction");
+        return NULL;
+    }
+    json_t *entries = json_object_get(bundle, "entry");
+    if (entries != NULL && !json_is_array(entries)) {
+        fhir_outcome_fail(oo, 400, "structure", "Bundle.entry", "Bundle.entry must be an array");
+        return NULL;
+    }
+    fhir_bundle_run_t *run = util_xcalloc(1, sizeof(*run));
+    fhir_outcome_init(&run->oo);
+    run->transaction = strcmp(type, "transaction") == 0;
+    run->prefer = prefer;
+    run->count = json_array_size(entries);
+    run->entries = util_xcalloc(run->count, sizeof(*run->entries));
+    run->entry_errors = util_xcalloc(run->count, sizeof(*run->entry_errors));
+    run->full_urls = util_xcalloc(run->count, sizeof(*run->full_urls));
+    run->order = util_xcalloc(run->count, sizeof(*run->order));
+    const char **methods = util_xcalloc(run->count, sizeof(*methods));
+    for (size_t i = 0; i != run->count; ++i) {
+        json_t *entry = json_array_get(entries, i);
+        fhir_outcome_init(&run->entry_errors[i]);
+        const char *full_url = json_string_value(json_object_get(entry, "fullUrl"));
+        if (full_url != NULL)
+            run->full_urls[i] = util_xstrdup(full_url);
+        methods[i] = json_string_value(json_object_get(json_object_get(entry, "request"), "method"));
+        fhir_ix_t *ix = fhir_ix_create();
+        if (!json_is_object(entry) || parse_entry(ix, entry, &run->entry_errors[i]) != 0) {
+            fhir_ix_destroy(ix);
+            if (run->transaction) {
+                /* One bad entry fails the whole transaction before anything runs. */
+                fhir_issue_t *issue = &run->entry_errors[i].issues[0];
+                char where[48];
+                snprintf(where, sizeof(where), "Bundle.entry[%zu]", i);
+                fhir_outcome_fail(oo, run->entry_errors[i].status != 0 ? run->entry_errors[i].status : 400, issue->code, where, "%s",
+                                  issue->diagnostics);
+                free(methods);
+                fhir_bundle_destroy(run);
+                return NULL;
+            }
+            continue;
+        }
+        run->entries[i] = ix;
+    }
+    fhir_bundle_sort(methods, run->count, run->order);
+    free(methods);
+    /* In a batch, entries are independent: run them as given. */
+    if (!run->transaction)
+        for (size_t i = 0; i != run->count; ++i)
+            run->order[i] = i;
+    return run;
+}
+
+void fhir_bundle_destroy(fhir_bundle_run_t *run)
+{
+    for (size_t i = 0; i != run->count; ++i) {
+        if (run->entries[i] != NULL)
+            fhir_ix_destroy(run->entries[i]);
+        fhir_outcome_dispose(&run->entry_errors[i]);
+        free(run->full_urls[i]);
+    }
+    free(run->entries);
+    free(run->entry_errors);
+    free(run->full_urls);
+    free(run->order);
+    fhir_outcome_dispose(&run->oo);
+    free(run->body);
+    free(run);
+}
+
+/* ---- the response Bundle ---- */
+
+static void append_outcome(util_buf_t *buf, const fhir_outcome_t *oo)
+{
+    json_t *j = fhir_outcome_to_json(oo);
+    char *text = fhir_json_dump(j, false, NULL);
+    util_buf_puts(buf, text);
+    free(text);
+    json_decref(j);
+}
+
+static void build_response(fhir_bundle_run_t *run)
+{
+    util_buf_t buf;
+    util_buf_init(&buf);
+    char id[UTIL_UUID_LEN + 1], now[40];
+    util_uuid_v4(id);
+    util_time_format_now(now, sizeof(now));
+    util_buf_printf(&buf, "{\"resourceType\":\"Bundle\",\"id\":\"%s\",\"meta\":{\"lastUpdated\":\"%s\"},\"type\":\"%s-response\"", id,
+                    now, run->transaction ? "transaction" : "batch");
+    if (run->count != 0)
+        util_buf_puts(&buf, ",\"entry\":[");
+    for (size_t i = 0; i != run->count; ++i) {
+        fhir_ix_t *ix = run->entries[i];
+        util_buf_puts(&buf, i == 0 ? "{" : ",{");
+        if (ix == NULL) {
+            util_buf_printf(&buf, "\"response\":{\"status\":\"%s\",\"outcome\":", fhir_status_text(run->entry_errors[i].status));
+            append_outcome(&buf, &run->entry_errors[i]);
+            util_buf_puts(&buf, "}}");
+            continue;
+        }
+        fhir_ix_result_t *res = &ix->res;
+        bool has_resource = res->body_kind == FHIR_BODY_RESOURCE && res->status < 400;
+        if (res->id != NULL && ix->req.type != NULL && res->status < 400)
+            util_buf_printf(&buf, "\"fullUrl\":\"%s/%s/%s\",", fhir_base_url, ix->req.type, res->id);
+        if (res->body != NULL && (res->body_kind == FHIR_BODY_BUNDLE || (has_resource && run->prefer == FHIR_PREFER_REPRESENTATION))) {
+            util_buf_puts(&buf, "\"resource\":");
+            util_buf_append(&buf, res->body, res->body_len);
+            util_buf_puts(&buf, ",");
+        }
+        util_buf_printf(&buf, "\"response\":{\"status\":\"%s\"", fhir_status_text(res->status));
+        if (res->version != 0 && res->id != NULL && res->status < 400) {
+            if (res->status == 201 || ix->req.kind == FHIR_IX_UPDATE || ix->req.kind == FHIR_IX_PATCH ||
+                ix->req.kind == FHIR_IX_EXISTING) {
+                char *loc = fhir_ix_location(ix->req.type, res->id, res->version);
+                util_buf_printf(&buf, ",\"location\":\"%s\"", loc);
+                free(loc);
+            }
+            util_buf_printf(&buf, ",\"etag\":\"W/\\\"%d\\\"\"", res->version);
+            if (res->last_updated[0] != '\0')
+                util_buf_printf(&buf, ",\"lastModified\":\"%s\"", res->last_updated);
+        }
+        if (res->status >= 400 || (res->oo.count != 0 && res->body_kind != FHIR_BODY_BUNDLE) ||
+            (has_resource && run->prefer == FHIR_PREFER_OUTCOME)) {
+            util_buf_puts(&buf, ",\"outcome\":");
+            append_outcome(&buf, &res->oo);
+        }
+        util_buf_puts(&buf, "}}");
+    }
+    if (run->count != 0)
+        util_buf_puts(&buf, "]");
+    util_buf_puts(&buf, "}");
+    run->body = util_xstrndup(buf.base, buf.len);
+    run->body_len = buf.len;
+    run->status = 200;
+    util_buf_dispose(&buf);
+}
+
+/* ---- execution ---- */
+
+static void advance(fhir_bundle_run_t *run);
+
+static void on_transaction_end(store_query_t *q, PGresult *res, const char *err)
+{
+    fhir_bundle_run_t *run = H2O_STRUCT_FROM_MEMBER(fhir_bundle_run_t, _query, q);
+    store_session_end(&run->_session);
+    if (run->status == 0 && err != NULL) {
+        fhir_outcome_fail(&run->oo, err == store_err_query ? 409 : 503, err == store_err_query ? "conflict" : "transient", NULL,
+                          "the transaction could not be committed; nothing was stored");
+        run->status = run->oo.status;
+    } else if (run->status == 0) {
+        build_response(run);
+    }
+    run->_cb(run);
+}
+
+/* Ends the transaction: COMMIT when everything succeeded (run->status still 0), ROLLBACK otherwise. */
+static void end_transaction(fhir_bundle_run_t *run)
+{
+    run->_phase = PHASE_END;
+    run->_query = (store_query_t){.sql = run->status == 0 ? "COMMIT" : "ROLLBACK", .cb = on_transaction_end};
+    if (run->_session._conn == NULL || store_session_query(&run->_session, &run->_query) != 0) {
+        store_session_end(&run->_session);
+        if (run->status == 0) {
+            fhir_outcome_fail(&run->oo, 503, "transient", NULL, "the database connection was lost; nothing was stored");
+            run->status = 503;
+        }
+        run->_cb(run);
+    }
+}
+
+/* A failed entry fails the transaction with its own status and issues, pointing at the entry. */
+static void fail_transaction(fhir_bundle_run_t *run, size_t index)
+{
+    fhir_ix_result_t *res = &run->entries[index]->res;
+    char where[48];
+    snprintf(where, sizeof(where), "Bundle.entry[%zu]", index);
+    for (size_t i = 0; i != res->oo.count; ++i) {
+        fhir_issue_t *issue = &res->oo.issues[i];
+        char *expr = issue->expression != NULL ? util_asprintf("%s.resource.%s", where, issue->expression) : util_xstrdup(where);
+        fhir_outcome_add(&run->oo, issue->severity, issue->code, expr, "%s", issue->diagnostics);
+        free(expr);
+    }
+    if (res->oo.count == 0)
+        fhir_outcome_add(&run->oo, FHIR_SEV_ERROR, "processing", where, "entry failed with status %d", res->status);
+    run->status = res->status;
+    run->oo.status = res->status;
+    end_transaction(run);
+}
+
+static void on_entry_done(fhir_ix_t *ix)
+{
+    fhir_bundle_run_t *run = ix->data;
+    run->_check_last = true;
+    ++run->_pos;
+    if (run->_in_dispatch) {
+        run->_sync_done = true;
+        return;
+    }
+    advance(run);
+}
+
+/* After conditional entries are resolved: give POSTs their ids and point references to other entries at them. */
+static void resolve_references(fhir_bundle_run_t *run)
+{
+    const char **from = util_xcalloc(run->count, sizeof(*from));
+    char **to = util_xcalloc(run->count, sizeof(*to));
+    for (size_t i = 0; i != run->count; ++i) {
+        fhir_ix_t *ix = run->entries[i];
+        if (ix->req.kind == FHIR_IX_CREATE && ix->req.id == NULL) {
+            char id[UTIL_UUID_LEN + 1];
+            util_uuid_v4(id);
+            ix->req.id = util_xstrdup(id);
+        }
+        if (run->full_urls[i] != NULL && ix->req.type != NULL && ix->req.id != NULL &&
+            (ix->req.kind == FHIR_IX_CREATE || ix->req.kind == FHIR_IX_UPDATE || ix->req.kind == FHIR_IX_EXISTING)) {
+            from[i] = run->full_urls[i];
+            to[i] = util_asprintf("%s/%s", ix->req.type, ix->req.id);
+        }
+    }
+    for (size_t i = 0; i != run->count; ++i)
+        if (run->entries[i]->req.resource != NULL)
+            fhir_bundle_rewrite_references(run->entries[i]->req.resource, from, (const char *const *)to, run->count);
+    for (size_t i = 0; i != run->count; ++i)
+        free(to[i]);
+    free(from);
+    free(to);
+}
+
+static void advance(fhir_bundle_run_t *run)
+{
+    for (;;) {
+        /* Checked here rather than in the entry's callback, so that ending the run never happens under a dispatch. */
+        if (run->_check_last) {
+            run->_check_last = false;
+            if (run->transaction && run->entries[run->_last]->res.status >= 400) {
+                fail_transaction(run, run->_last);
+                return;
+            }
+        }
+        if (run->_pos == run->count) {
+            if (run->transaction && run->_phase == PHASE_RESOLVE) {
+                resolve_references(run);
+                run->_phase = PHASE_EXECUTE;
+                run->_pos = 0;
+                continue;
+            }
+            if (run->transaction) {
+                end_transaction(run);
+            } else {
+                build_response(run);
+                run->_cb(run);
+            }
+            return;
+        }
+        size_t index = run->order[run->_pos];
+        fhir_ix_t *ix = run->entries[index];
+        if (ix == NULL) { /* a batch entry that could not be parsed */
+            ++run->_pos;
+            continue;
+        }
+        ix->data = run;
+        run->_last = index;
+        run->_in_dispatch = true;
+        run->_sync_done = false;
+        if (run->_phase == PHASE_RESOLVE)
+            fhir_ix_resolve(ix, run->_pool, &run->_session, on_entry_done);
+        else
+            fhir_ix_run(ix, run->_pool, run->transaction ? &run->_session : NULL, on_entry_done);
+        run->_in_dispatch = false;
+        if (!run->_sync_done)
+            return;
+    }
+}
+
+static void on_begun(store_query_t *q, PGresult *res, const char *err)
+{
+    fhir_bundle_run_t *run = H2O_STRUCT_FROM_MEMBER(fhir_bundle_run_t, _query, q);
+    if (err != NULL) {
+        store_session_end(&run->_session);
+        fhir_outcome_fail(&run->oo, 503, "transient", NULL, "the database is not available; retry later");
+        run->status = 503;
+        run->_cb(run);
+        return;
+    }
+    run->_phase = PHASE_RESOLVE;
+    run->_pos = 0;
+    advance(run);
+}
+
+static void on_session(store_session_t *s, const char *err)
+{
+    fhir_bundle_run_t *run = H2O_STRUCT_FROM_MEMBER(fhir_bundle_run_t, _session, s);
+    run->_query = (store_query_t){.sql = "BEGIN", .cb = on_begun};
+    if (err != NULL || store_session_query(s, &run->_query) != 0) {
+        store_session_end(s);
+        fhir_outcome_fail(&run->oo, 503, "transient", NULL, "the database is not available; retry later");
+        run->status = 503;
+        run->_cb(run);
+    }
+}
+
+void fhir_bundle_execute(fhir_bundle_run_t *run, store_pool_t *pool, fhir_bundle_cb cb)
+{
+    run->_pool = pool;
+    run->_cb = cb;
+    run->_pos = 0;
+    if (!run->transaction) {
+        run->_phase = PHASE_EXECUTE;
+        advance(run);
+        return;
+    }
+    run->_session.cb = on_session;
+    if (store_session_begin(pool, &run->_session) != 0) {
+        fhir_outcome_fail(&run->oo, 503, "transient", NULL, "the server is overloaded; retry later");
+        run->status = 503;
+        cb(run);
+    }
+}

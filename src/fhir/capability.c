@@ -1,0 +1,65 @@
+#include <stdlib.h>
+#include <string.h>
+#include "fhir/capability.h"
+#include "fhir/json.h"
+#include "fhir/search.h"
+#include "fhir/types.h"
+#include "util/str.h"
+#include "util/time.h"
+
+static char *capability_text;
+static size_t capability_len;
+
+static const char *const type_interactions[] = {"read", "vread", "update", "patch", "delete", "history-instance", "history-type",
+                                                "create", "search-type"};
+static const char *const search_type_codes[] = {"token", "string", "reference", "date"};
+
+static json_t *resource_entry(const char *type)
+{
+    json_t *interactions = json_array();
+    for (size_t i = 0; i != sizeof(type_interactions) / sizeof(type_interactions[0]); ++i)
+        json_array_append_new(interactions, json_pack("{s:s}", "code", type_interactions[i]));
+    json_t *params = json_array();
+    const fhir_search_param_t *p;
+    for (size_t i = 0; (p = fhir_search_param_at(type, i)) != NULL; ++i)
+        json_array_append_new(params, json_pack("{s:s, s:s, s:s}", "name", p->code, "definition", p->definition, "type",
+                                                search_type_codes[p->search_type]));
+    char *profile = util_asprintf("http://hl7.org/fhir/StructureDefinition/%s", type);
+    json_t *entry = json_pack("{s:s, s:s, s:o, s:s, s:b, s:b, s:b, s:b, s:s, s:s, s:o}", "type", type, "profile", profile,
+                              "interaction", interactions, "versioning", "versioned-update", "readHistory", 1, "updateCreate", 1,
+                              "conditionalCreate", 1, "conditionalUpdate", 1, "conditionalRead", "not-supported",
+                              "conditionalDelete", "single", "searchParam", params);
+    free(profile);
+    return entry;
+}
+
+void fhir_capability_init(const char *base_url, const char *software_version)
+{
+    char now[40];
+    util_time_format_now(now, sizeof(now));
+    json_t *resources = json_array();
+    for (int i = 0; i != FHIR_RESOURCE_TYPE_COUNT; ++i)
+        json_array_append_new(resources, resource_entry(fhir_resource_types[i]));
+    json_t *system = json_pack("[{s:s},{s:s},{s:s}]", "code", "transaction", "code", "batch", "code", "history-system");
+    json_t *cs = json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s}, s:s, s:[s,s], s:[s], s:[{s:s, s:o, s:o}]}",
+        "resourceType", "CapabilityStatement", "id", "fhirsched", "status", "active", "date", now, "publisher", "fhirsched",
+        "kind", "instance", "description", "fhirsched: a FHIR R4 scheduling server", "software", "name", "fhirsched", "version",
+        software_version, "implementation", "description", "fhirsched", "url", base_url, "fhirVersion", "4.0.1", "format",
+        "application/fhir+json", "json", "patchFormat", "application/json-patch+json", "rest", "mode", "server", "resource",
+        resources, "interaction", system);
+    capability_text = fhir_json_dump(cs, false, &capability_len);
+    json_decref(cs);
+}
+
+const char *fhir_capability_json(size_t *len)
+{
+    *len = capability_len;
+    return capability_text;
+}
+
+void fhir_capability_dispose(void)
+{
+    free(capability_text);
+    capability_text = NULL;
+}

@@ -1,0 +1,941 @@
+#include <stdlib.h>
+#include <string.h>
+#include "fhir/interaction.h"
+#include "fhir/json.h"
+#include "fhir/types.h"
+#include "fhir/validate.h"
+#include "util/log.h"
+#include "util/str.h"
+#include "util/time.h"
+#include "util/uuid.h"
+
+#define MODULE_NAME "fhir/interaction.c"
+#define SEARCH_DEFAULT_COUNT 50
+#define SEARCH_MAX_COUNT 1000
+#define PATCH_RETRIES 3
+
+const char *fhir_base_url = "http://127.0.0.1:8080/fhir";
+
+#define STMT_READ "ix_read"
+#define STMT_VREAD "ix_vread"
+#define STMT_WRITE "ix_write"
+#define STMT_HISTORY "ix_history"
+#define STMT_LOCK "ix_lock"
+
+const store_stmt_t fhir_ix_statements[] = {
+    {STMT_READ, "SELECT version_id, deleted, body, fhir_instant(last_updated) FROM resource WHERE res_type = $1 AND id = $2"},
+    {STMT_VREAD, "SELECT version_id, deleted, body, fhir_instant(last_updated) FROM resource_history "
+                 "WHERE res_type = $1 AND id = $2 AND version_id = $3::integer"},
+    {STMT_WRITE, "SELECT outcome, version_id, last_updated, body FROM fhir_write($1, $2, $3, $4, $5::integer, $6)"},
+    {STMT_HISTORY, "SELECT res_type, id, version_id, deleted, method, body, fhir_instant(last_updated), count(*) OVER () "
+                   "FROM resource_history WHERE ($1::text IS NULL OR res_type = $1) AND ($2::text IS NULL OR id = $2) "
+                   "AND ($3::text IS NULL OR last_updated >= $3::timestamptz) ORDER BY seq DESC LIMIT $4::integer OFFSET $5::integer"},
+    /* Serialises conditional interactions with the same criteria until their transaction ends. */
+    {STMT_LOCK, "SELECT pg_advisory_xact_lock(hashtext($1))"},
+    {STORE_STMT_SCHEMA_VERSION, "SELECT coalesce(max(version), 0) FROM schema_migrations"},
+};
+const size_t fhir_ix_statement_count = sizeof(fhir_ix_statements) / sizeof(fhir_ix_statements[0]);
+
+static void ix_execute(fhir_ix_t *ix);
+static void ix_resolve(fhir_ix_t *ix);
+static void ix_finish(fhir_ix_t *ix);
+
+fhir_ix_t *fhir_ix_create(void)
+{
+    fhir_ix_t *ix = util_xcalloc(1, sizeof(*ix));
+    fhir_outcome_init(&ix->res.oo);
+    return ix;
+}
+
+void fhir_ix_destroy(fhir_ix_t *ix)
+{
+    free(ix->req.id);
+    free(ix->req.query);
+    free(ix->req.if_none_exist);
+    json_decref(ix->req.resource);
+    json_decref(ix->req.patch);
+    free(ix->res.body);
+    free(ix->res.id);
+    fhir_outcome_dispose(&ix->res.oo);
+    for (int i = 0; i != ix->_nparams; ++i)
+        free(ix->_params[i]);
+    if (ix->_search_built)
+        fhir_search_dispose(&ix->_search);
+    json_decref(ix->_work);
+    free(ix);
+}
+
+char *fhir_ix_location(const char *type, const char *id, int version)
+{
+    return util_asprintf("%s/%s/%s/_history/%d", fhir_base_url, type, id, version);
+}
+
+/* ---- results ---- */
+
+static void set_body(fhir_ix_t *ix, fhir_body_kind_t kind, char *body, size_t len)
+{
+    free(ix->res.body);
+    ix->res.body_kind = kind;
+    ix->res.body = body;
+    ix->res.body_len = len;
+}
+
+static void set_resource_meta(fhir_ix_t *ix, const char *id, int version, const char *last_updated)
+{
+    free(ix->res.id);
+    ix->res.id = util_xstrdup(id);
+    ix->res.version = version;
+    snprintf(ix->res.last_updated, sizeof(ix->res.last_updated), "%s", last_updated != NULL ? last_updated : "");
+}
+
+/* Fails the interaction with an outcome (`fmt` has one %s, filled with `arg`) and finishes it. */
+static void fail(fhir_ix_t *ix, int status, const char *code, const char *fmt, const char *arg)
+{
+    fhir_outcome_fail(&ix->res.oo, status, code, NULL, fmt, arg != NULL ? arg : "");
+    ix->res.status = ix->res.oo.status;
+    ix_finish(ix);
+}
+
+static void fail_store(fhir_ix_t *ix, PGresult *res, const char *err)
+{
+    const char *state = store_sqlstate(res);
+    if (err == store_err_query && strcmp(state, "FS412") == 0) {
+        fail(ix, 412, "conflict", "the resource has changed since the version named in If-Match%s", "");
+        return;
+    }
+    if (err == store_err_query && (strcmp(state, "FS409") == 0 || strcmp(state, "23505") == 0)) {
+        fail(ix, 409, "duplicate", "a resource with this id was created at the same time; retry%s", "");
+        return;
+    }
+    if (err == store_err_query && (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0)) {
+        fail(ix, 409, "conflict", "a concurrent change conflicted with this one; retry%s", "");
+        return;
+    }
+    if (err == store_err_query) {
+        /* Database details stay in the log; the client gets a generic message. */
+        LOG_ERROR("statement failed (%s): %s", state, res != NULL ? PQresultErrorMessage(res) : "");
+        fail(ix, 500, "exception", "internal error while accessing the database%s", "");
+        return;
+    }
+    fail(ix, 503, "transient", "the database is not available (%s); retry later", err);
+}
+
+/* ---- running statements ---- */
+
+static void on_query(store_query_t *q, PGresult *res, const char *err)
+{
+    fhir_ix_t *ix = H2O_STRUCT_FROM_MEMBER(fhir_ix_t, _query, q);
+    void (*next)(fhir_ix_t *, PGresult *) = ix->_next;
+    if (err != NULL) {
+        fail_store(ix, res, err);
+        return;
+    }
+    next(ix, res);
+}
+
+/* Sends a statement; the parameters are copied and owned by the interaction until the next statement. */
+static void ix_send(fhir_ix_t *ix, const char *stmt, const char *sql, int nparams, const char *const *params,
+                    void (*next)(fhir_ix_t *, PGresult *))
+{
+    for (int i = 0; i != ix->_nparams; ++i)
+        free(ix->_params[i]);
+    ix->_nparams = nparams;
+    for (int i = 0; i != nparams; ++i)
+        ix->_params[i] = params[i] != NULL ? util_xstrdup(params[i]) : NULL;
+    ix->_query = (store_query_t){.stmt_name = stmt, .sql = sql, .nparams = nparams, .params = (const char *const *)ix->_params,
+                                 .cb = on_query};
+    ix->_next = next;
+    store_session_t *session = ix->_session != NULL ? ix->_session : (ix->_own_tx ? &ix->_own_session : NULL);
+    int ret = session != NULL ? store_session_query(session, &ix->_query) : store_pool_submit(ix->_pool, &ix->_query);
+    if (ret != 0)
+        fail(ix, 503, "transient", session != NULL ? "the database connection was lost%s" : "the server is overloaded%s; retry later",
+             "");
+}
+
+static void ix_send_search(fhir_ix_t *ix, void (*next)(fhir_ix_t *, PGresult *))
+{
+    ix->_query = (store_query_t){.sql = ix->_search.sql.base, .nparams = ix->_search.nparams,
+                                 .params = (const char *const *)ix->_search.params, .cb = on_query};
+    ix->_next = next;
+    store_session_t *session = ix->_session != NULL ? ix->_session : (ix->_own_tx ? &ix->_own_session : NULL);
+    int ret = session != NULL ? store_session_query(session, &ix->_query) : store_pool_submit(ix->_pool, &ix->_query);
+    if (ret != 0)
+        fail(ix, 503, "transient", "the database is not available%s; retry later", "");
+}
+
+/* ---- own transaction for conditional interactions outside a Bundle ---- */
+
+static void on_tx_end(fhir_ix_t *ix, PGresult *res)
+{
+    store_session_end(&ix->_own_session);
+    ix->_own_tx = false;
+    ix->_cb(ix);
+}
+
+static void on_tx_end_error(store_query_t *q, PGresult *res, const char *err)
+{
+    fhir_ix_t *ix = H2O_STRUCT_FROM_MEMBER(fhir_ix_t, _query, q);
+    if (err != NULL && ix->res.status < 400) {
+        /* COMMIT failed: nothing was stored, so the client must not see a success. */
+        set_body(ix, FHIR_BODY_NONE, NULL, 0);
+        fhir_outcome_fail(&ix->res.oo, err == store_err_query ? 409 : 503, err == store_err_query ? "conflict" : "transient", NULL,
+                          "the change could not be committed; retry");
+        ix->res.status = ix->res.oo.status;
+    }
+    on_tx_end(ix, res);
+}
+
+static void ix_finish(fhir_ix_t *ix)
+{
+    if (ix->_own_tx) {
+        if (ix->_own_session._conn == NULL) {
+            on_tx_end(ix, NULL);
+            return;
+        }
+        ix->_query = (store_query_t){.sql = ix->res.status < 400 ? "COMMIT" : "ROLLBACK", .cb = on_tx_end_error};
+        if (store_session_query(&ix->_own_session, &ix->_query) != 0)
+            on_tx_end(ix, NULL);
+        return;
+    }
+    ix->_cb(ix);
+}
+
+static void on_own_begin(fhir_ix_t *ix, PGresult *res)
+{
+    ix_resolve(ix);
+}
+
+static void on_own_session(store_session_t *s, const char *err)
+{
+    fhir_ix_t *ix = H2O_STRUCT_FROM_MEMBER(fhir_ix_t, _own_session, s);
+    if (err != NULL) {
+        ix->_own_tx = false;
+        fail(ix, 503, "transient", "the database is not available%s; retry later", "");
+        return;
+    }
+    ix_send(ix, NULL, "BEGIN", 0, NULL, on_own_begin);
+}
+
+/* ---- body checks ---- */
+
+int fhir_ix_check_body(fhir_ix_t *ix)
+{
+    json_t *r = ix->req.resource;
+    fhir_outcome_t *oo = &ix->res.oo;
+    if (!json_is_object(r)) {
+        fhir_outcome_fail(oo, 400, "structure", NULL, "the body must be a JSON object (a FHIR resource)");
+        goto Fail;
+    }
+    const char *rt = json_string_value(json_object_get(r, "resourceType"));
+    if (rt == NULL) {
+        fhir_outcome_fail(oo, 400, "required", NULL, "the resource has no resourceType");
+        goto Fail;
+    }
+    if (strcmp(rt, ix->req.type) != 0) {
+        fhir_outcome_fail(oo, 400, "invalid", "resourceType", "resourceType %s does not match the URL's type %s", rt, ix->req.type);
+        goto Fail;
+    }
+    json_t *id = json_object_get(r, "id");
+    if (ix->req.kind == FHIR_IX_UPDATE) {
+        if (!json_is_string(id)) {
+            fhir_outcome_fail(oo, 400, "required", "id", "an update must carry the resource id in the body");
+            goto Fail;
+        }
+        if (ix->req.id != NULL && strcmp(json_string_value(id), ix->req.id) != 0) {
+            fhir_outcome_fail(oo, 400, "invalid", "id", "the id in the body does not match the id in the URL");
+            goto Fail;
+        }
+    }
+    if (fhir_validate_resource(r, oo) != 0) {
+        if (oo->status == 0)
+            oo->status = 422;
+        goto Fail;
+    }
+    return 0;
+Fail:
+    ix->res.status = oo->status;
+    return -1;
+}
+
+/* ---- read / vread ---- */
+
+static void answer_resource_row(fhir_ix_t *ix, PGresult *res, int row)
+{
+    const char *body = PQgetvalue(res, row, 2);
+    size_t len = (size_t)PQgetlength(res, row, 2);
+    set_resource_meta(ix, ix->req.id, atoi(PQgetvalue(res, row, 0)), PQgetvalue(res, row, 3));
+    set_body(ix, FHIR_BODY_RESOURCE, util_xstrndup(body, len), len);
+}
+
+static void on_read(fhir_ix_t *ix, PGresult *res)
+{
+    if (PQntuples(res) == 0) {
+        fail(ix, 404, "not-found", "%s is not known", ix->req.kind == FHIR_IX_VREAD ? "this version" : "this resource");
+        return;
+    }
+    if (PQgetvalue(res, 0, 1)[0] == 't') {
+        set_resource_meta(ix, ix->req.id, atoi(PQgetvalue(res, 0, 0)), PQgetvalue(res, 0, 3));
+        fail(ix, 410, "deleted", "this resource %s deleted", ix->req.kind == FHIR_IX_VREAD ? "version is" : "has been");
+        return;
+    }
+    answer_resource_row(ix, res, 0);
+    ix->res.status = 200;
+    /* Conditional reads: the client's copy is still current. */
+    if (ix->req.if_none_match != 0 && (ix->req.if_none_match == -1 || ix->req.if_none_match == ix->res.version)) {
+        ix->res.status = 304;
+    } else if (ix->req.if_modified_since != 0) {
+        time_t t;
+        if (util_time_parse_instant(ix->res.last_updated, &t) == 0 && t <= ix->req.if_modified_since)
+            ix->res.status = 304;
+    }
+    if (ix->res.status == 304)
+        set_body(ix, FHIR_BODY_NONE, NULL, 0);
+    ix_finish(ix);
+}
+
+/* ---- writes ---- */
+
+static void on_written(fhir_ix_t *ix, PGresult *res)
+{
+    const char *outcome = PQgetvalue(res, 0, 0);
+    if (strcmp(outcome, "absent") == 0) {
+        fail(ix, 404, "not-found", "there is no resource to delete%s", "");
+        return;
+    }
+    int version = atoi(PQgetvalue(res, 0, 1));
+    set_resource_meta(ix, ix->req.id, version, PQgetvalue(res, 0, 2));
+    if (strcmp(outcome, "deleted") == 0 || strcmp(outcome, "unchanged") == 0) {
+        ix->res.status = 200;
+        fhir_outcome_add(&ix->res.oo, FHIR_SEV_INFORMATION, "informational", NULL,
+                         strcmp(outcome, "deleted") == 0 ? "deleted" : "already deleted");
+        ix_finish(ix);
+        return;
+    }
+    size_t len = (size_t)PQgetlength(res, 0, 3);
+    set_body(ix, FHIR_BODY_RESOURCE, util_xstrndup(PQgetvalue(res, 0, 3), len), len);
+    ix->res.status = strcmp(outcome, "created") == 0 ? 201 : 200;
+    ix_finish(ix);
+}
+
+static void send_write(fhir_ix_t *ix, const char *mode, int if_match)
+{
+    char *head = NULL, *tail = NULL, match[16];
+    if (ix->req.resource != NULL)
+        fhir_json_compose_for_store(ix->req.resource, ix->req.type, ix->req.id, &head, &tail);
+    snprintf(match, sizeof(match), "%d", if_match);
+    const char *params[] = {ix->req.type, ix->req.id, head, tail, if_match != 0 ? match : NULL, mode};
+    ix_send(ix, STMT_WRITE, NULL, 6, params, on_written);
+    free(head);
+    free(tail);
+}
+
+static void on_patch_written(fhir_ix_t *ix, PGresult *res);
+
+static void on_patch_read(fhir_ix_t *ix, PGresult *res)
+{
+    if (PQntuples(res) == 0 || PQgetvalue(res, 0, 1)[0] == 't') {
+        fail(ix, PQntuples(res) == 0 ? 404 : 410, PQntuples(res) == 0 ? "not-found" : "deleted", "there is no current resource to patch%s",
+             "");
+        return;
+    }
+    int current = atoi(PQgetvalue(res, 0, 0));
+    if (ix->req.if_match != 0 && ix->req.if_match != current) {
+        fail(ix, 412, "conflict", "the resource has changed: If-Match names a version that is not the current one%s", "");
+        return;
+    }
+    json_t *doc;
+    if (fhir_json_parse(PQgetvalue(res, 0, 2), (size_t)PQgetlength(res, 0, 2), &doc, &ix->res.oo) != 0) {
+        fail(ix, 500, "exception", "the stored resource could not be read%s", "");
+        return;
+    }
+    if (fhir_json_patch_apply(&doc, ix->req.patch, &ix->res.oo) != 0) {
+        json_decref(doc);
+        ix->res.status = ix->res.oo.status;
+        ix_finish(ix);
+        return;
+    }
+    /* A patch may not move the resource to another id or type. */
+    json_t *id = json_object_get(doc, "id");
+    if (!json_is_string(id) || strcmp(json_string_value(id), ix->req.id) != 0 ||
+        !json_is_string(json_object_get(doc, "resourceType")) ||
+        strcmp(json_string_value(json_object_get(doc, "resourceType")), ix->req.type) != 0) {
+        json_decref(doc);
+        fail(ix, 422, "processing", "a patch cannot change the resource's id or type%s", "");
+        return;
+    }
+    json_decref(ix->req.resource);
+    ix->req.resource = doc;
+    fhir_ix_kind_t kind = ix->req.kind;
+    ix->req.kind = FHIR_IX_UPDATE; /* checked like any update */
+    int ok = fhir_ix_check_body(ix);
+    ix->req.kind = kind;
+    if (ok != 0) {
+        ix_finish(ix);
+        return;
+    }
+    char *head, *tail, match[16];
+    fhir_json_compose_for_store(ix->req.resource, ix->req.type, ix->req.id, &head, &tail);
+    snprintf(match, sizeof(match), "%d", current);
+    const char *params[] = {ix->req.type, ix->req.id, head, tail, match, "update"};
+    ix_send(ix, STMT_WRITE, NULL, 6, params, on_patch_written);
+    free(head);
+    free(tail);
+}
+
+static void on_patch_written(fhir_ix_t *ix, PGresult *res)
+{
+    on_written(ix, res);
+}
+
+static void on_patch_conflict(store_query_t *q, PGresult *res, const char *err);
+
+static void start_patch(fhir_ix_t *ix)
+{
+    const char *params[] = {ix->req.type, ix->req.id};
+    ix_send(ix, STMT_READ, NULL, 2, params, on_patch_read);
+    /* A concurrent update between our read and write shows up as FS412: read again unless the client asked for a version. */
+    if (ix->req.if_match == 0)
+        ix->_query.cb = on_patch_conflict;
+}
+
+static void on_patch_conflict(store_query_t *q, PGresult *res, const char *err)
+{
+    fhir_ix_t *ix = H2O_STRUCT_FROM_MEMBER(fhir_ix_t, _query, q);
+    if (err == store_err_query && strcmp(store_sqlstate(res), "FS412") == 0 && ++ix->_retries < PATCH_RETRIES) {
+        fhir_outcome_dispose(&ix->res.oo);
+        fhir_outcome_init(&ix->res.oo);
+        start_patch(ix);
+        return;
+    }
+    on_query(q, res, err);
+}
+
+/* ---- search and history Bundles ---- */
+
+static void append_json_string(util_buf_t *buf, const char *s)
+{
+    json_t *str = json_string(s);
+    if (str == NULL) {
+        util_buf_puts(buf, "\"\"");
+        return;
+    }
+    char *text = json_dumps(str, JSON_ENCODE_ANY);
+    util_buf_puts(buf, text);
+    free(text);
+    json_decref(str);
+}
+
+static void bundle_open(util_buf_t *buf, const char *type, long total, bool with_total)
+{
+    char id[UTIL_UUID_LEN + 1], now[40];
+    util_uuid_v4(id);
+    util_time_format_now(now, sizeof(now));
+    util_buf_printf(buf, "{\"resourceType\":\"Bundle\",\"id\":\"%s\",\"meta\":{\"lastUpdated\":\"%s\"},\"type\":\"%s\"", id, now, type);
+    if (with_total)
+        util_buf_printf(buf, ",\"total\":%ld", total);
+}
+
+static void bundle_link(util_buf_t *buf, bool first, const char *relation, const char *url)
+{
+    util_buf_printf(buf, "%s{\"relation\":\"%s\",\"url\":", first ? "" : ",", relation);
+    append_json_string(buf, url);
+    util_buf_puts(buf, "}");
+}
+
+/* Links for a page: self, and next/previous when there are more. */
+static void bundle_links(util_buf_t *buf, const char *path, const char *used, unsigned count, unsigned offset, long total,
+                         unsigned got)
+{
+    util_buf_puts(buf, ",\"link\":[");
+    const char *sep = used[0] != '\0' ? "&" : "";
+    char *url = util_asprintf("%s/%s?%s%s_count=%u&_offset=%u", fhir_base_url, path, used, sep, count, offset);
+    bundle_link(buf, true, "self", url);
+    free(url);
+    if ((long)offset + (long)got < total || (total < 0 && got == count && count != 0)) {
+        url = util_asprintf("%s/%s?%s%s_count=%u&_offset=%u", fhir_base_url, path, used, sep, count, offset + count);
+        bundle_link(buf, false, "next", url);
+        free(url);
+    }
+    if (offset > 0) {
+        url = util_asprintf("%s/%s?%s%s_count=%u&_offset=%u", fhir_base_url, path, used, sep, count, offset > count ? offset - count : 0);
+        bundle_link(buf, false, "previous", url);
+        free(url);
+    }
+    util_buf_puts(buf, "]");
+}
+
+static void on_searched(fhir_ix_t *ix, PGresult *res)
+{
+    int n = PQntuples(res);
+    fhir_search_t *s = &ix->_search;
+    long total = n > 0 ? atol(PQgetvalue(res, 0, 3)) : (s->offset == 0 ? 0 : -1);
+    util_buf_t buf;
+    util_buf_init(&buf);
+    bundle_open(&buf, "searchset", total, total >= 0);
+    if (!s->summary_count)
+        bundle_links(&buf, ix->req.type, s->used.base, s->count, s->offset, total, (unsigned)n);
+    bool first = true;
+    util_buf_puts(&buf, ",\"entry\":[");
+    for (int i = 0; i != n && !s->summary_count; ++i) {
+        util_buf_printf(&buf, "%s{\"fullUrl\":\"%s/%s/%s\",\"resource\":", first ? "" : ",", fhir_base_url, ix->req.type,
+                        PQgetvalue(res, i, 0));
+        util_buf_append(&buf, PQgetvalue(res, i, 2), (size_t)PQgetlength(res, i, 2));
+        util_buf_puts(&buf, ",\"search\":{\"mode\":\"match\"}}");
+        first = false;
+    }
+    /* Ignored parameters are reported in the Bundle itself, as the search spec suggests. */
+    if (ix->res.oo.count != 0) {
+        json_t *oo = fhir_outcome_to_json(&ix->res.oo);
+        char *text = fhir_json_dump(oo, false, NULL);
+        util_buf_printf(&buf, "%s{\"resource\":%s,\"search\":{\"mode\":\"outcome\"}}", first ? "" : ",", text);
+        first = false;
+        free(text);
+        json_decref(oo);
+    }
+    if (first)
+        buf.len -= strlen(",\"entry\":["); /* an empty array is not valid FHIR JSON */
+    else
+        util_buf_puts(&buf, "]");
+    util_buf_puts(&buf, "}");
+    set_body(ix, FHIR_BODY_BUNDLE, util_xstrndup(buf.base, buf.len), buf.len);
+    util_buf_dispose(&buf);
+    ix->res.status = 200;
+    ix_finish(ix);
+}
+
+static void start_search(fhir_ix_t *ix)
+{
+    const char *q = ix->req.query != NULL ? ix->req.query : "";
+    ix->_search_built = true;
+    if (fhir_search_build(&ix->_search, ix->req.type, q, strlen(q), SEARCH_DEFAULT_COUNT, SEARCH_MAX_COUNT, false, &ix->res.oo) != 0) {
+        ix->res.status = ix->res.oo.status;
+        ix_finish(ix);
+        return;
+    }
+    ix_send_search(ix, on_searched);
+}
+
+static const char *history_status(const char *method)
+{
+    if (strcmp(method, "POST") == 0)
+        return "201 Created";
+    if (strcmp(method, "DELETE") == 0)
+        return "204 No Content";
+    return "200 OK";
+}
+
+static void on_history(fhir_ix_t *ix, PGresult *res)
+{
+    int n = PQntuples(res);
+    if (n == 0 && ix->req.id != NULL && ix->_search.offset == 0) {
+        fail(ix, 404, "not-found", "this resource is not known%s", "");
+        return;
+    }
+    long total = n > 0 ? atol(PQgetvalue(res, 0, 7)) : -1;
+    util_buf_t buf, path;
+    util_buf_init(&buf);
+    util_buf_init(&path);
+    if (ix->req.type != NULL)
+        util_buf_printf(&path, "%s/", ix->req.type);
+    if (ix->req.id != NULL)
+        util_buf_printf(&path, "%s/", ix->req.id);
+    util_buf_puts(&path, "_history");
+    bundle_open(&buf, "history", total, total >= 0);
+    bundle_links(&buf, path.base, ix->_search.used.base, ix->_search.count, ix->_search.offset, total, (unsigned)n);
+    if (n != 0)
+        util_buf_puts(&buf, ",\"entry\":[");
+    for (int i = 0; i != n; ++i) {
+        const char *type = PQgetvalue(res, i, 0), *id = PQgetvalue(res, i, 1), *method = PQgetvalue(res, i, 4);
+        int version = atoi(PQgetvalue(res, i, 2));
+        bool deleted = PQgetvalue(res, i, 3)[0] == 't';
+        util_buf_printf(&buf, "%s{\"fullUrl\":\"%s/%s/%s\"", i == 0 ? "" : ",", fhir_base_url, type, id);
+        if (!deleted) {
+            util_buf_puts(&buf, ",\"resource\":");
+            util_buf_append(&buf, PQgetvalue(res, i, 5), (size_t)PQgetlength(res, i, 5));
+        }
+        if (strcmp(method, "POST") == 0)
+            util_buf_printf(&buf, ",\"request\":{\"method\":\"POST\",\"url\":\"%s\"}", type);
+        else
+            util_buf_printf(&buf, ",\"request\":{\"method\":\"%s\",\"url\":\"%s/%s\"}", method, type, id);
+        util_buf_printf(&buf, ",\"response\":{\"status\":\"%s\",\"etag\":\"W/\\\"%d\\\"\",\"lastModified\":\"%s\"}}",
+                        history_status(method), version, PQgetvalue(res, i, 6));
+    }
+    if (n != 0)
+        util_buf_puts(&buf, "]");
+    util_buf_puts(&buf, "}");
+    set_body(ix, FHIR_BODY_BUNDLE, util_xstrndup(buf.base, buf.len), buf.len);
+    util_buf_dispose(&buf);
+    util_buf_dispose(&path);
+    ix->res.status = 200;
+    ix_finish(ix);
+}
+
+/* History takes only _count, _since and our own _offset. */
+static void start_history(fhir_ix_t *ix)
+{
+    fhir_search_t *s = &ix->_search;
+    memset(s, 0, sizeof(*s));
+    ix->_search_built = true;
+    util_buf_init(&s->sql);
+    util_buf_init(&s->used);
+    s->count = SEARCH_DEFAULT_COUNT;
+    char *since = NULL;
+    const char *q = ix->req.query != NULL ? ix->req.query : "";
+    while (*q != '\0') {
+        const char *amp = strchr(q, '&');
+        size_t len = amp != NULL ? (size_t)(amp - q) : strlen(q);
+        const char *eq = memchr(q, '=', len);
+        char *name = fhir_url_decode(q, eq != NULL ? (size_t)(eq - q) : len);
+        char *value = eq != NULL ? fhir_url_decode(eq + 1, len - (size_t)(eq - q) - 1) : util_xstrdup("");
+        q += len + (amp != NULL);
+        int bad = name == NULL || value == NULL;
+        if (!bad && strcmp(name, "_count") == 0) {
+            char *end;
+            long v = strtol(value, &end, 10);
+            bad = *end != '\0' || v < 0 || value[0] == '\0';
+            s->count = v > SEARCH_MAX_COUNT ? SEARCH_MAX_COUNT : (unsigned)v;
+        } else if (!bad && strcmp(name, "_offset") == 0) {
+            char *end;
+            long v = strtol(value, &end, 10);
+            bad = *end != '\0' || v < 0 || value[0] == '\0';
+            s->offset = (unsigned)v;
+        } else if (!bad && strcmp(name, "_since") == 0) {
+            time_t t;
+            bad = util_time_parse_instant(value, &t) != 0;
+            if (!bad) {
+                free(since);
+                since = util_xstrdup(value);
+                util_buf_puts(&s->used, "_since=");
+                fhir_url_encode(&s->used, value);
+            }
+        }
+        if (bad) {
+            free(name);
+            free(value);
+            free(since);
+            fail(ix, 400, "value", "history parameters: _count and _offset take whole numbers, _since an instant%s", "");
+            return;
+        }
+        free(name);
+        free(value);
+    }
+    if (s->used.len != 0)
+        util_buf_puts(&s->used, "&");
+    char count[16], offset[16];
+    snprintf(count, sizeof(count), "%u", s->count);
+    snprintf(offset, sizeof(offset), "%u", s->offset);
+    const char *params[] = {ix->req.type, ix->req.id, since, count, offset};
+    /* the links append "_count=..", so `used` ends in '&' when not empty; strip it back for bundle_links */
+    if (s->used.len != 0)
+        s->used.base[--s->used.len] = '\0';
+    ix_send(ix, STMT_HISTORY, NULL, 5, params, on_history);
+    free(since);
+}
+
+/* ---- conditional resolution ---- */
+
+static void on_resolved(fhir_ix_t *ix, PGresult *res)
+{
+    int n = PQntuples(res);
+    if (n > 1) {
+        fail(ix, 412, "multiple-matches", "the criteria match more than one resource%s", "");
+        return;
+    }
+    switch (ix->req.kind) {
+    case FHIR_IX_CREATE:
+        /* resolved once and for all: running the interaction later must not search again */
+        free(ix->req.if_none_exist);
+        ix->req.if_none_exist = NULL;
+        if (n == 1) {
+            free(ix->req.id);
+            ix->req.id = util_xstrdup(PQgetvalue(res, 0, 0));
+            ix->req.kind = FHIR_IX_EXISTING;
+            size_t len = (size_t)PQgetlength(res, 0, 2);
+            set_body(ix, FHIR_BODY_RESOURCE, util_xstrndup(PQgetvalue(res, 0, 2), len), len);
+            /* lastUpdated of the match is inside its body; the ETag is what clients use */
+            set_resource_meta(ix, ix->req.id, atoi(PQgetvalue(res, 0, 1)), NULL);
+        }
+        break;
+    case FHIR_IX_CONDITIONAL_UPDATE: {
+        json_t *body_id = json_object_get(ix->req.resource, "id");
+        if (n == 1) {
+            const char *match = PQgetvalue(res, 0, 0);
+            if (json_is_string(body_id) && strcmp(json_string_value(body_id), match) != 0) {
+                fail(ix, 400, "invalid", "the id in the body does not match the resource found by the criteria%s", "");
+                return;
+            }
+            free(ix->req.id);
+            ix->req.id = util_xstrdup(match);
+        } else if (json_is_string(body_id)) {
+            free(ix->req.id);
+            ix->req.id = util_xstrdup(json_string_value(body_id));
+        } else {
+            char id[UTIL_UUID_LEN + 1];
+            util_uuid_v4(id);
+            free(ix->req.id);
+            ix->req.id = util_xstrdup(id);
+        }
+        json_object_set_new(ix->req.resource, "id", json_string(ix->req.id));
+        ix->req.kind = FHIR_IX_UPDATE;
+        break;
+    }
+    case FHIR_IX_CONDITIONAL_DELETE:
+        if (n == 1) {
+            free(ix->req.id);
+            ix->req.id = util_xstrdup(PQgetvalue(res, 0, 0));
+            ix->req.kind = FHIR_IX_DELETE;
+        } else {
+            ix->req.kind = FHIR_IX_NOTHING;
+        }
+        break;
+    default:
+        break;
+    }
+    if (ix->_resolve_only)
+        ix_finish(ix);
+    else
+        ix_execute(ix);
+}
+
+static void on_locked(fhir_ix_t *ix, PGresult *res)
+{
+    ix_send_search(ix, on_resolved);
+}
+
+static bool is_conditional(const fhir_ix_t *ix)
+{
+    return (ix->req.kind == FHIR_IX_CREATE && ix->req.if_none_exist != NULL) || ix->req.kind == FHIR_IX_CONDITIONAL_UPDATE ||
+           ix->req.kind == FHIR_IX_CONDITIONAL_DELETE;
+}
+
+static void ix_resolve(fhir_ix_t *ix)
+{
+    if (!is_conditional(ix)) {
+        if (ix->_resolve_only)
+            ix_finish(ix);
+        else
+            ix_execute(ix);
+        return;
+    }
+    const char *criteria = ix->req.kind == FHIR_IX_CREATE ? ix->req.if_none_exist : ix->req.query;
+    if (criteria == NULL || criteria[0] == '\0') {
+        fail(ix, 412, "multiple-matches", "conditional %s needs search criteria", ix->req.kind == FHIR_IX_CREATE ? "create" : "update/delete");
+        return;
+    }
+    /* "Patient?identifier=a|b" as If-None-Exist is tolerated: only the query part counts. */
+    const char *qmark = strchr(criteria, '?');
+    if (qmark != NULL)
+        criteria = qmark + 1;
+    if (ix->_search_built)
+        fhir_search_dispose(&ix->_search);
+    ix->_search_built = true;
+    /* Strict: an ignored criterion would widen the match, which for a delete or update is dangerous. */
+    if (fhir_search_build(&ix->_search, ix->req.type, criteria, strlen(criteria), 2, 2, true, &ix->res.oo) != 0) {
+        ix->res.status = ix->res.oo.status;
+        ix_finish(ix);
+        return;
+    }
+    char *key = util_asprintf("%s?%s", ix->req.type, criteria);
+    const char *params[] = {key};
+    ix_send(ix, STMT_LOCK, NULL, 1, params, on_locked);
+    free(key);
+}
+
+/* ---- dispatch ---- */
+
+static void ix_execute(fhir_ix_t *ix)
+{
+    const char *params[3];
+    char vid[16];
+    switch (ix->req.kind) {
+    case FHIR_IX_READ:
+        params[0] = ix->req.type;
+        params[1] = ix->req.id;
+        ix_send(ix, STMT_READ, NULL, 2, params, on_read);
+        return;
+    case FHIR_IX_VREAD:
+        snprintf(vid, sizeof(vid), "%d", ix->req.vid);
+        params[0] = ix->req.type;
+        params[1] = ix->req.id;
+        params[2] = vid;
+        ix_send(ix, STMT_VREAD, NULL, 3, params, on_read);
+        return;
+    case FHIR_IX_SEARCH:
+        start_search(ix);
+        return;
+    case FHIR_IX_CREATE:
+        if (ix->req.id == NULL) {
+            char id[UTIL_UUID_LEN + 1];
+            util_uuid_v4(id);
+            ix->req.id = util_xstrdup(id);
+        }
+        send_write(ix, "create", 0);
+        return;
+    case FHIR_IX_UPDATE:
+        send_write(ix, "update", ix->req.if_match);
+        return;
+    case FHIR_IX_PATCH:
+        start_patch(ix);
+        return;
+    case FHIR_IX_DELETE:
+        send_write(ix, "delete", ix->req.if_match);
+        return;
+    case FHIR_IX_HISTORY:
+        start_history(ix);
+        return;
+    case FHIR_IX_EXISTING:
+        ix->res.status = 200;
+        ix_finish(ix);
+        return;
+    case FHIR_IX_NOTHING:
+        ix->res.status = 200;
+        fhir_outcome_add(&ix->res.oo, FHIR_SEV_INFORMATION, "informational", NULL, "no resource matched; nothing was deleted");
+        ix_finish(ix);
+        return;
+    case FHIR_IX_CONDITIONAL_UPDATE:
+    case FHIR_IX_CONDITIONAL_DELETE:
+        ix_resolve(ix);
+        return;
+    }
+}
+
+void fhir_ix_run(fhir_ix_t *ix, store_pool_t *pool, store_session_t *session, fhir_ix_cb cb)
+{
+    ix->_pool = pool;
+    ix->_session = session;
+    ix->_cb = cb;
+    ix->_resolve_only = false;
+    if ((ix->req.kind == FHIR_IX_CREATE || ix->req.kind == FHIR_IX_UPDATE || ix->req.kind == FHIR_IX_CONDITIONAL_UPDATE) &&
+        ix->req.resource != NULL && fhir_ix_check_body(ix) != 0) {
+        ix_finish(ix);
+        return;
+    }
+    if (is_conditional(ix) && session == NULL) {
+        ix->_own_tx = true;
+        ix->_own_session.cb = on_own_session;
+        if (store_session_begin(pool, &ix->_own_session) != 0) {
+            ix->_own_tx = false;
+            fail(ix, 503, "transient", "the server is overloaded%s; retry later", "");
+        }
+        return;
+    }
+    ix_resolve(ix);
+}
+
+void fhir_ix_resolve(fhir_ix_t *ix, store_pool_t *pool, store_session_t *session, fhir_ix_cb cb)
+{
+    ix->_pool = pool;
+    ix->_session = session;
+    ix->_cb = cb;
+    ix->_resolve_only = true;
+    ix_resolve(ix);
+}
+
+/* ---- routing ---- */
+
+static bool parse_version(const char *s, size_t len, int *out)
+{
+    if (len == 0 || len > 9)
+        return false;
+    int v = 0;
+    for (size_t i = 0; i != len; ++i) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return v > 0;
+}
+
+int fhir_ix_route(fhir_ix_request_t *req, const char *method, const char *path, size_t path_len, const char *query, fhir_outcome_t *oo)
+{
+    /* split the path into at most 4 segments: Type / id / _history / vid */
+    const char *seg[5];
+    size_t seglen[5], n = 0;
+    const char *p = path, *end = path + path_len;
+    while (p < end && n < 5) {
+        const char *slash = memchr(p, '/', (size_t)(end - p));
+        const char *stop = slash != NULL ? slash : end;
+        seg[n] = p;
+        seglen[n] = (size_t)(stop - p);
+        ++n;
+        p = slash != NULL ? slash + 1 : end;
+        if (slash != NULL && p == end)
+            return fhir_outcome_fail(oo, 404, "not-found", NULL, "no such endpoint (trailing slash)");
+    }
+    if (p < end || n == 0)
+        return fhir_outcome_fail(oo, 404, "not-found", NULL, "no such endpoint");
+    bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    if (n == 1 && util_str_eq(seg[0], seglen[0], "_history")) {
+        if (!get)
+            return fhir_outcome_fail(oo, 405, "not-supported", NULL, "%s is not allowed on /_history", method);
+        req->kind = FHIR_IX_HISTORY;
+        req->type = NULL;
+        req->query = util_xstrdup(query != NULL ? query : "");
+        return 0;
+    }
+    int type_index = fhir_resource_type_index(seg[0], seglen[0]);
+    if (type_index < 0)
+        return fhir_outcome_fail(oo, 404, "not-supported", NULL, "resource type %.*s is not supported by this server",
+                                 (int)(seglen[0] > 64 ? 64 : seglen[0]), seg[0]);
+    req->type = fhir_resource_types[type_index];
+    if (query != NULL)
+        req->query = util_xstrdup(query);
+    if (n == 1) {
+        if (get) {
+            req->kind = FHIR_IX_SEARCH;
+        } else if (strcmp(method, "POST") == 0) {
+            req->kind = FHIR_IX_CREATE;
+        } else if (strcmp(method, "PUT") == 0 && query != NULL && query[0] != '\0') {
+            req->kind = FHIR_IX_CONDITIONAL_UPDATE;
+        } else if (strcmp(method, "DELETE") == 0 && query != NULL && query[0] != '\0') {
+            req->kind = FHIR_IX_CONDITIONAL_DELETE;
+        } else if (strcmp(method, "PUT") == 0 || strcmp(method, "DELETE") == 0) {
+            return fhir_outcome_fail(oo, 400, "required", NULL, "%s on a type needs an id or search criteria", method);
+        } else {
+            return fhir_outcome_fail(oo, 405, "not-supported", NULL, "%s is not allowed on a resource type", method);
+        }
+        return 0;
+    }
+    if (n == 2 && util_str_eq(seg[1], seglen[1], "_search")) {
+        if (strcmp(method, "POST") != 0)
+            return fhir_outcome_fail(oo, 405, "not-supported", NULL, "_search takes POST");
+        req->kind = FHIR_IX_SEARCH;
+        return 0;
+    }
+    if (n == 2 && util_str_eq(seg[1], seglen[1], "_history")) {
+        if (!get)
+            return fhir_outcome_fail(oo, 405, "not-supported", NULL, "%s is not allowed on _history", method);
+        req->kind = FHIR_IX_HISTORY;
+        return 0;
+    }
+    if (!fhir_id_is_valid(seg[1], seglen[1]))
+        return fhir_outcome_fail(oo, 400, "value", NULL, "\"%.*s\" is not a valid resource id", (int)(seglen[1] > 64 ? 64 : seglen[1]),
+                                 seg[1]);
+    req->id = util_xstrndup(seg[1], seglen[1]);
+    if (n == 2) {
+        if (get)
+            req->kind = FHIR_IX_READ;
+        else if (strcmp(method, "PUT") == 0)
+            req->kind = FHIR_IX_UPDATE;
+        else if (strcmp(method, "PATCH") == 0)
+            req->kind = FHIR_IX_PATCH;
+        else if (strcmp(method, "DELETE") == 0)
+            req->kind = FHIR_IX_DELETE;
+        else
+            return fhir_outcome_fail(oo, 405, "not-supported", NULL, "%s is not allowed on a resource", method);
+        return 0;
+    }
+    if (!util_str_eq(seg[2], seglen[2], "_history"))
+        return fhir_outcome_fail(oo, 404, "not-found", NULL, "no such endpoint");
+    if (!get)
+        return fhir_outcome_fail(oo, 405, "not-supported", NULL, "%s is not allowed on _history", method);
+    if (n == 3) {
+        req->kind = FHIR_IX_HISTORY;
+        return 0;
+    }
+    if (n > 4 || !parse_version(seg[3], seglen[3], &req->vid))
+        return fhir_outcome_fail(oo, 404, "not-found", NULL, "no such version");
+    req->kind = FHIR_IX_VREAD;
+    return 0;
+}

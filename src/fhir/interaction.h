@@ -1,0 +1,115 @@
+/*
+ * One FHIR REST interaction (read, create, update, search, ...) executed asynchronously against the store. The same
+ * engine serves plain HTTP requests and the entries of batch/transaction Bundles, so the rules live in one place.
+ */
+#ifndef FHIR_INTERACTION_H
+#define FHIR_INTERACTION_H
+
+#include <stdbool.h>
+#include <time.h>
+#include <jansson.h>
+#include "fhir/outcome.h"
+#include "fhir/search.h"
+#include "store/store.h"
+
+typedef enum {
+    FHIR_IX_READ,
+    FHIR_IX_VREAD,
+    FHIR_IX_SEARCH,
+    FHIR_IX_CREATE,
+    FHIR_IX_UPDATE,
+    FHIR_IX_PATCH,
+    FHIR_IX_DELETE,
+    FHIR_IX_HISTORY, /* instance, type or system depending on type/id */
+    FHIR_IX_CONDITIONAL_UPDATE,
+    FHIR_IX_CONDITIONAL_DELETE,
+    FHIR_IX_EXISTING, /* a conditional create that matched: answer with the match (set by the resolve phase) */
+    FHIR_IX_NOTHING,  /* a conditional delete that matched nothing */
+} fhir_ix_kind_t;
+
+typedef enum { FHIR_BODY_NONE, FHIR_BODY_RESOURCE, FHIR_BODY_BUNDLE, FHIR_BODY_OUTCOME } fhir_body_kind_t;
+
+/** What to do, as parsed from an HTTP request or a Bundle entry. Strings and JSON are owned by the interaction. */
+typedef struct st_fhir_ix_request_t {
+    fhir_ix_kind_t kind;
+    const char *type; /* static type name, or NULL for system-level history */
+    char *id;         /* NULL when not addressed by id */
+    int vid;          /* vread version */
+    char *query;      /* raw query string: search, conditional criteria, history _count/_since */
+    char *if_none_exist; /* conditional create criteria (raw query string) */
+    json_t *resource; /* create/update body */
+    json_t *patch;    /* JSON Patch document */
+    int if_match;     /* expected version, 0 = none */
+    int if_none_match; /* version: answer 304 when current; -1 = "*", 0 = none */
+    time_t if_modified_since; /* 0 = none */
+} fhir_ix_request_t;
+
+/** The outcome: an HTTP status, headers' material and a body. */
+typedef struct st_fhir_ix_result_t {
+    int status;
+    fhir_body_kind_t body_kind;
+    char *body; /* JSON text (malloc'd); for resources exactly as stored */
+    size_t body_len;
+    char *id;   /* logical id of the resource acted on */
+    int version;
+    char last_updated[40]; /* FHIR instant of that version */
+    fhir_outcome_t oo;     /* issues; turned into the body on failure */
+} fhir_ix_result_t;
+
+typedef struct st_fhir_ix_t fhir_ix_t;
+typedef void (*fhir_ix_cb)(fhir_ix_t *ix);
+
+/** The execution context; allocate with fhir_ix_create. */
+struct st_fhir_ix_t {
+    fhir_ix_request_t req;
+    fhir_ix_result_t res;
+    void *data; /* caller's */
+    /* private */
+    store_pool_t *_pool;
+    store_session_t *_session; /* run inside this session (a transaction Bundle), or NULL */
+    store_session_t _own_session;
+    bool _own_tx;
+    bool _resolve_only;
+    int _retries;
+    fhir_ix_cb _cb;
+    void (*_next)(fhir_ix_t *ix, PGresult *res);
+    store_query_t _query;
+    char *_params[8];
+    int _nparams;
+    fhir_search_t _search;
+    bool _search_built;
+    json_t *_work; /* parsed current resource (patch) */
+};
+
+/** Creates an interaction context (zeroed request, empty result). */
+fhir_ix_t *fhir_ix_create(void);
+/** Frees the context, its request and its result. */
+void fhir_ix_destroy(fhir_ix_t *ix);
+/**
+ * Runs the interaction; `cb` fires exactly once, from the event loop, with ix->res filled in. With a `session` every
+ * statement runs on it (the caller owns BEGIN/COMMIT); otherwise statements go to `pool`, and conditional interactions open
+ * their own short transaction.
+ */
+void fhir_ix_run(fhir_ix_t *ix, store_pool_t *pool, store_session_t *session, fhir_ix_cb cb);
+/**
+ * Runs only the conditional part (matching If-None-Exist / conditional update or delete criteria) inside `session`,
+ * rewriting the request into its unconditional form; used by transactions before references are resolved.
+ */
+void fhir_ix_resolve(fhir_ix_t *ix, store_pool_t *pool, store_session_t *session, fhir_ix_cb cb);
+/** Validates and checks a create/update body against the request; fills ix->res on failure. -1 on failure. */
+int fhir_ix_check_body(fhir_ix_t *ix);
+/**
+ * Maps a method and a path relative to the FHIR base ("Patient/1/_history/2", "Slot", "_history") plus its raw query
+ * string onto `req` (kind, type, id, vid, query). 404/405/400 with an issue in `oo` when no interaction fits.
+ */
+int fhir_ix_route(fhir_ix_request_t *req, const char *method, const char *path, size_t path_len, const char *query,
+                  fhir_outcome_t *oo);
+/** The statements the engine prepares on every connection. */
+extern const store_stmt_t fhir_ix_statements[];
+extern const size_t fhir_ix_statement_count;
+/** The public base URL used in fullUrl, Location and links (set once at start-up). */
+extern const char *fhir_base_url;
+/** Absolute URL "<base>/<type>/<id>/_history/<version>" (caller frees). */
+char *fhir_ix_location(const char *type, const char *id, int version);
+
+#endif

@@ -1,0 +1,26 @@
+/* The JSON wire format: parsing bodies, composing stored resources, JSON Patch. */
+#ifndef FHIR_JSON_H
+#define FHIR_JSON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <jansson.h>
+#include "fhir/outcome.h"
+
+/** Flags used for every JSON we write: compact, insertion order, decimals without binary noise. */
+#define FHIR_JSON_DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
+
+/** Parses a request body (not NUL-terminated). Duplicate keys are rejected. 400 with line/column on failure. */
+int fhir_json_parse(const char *body, size_t len, json_t **out, fhir_outcome_t *oo);
+/** Serialises to a malloc'd string; `pretty` indents by 2. */
+char *fhir_json_dump(const json_t *value, bool pretty, size_t *len);
+/**
+ * Splits a resource for storage around the server-managed meta.versionId and meta.lastUpdated (see fhir_write() in
+ * migrations/0001_resources.sql): stored = head + version + "\",\"lastUpdated\":\"" + instant + "\"" + tail.
+ * resourceType, id and meta come first; client-sent versionId/lastUpdated are dropped. Caller frees both strings.
+ */
+void fhir_json_compose_for_store(const json_t *resource, const char *type, const char *id, char **head, char **tail);
+/** Applies an RFC 6902 JSON Patch document to *doc (replaced in place). 422 on a failed op or bad patch. */
+int fhir_json_patch_apply(json_t **doc, const json_t *patch, fhir_outcome_t *oo);
+
+#endif

@@ -1,0 +1,58 @@
+/* The HTTP front: listeners and loops (server.c), responses (send.c), the FHIR REST router (rest.c). */
+#ifndef HTTP_HTTP_H
+#define HTTP_HTTP_H
+
+#include <stdbool.h>
+#include <pthread.h>
+#define H2O_USE_LIBUV 0
+#include <h2o.h>
+#include "fhir/outcome.h"
+#include "fhir/bundle.h"
+#include "store/store.h"
+#include "util/config.h"
+
+/** One event loop thread: its h2o context, listener and database pool. */
+typedef struct st_http_thread_t {
+    h2o_context_t ctx;
+    h2o_evloop_t *loop;
+    store_pool_t *pool;
+    h2o_accept_ctx_t accept_ctx;
+    h2o_socket_t *listener;
+    int listen_fd;
+    unsigned inflight; /* requests waiting for the database */
+    pthread_t tid;
+} http_thread_t;
+
+/** Per-request state, allocated from the request's pool. */
+typedef struct st_http_req_t {
+    h2o_req_t *req;
+    http_thread_t *thread;
+    char request_id[64];
+    bool pretty;
+    fhir_prefer_t prefer;
+    uint64_t started_ms;
+} http_req_t;
+
+/** The configuration in force (read-only once the loops run). */
+extern const util_config_t *http_config;
+
+/** Serves until SIGTERM/SIGINT; returns the process exit code. */
+int http_server_run(const util_config_t *cfg);
+
+/* send.c */
+/** Sends a JSON body (copied) with Content-Type application/fhir+json, honouring _pretty. */
+void http_send_json(http_req_t *hr, int status, const char *body, size_t len);
+/** Sends an OperationOutcome built from `oo` with `status`. */
+void http_send_outcome(http_req_t *hr, int status, const fhir_outcome_t *oo);
+/** Shorthand for a single-issue error response. */
+void http_send_error(http_req_t *hr, int status, const char *code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/** Adds a response header (name must be lowercase; both strings are copied). */
+void http_add_header(http_req_t *hr, const char *name, const char *value);
+/** The reason phrase for a status. */
+const char *http_reason(int status);
+
+/* rest.c */
+/** The h2o request handler for everything (/fhir, /healthz, /readyz). */
+int http_rest_on_req(h2o_handler_t *self, h2o_req_t *req);
+
+#endif

@@ -1,0 +1,116 @@
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include "fhir/json.h"
+#include "http/http.h"
+#include "util/str.h"
+
+const char *http_reason(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 204:
+        return "No Content";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 406:
+        return "Not Acceptable";
+    case 409:
+        return "Conflict";
+    case 410:
+        return "Gone";
+    case 412:
+        return "Precondition Failed";
+    case 413:
+        return "Payload Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 422:
+        return "Unprocessable Entity";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Unknown";
+    }
+}
+
+void http_add_header(http_req_t *hr, const char *name, const char *value)
+{
+    h2o_req_t *req = hr->req;
+    h2o_iovec_t n = h2o_strdup(&req->pool, name, strlen(name));
+    h2o_iovec_t v = h2o_strdup(&req->pool, value, strlen(value));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, n.base, n.len, 1, NULL, v.base, v.len);
+}
+
+static void send_body(http_req_t *hr, int status, const char *body, size_t len)
+{
+    h2o_req_t *req = hr->req;
+    req->res.status = status;
+    req->res.reason = http_reason(status);
+    if (status == 503)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
+    if (body != NULL)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/fhir+json; charset=utf-8"));
+    if (status == 304 || status == 204 || body == NULL) {
+        req->res.content_length = 0;
+        h2o_send_inline(req, "", 0);
+        return;
+    }
+    h2o_send_inline(req, body, len);
+}
+
+void http_send_json(http_req_t *hr, int status, const char *body, size_t len)
+{
+    if (hr->pretty && body != NULL) {
+        /* Only _pretty pays for a re-serialisation; plain reads send the stored bytes. */
+        json_t *j = json_loadb(body, len, 0, NULL);
+        if (j != NULL) {
+            size_t n;
+            char *text = fhir_json_dump(j, true, &n);
+            json_decref(j);
+            send_body(hr, status, text, n);
+            free(text);
+            return;
+        }
+    }
+    send_body(hr, status, body, len);
+}
+
+void http_send_outcome(http_req_t *hr, int status, const fhir_outcome_t *oo)
+{
+    json_t *j = fhir_outcome_to_json(oo);
+    size_t n;
+    char *text = fhir_json_dump(j, hr->pretty, &n);
+    json_decref(j);
+    send_body(hr, status, text, n);
+    free(text);
+}
+
+void http_send_error(http_req_t *hr, int status, const char *code, const char *fmt, ...)
+{
+    fhir_outcome_t oo;
+    fhir_outcome_init(&oo);
+    va_list args;
+    va_start(args, fmt);
+    char *msg = util_vasprintf(fmt, args);
+    va_end(args);
+    fhir_outcome_add(&oo, status >= 500 ? FHIR_SEV_FATAL : FHIR_SEV_ERROR, code, NULL, "%s", msg);
+    free(msg);
+    http_send_outcome(hr, status, &oo);
+    fhir_outcome_dispose(&oo);
+}

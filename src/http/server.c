@@ -1,0 +1,196 @@
+/*
+ * Listeners and event loops: one h2o loop per thread, each with its own SO_REUSEPORT listener and database pool.
+ * SIGTERM/SIGINT stop accepting, let requests that wait for the database finish, then stop the loops.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include "fhir/interaction.h"
+#include "http/http.h"
+#include "util/log.h"
+#include "util/str.h"
+#include "util/time.h"
+
+#define MODULE_NAME "http/server.c"
+/* Loops wake this often to notice a shutdown request. */
+#define LOOP_TICK_MS 100
+/* After the last database-bound request finished, keep flushing responses this long. */
+#define SHUTDOWN_FLUSH_MS 200
+/* h2o refuses larger bodies with its own plain-text 413; up to this margin above the limit we answer with an OperationOutcome. */
+#define BODY_LIMIT_MARGIN (1024 * 1024)
+
+const util_config_t *http_config;
+static h2o_globalconf_t globalconf;
+static atomic_int shutdown_requested;
+
+static void on_accept(h2o_socket_t *listener, const char *err)
+{
+    http_thread_t *t = listener->data;
+    if (err != NULL)
+        return;
+    h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
+    if (sock != NULL)
+        h2o_accept(&t->accept_ctx, sock);
+}
+
+/* Binds one listening socket; every thread gets its own and the kernel spreads connections (SO_REUSEPORT). */
+static int open_listener(const util_config_t *cfg, char *err, size_t errlen)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *ai;
+    char port[8];
+    snprintf(port, sizeof(port), "%u", cfg->listen_port);
+    int gai = getaddrinfo(cfg->listen_host, port, &hints, &ai);
+    if (gai != 0) {
+        snprintf(err, errlen, "listen: cannot resolve %s: %s", cfg->listen_host, gai_strerror(gai));
+        return -1;
+    }
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), on = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
+        listen(fd, SOMAXCONN) != 0) {
+        snprintf(err, errlen, "listen: cannot listen on %s:%u: %s", cfg->listen_host, cfg->listen_port, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(ai);
+        return -1;
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+    freeaddrinfo(ai);
+    return fd;
+}
+
+static bool thread_has_connections(http_thread_t *t)
+{
+    return !h2o_linklist_is_empty(&t->ctx.http1._conns) || !h2o_linklist_is_empty(&t->ctx.http2._conns);
+}
+
+static void *thread_main(void *arg)
+{
+    http_thread_t *t = arg;
+    t->loop = h2o_evloop_create();
+    h2o_context_init(&t->ctx, t->loop, &globalconf);
+    t->accept_ctx.ctx = &t->ctx;
+    t->accept_ctx.hosts = globalconf.hosts;
+    t->pool = store_pool_create(t->loop, http_config->database_url, http_config->database_pool_size,
+                                http_config->database_queue_limit, http_config->database_query_timeout_ms, fhir_ix_statements,
+                                fhir_ix_statement_count);
+    t->listener = h2o_evloop_socket_create(t->loop, t->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
+    t->listener->data = t;
+    h2o_socket_read_start(t->listener, on_accept);
+
+    while (!atomic_load(&shutdown_requested))
+        h2o_evloop_run(t->loop, LOOP_TICK_MS);
+
+    /* Stop accepting, ask connections to wind down, and let requests that wait for the database finish. */
+    h2o_socket_read_stop(t->listener);
+    h2o_socket_close(t->listener);
+    t->listener = NULL;
+    h2o_context_request_shutdown(&t->ctx);
+    uint64_t deadline = util_time_monotonic_ms() + http_config->http_shutdown_grace_ms, flush_until = 0;
+    for (;;) {
+        uint64_t now = util_time_monotonic_ms();
+        if (now >= deadline)
+            break;
+        if (t->inflight == 0) {
+            if (!thread_has_connections(t))
+                break;
+            if (flush_until == 0)
+                flush_until = now + SHUTDOWN_FLUSH_MS;
+            else if (now >= flush_until)
+                break;
+        } else {
+            flush_until = 0;
+        }
+        h2o_evloop_run(t->loop, 20);
+    }
+    store_pool_destroy(t->pool);
+    t->pool = NULL;
+    return NULL;
+}
+
+static SSL_CTX *create_tls_context(const util_config_t *cfg, char *err, size_t errlen)
+{
+    SSL_CTX *ssl = SSL_CTX_new(TLS_server_method());
+    SSL_CTX_set_min_proto_version(ssl, TLS1_2_VERSION);
+    SSL_CTX_set_options(ssl, SSL_OP_NO_COMPRESSION);
+    if (SSL_CTX_use_certificate_chain_file(ssl, cfg->tls_cert_file) != 1) {
+        snprintf(err, errlen, "tls.cert_file: cannot load %s: %s", cfg->tls_cert_file, ERR_error_string(ERR_get_error(), NULL));
+        SSL_CTX_free(ssl);
+        return NULL;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ssl, cfg->tls_key_file, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ssl) != 1) {
+        snprintf(err, errlen, "tls.key_file: cannot load %s or it does not match the certificate: %s", cfg->tls_key_file,
+                 ERR_error_string(ERR_get_error(), NULL));
+        SSL_CTX_free(ssl);
+        return NULL;
+    }
+    h2o_ssl_register_alpn_protocols(ssl, h2o_http2_alpn_protocols);
+    return ssl;
+}
+
+int http_server_run(const util_config_t *cfg)
+{
+    char err[512];
+    http_config = cfg;
+    fhir_base_url = cfg->base_url;
+
+    h2o_config_init(&globalconf);
+    globalconf.server_name = h2o_iovec_init(H2O_STRLIT("fhirsched"));
+    globalconf.max_request_entity_size = cfg->http_max_body_bytes + BODY_LIMIT_MARGIN;
+    globalconf.http1.req_timeout = cfg->http_header_timeout_ms;
+    globalconf.http2.idle_timeout = cfg->http_idle_timeout_ms;
+    globalconf.http2.graceful_shutdown_timeout = cfg->http_shutdown_grace_ms;
+    h2o_hostconf_t *host = h2o_config_register_host(&globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
+    h2o_handler_t *handler = h2o_create_handler(path, sizeof(*handler));
+    handler->on_req = http_rest_on_req;
+
+    SSL_CTX *ssl = NULL;
+    if (cfg->tls_cert_file != NULL && (ssl = create_tls_context(cfg, err, sizeof(err))) == NULL) {
+        fprintf(stderr, "fhirsched: %s\n", err);
+        return 1;
+    }
+
+    /* Signals go to the main thread only, which turns them into a flag the loops poll. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    unsigned n = cfg->threads;
+    http_thread_t *threads = util_xcalloc(n, sizeof(*threads));
+    for (unsigned i = 0; i != n; ++i) {
+        if ((threads[i].listen_fd = open_listener(cfg, err, sizeof(err))) < 0) {
+            fprintf(stderr, "fhirsched: %s\n", err);
+            return 1;
+        }
+        threads[i].accept_ctx.ssl_ctx = ssl;
+    }
+    for (unsigned i = 0; i != n; ++i)
+        pthread_create(&threads[i].tid, NULL, thread_main, &threads[i]);
+    LOG_INFO("serving FHIR at %s (%u threads%s)", cfg->base_url, n, ssl != NULL ? ", TLS" : "");
+
+    int sig;
+    sigwait(&sigs, &sig);
+    LOG_INFO("received %s; finishing in-flight requests", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    atomic_store(&shutdown_requested, 1);
+    for (unsigned i = 0; i != n; ++i)
+        pthread_join(threads[i].tid, NULL);
+    LOG_INFO("stopped");
+    free(threads);
+    if (ssl != NULL)
+        SSL_CTX_free(ssl);
+    return 0;
+}

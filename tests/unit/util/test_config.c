@@ -1,0 +1,135 @@
+/* Configuration: defaults, YAML, environment precedence and clear errors. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include "util/config.h"
+
+static char *const empty_env[] = {NULL};
+
+static char *write_yaml(const char *text)
+{
+    char *path = strdup("/tmp/fhirsched-config-XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    return path;
+}
+
+static void test_defaults(void **state)
+{
+    util_config_t cfg;
+    char err[256];
+    util_config_defaults(&cfg);
+    assert_int_equal(util_config_load(&cfg, NULL, empty_env, err, sizeof(err)), 0);
+    assert_string_equal(cfg.listen_host, "127.0.0.1");
+    assert_int_equal(cfg.listen_port, 8080);
+    assert_string_equal(cfg.base_url, "http://127.0.0.1:8080/fhir");
+    assert_int_equal(cfg.http_max_body_bytes, 8 * 1024 * 1024);
+    assert_true(cfg.threads >= 1);
+    util_config_dispose(&cfg);
+}
+
+static void test_yaml_then_env(void **state)
+{
+    char *path = write_yaml("listen: 0.0.0.0:9090\ndatabase:\n  url: postgresql://db/x\n  pool_size: 7\nhttp:\n  max_body_bytes: 2MiB\n");
+    char *env[] = {"FHIRSCHED_DATABASE_POOL_SIZE=3", "FHIRSCHED_THREADS=2", "UNRELATED=1", NULL};
+    util_config_t cfg;
+    char err[256];
+    util_config_defaults(&cfg);
+    assert_int_equal(util_config_load(&cfg, path, env, err, sizeof(err)), 0);
+    assert_string_equal(cfg.listen_host, "0.0.0.0");
+    assert_int_equal(cfg.listen_port, 9090);
+    assert_string_equal(cfg.database_url, "postgresql://db/x");
+    assert_int_equal(cfg.database_pool_size, 3); /* the environment wins */
+    assert_int_equal(cfg.threads, 2);
+    assert_int_equal(cfg.http_max_body_bytes, 2 * 1024 * 1024);
+    assert_string_equal(cfg.base_url, "http://127.0.0.1:9090/fhir");
+    util_config_dispose(&cfg);
+    unlink(path);
+    free(path);
+}
+
+static void test_bad_values_name_the_setting(void **state)
+{
+    util_config_t cfg;
+    char err[256];
+    char *env1[] = {"FHIRSCHED_THREADS=many", NULL};
+    util_config_defaults(&cfg);
+    assert_int_equal(util_config_load(&cfg, NULL, env1, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "FHIRSCHED_THREADS"));
+    assert_non_null(strstr(err, "threads"));
+    util_config_dispose(&cfg);
+
+    char *env2[] = {"FHIRSCHED_LISTEN=8080", NULL};
+    util_config_defaults(&cfg);
+    assert_int_equal(util_config_load(&cfg, NULL, env2, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "host:port"));
+    util_config_dispose(&cfg);
+
+    char *env3[] = {"FHIRSCHED_LOG_ACCESS=maybe", NULL};
+    util_config_defaults(&cfg);
+    assert_int_equal(util_config_load(&cfg, NULL, env3, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "true or false"));
+    util_config_dispose(&cfg);
+}
+
+static void test_yaml_errors_carry_position(void **state)
+{
+    char *path = write_yaml("listen: 127.0.0.1:1\ndatabse:\n  url: x\n");
+    util_config_t cfg;
+    char err[256];
+    util_config_defaults(&cfg);
+    assert_int_equal(util_config_load(&cfg, path, empty_env, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, ":3:"));
+    assert_non_null(strstr(err, "unknown setting \"databse.url\""));
+    util_config_dispose(&cfg);
+    unlink(path);
+    free(path);
+
+    path = write_yaml("listen: [a, b\n");
+    util_config_defaults(&cfg);
+    assert_int_equal(util_config_load(&cfg, path, empty_env, err, sizeof(err)), -1);
+    util_config_dispose(&cfg);
+    unlink(path);
+    free(path);
+
+    util_config_defaults(&cfg);
+    assert_int_equal(util_config_load(&cfg, "/nonexistent/fhirsched.yaml", empty_env, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "cannot open"));
+    util_config_dispose(&cfg);
+}
+
+static void test_tls_pair_and_base_url(void **state)
+{
+    util_config_t cfg;
+    char err[256];
+    char *env1[] = {"FHIRSCHED_TLS_CERT_FILE=/x.pem", NULL};
+    util_config_defaults(&cfg);
+    assert_int_equal(util_config_load(&cfg, NULL, env1, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "together"));
+    util_config_dispose(&cfg);
+
+    char *env2[] = {"FHIRSCHED_BASE_URL=https://clinic.example/fhir/", NULL};
+    util_config_defaults(&cfg);
+    assert_int_equal(util_config_load(&cfg, NULL, env2, err, sizeof(err)), 0);
+    assert_string_equal(cfg.base_url, "https://clinic.example/fhir");
+    util_config_dispose(&cfg);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_yaml_then_env),
+        cmocka_unit_test(test_bad_values_name_the_setting),
+        cmocka_unit_test(test_yaml_errors_carry_position),
+        cmocka_unit_test(test_tls_pair_and_base_url),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
