@@ -1,0 +1,211 @@
+// An off-the-shelf FHIR client (fhir-kit-client) against the server.
+// Every JSON response it receives is also checked against the R4 schema.
+
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, beforeEach, afterEach, it } from 'node:test';
+import { Client } from 'fhir-kit-client';
+import { patientWithIdentifier, sample, schemaErrors, startServer, uniq } from '../lib/harness.mjs';
+
+const SYS = 'http://example.org/fhir/fhirkit';
+
+let server;
+let client;
+let schemaProblems = [];
+const realFetch = globalThis.fetch;
+
+before(async () => {
+    server = await startServer();
+    client = new Client({ baseUrl: server.base });
+    // Look at every response the client gets, without changing it.
+    globalThis.fetch = async (input, init) => {
+        const res = await realFetch(input, init);
+        const ct = res.headers.get('content-type') || '';
+        if (/^application\/(fhir\+)?json/.test(ct)) {
+            const text = await res.clone().text();
+            if (text) {
+                const url = typeof input === 'string' ? input : input.url;
+                try {
+                    const errs = schemaErrors(JSON.parse(text));
+                    if (errs.length) schemaProblems.push(`${url} -> ${res.status}:\n  ${errs.join('\n  ')}`);
+                } catch (e) {
+                    schemaProblems.push(`${url} -> ${res.status}: not JSON (${e.message})`);
+                }
+            }
+        }
+        return res;
+    };
+});
+after(async () => {
+    globalThis.fetch = realFetch;
+    await server?.stop();
+});
+beforeEach(() => {
+    schemaProblems = [];
+});
+afterEach(() => {
+    assert.deepEqual(schemaProblems, [], 'responses that are not valid FHIR R4');
+});
+
+/** The HTTP status fhir-kit-client saw for a failed call. */
+async function failure(promise) {
+    try {
+        await promise;
+    } catch (e) {
+        return e.response?.status ?? e;
+    }
+    assert.fail('expected the call to fail');
+}
+
+it('capabilityStatement', async () => {
+    const cs = await client.capabilityStatement();
+    assert.equal(cs.resourceType, 'CapabilityStatement');
+    assert.equal(cs.fhirVersion, '4.0.1');
+});
+
+it('create, read, update, vread, history, delete', async () => {
+    const created = await client.create({ resourceType: 'Patient', body: sample('Patient') });
+    assert.equal(created.resourceType, 'Patient');
+    assert.ok(created.id);
+    assert.equal(created.meta.versionId, '1');
+
+    const read = await client.read({ resourceType: 'Patient', id: created.id });
+    assert.deepEqual(read, created);
+
+    const updated = await client.update({ resourceType: 'Patient', id: created.id, body: { ...read, gender: 'male' } });
+    assert.equal(updated.meta.versionId, '2');
+    assert.equal(updated.gender, 'male');
+
+    const v1 = await client.vread({ resourceType: 'Patient', id: created.id, version: '1' });
+    assert.equal(v1.gender, 'female');
+
+    const hist = await client.history({ resourceType: 'Patient', id: created.id });
+    assert.equal(hist.type, 'history');
+    assert.deepEqual(
+        hist.entry.map((e) => e.resource.meta.versionId),
+        ['2', '1'],
+    );
+    const typeHist = await client.typeHistory({ resourceType: 'Patient' });
+    assert.equal(typeHist.type, 'history');
+    const sysHist = await client.systemHistory();
+    assert.equal(sysHist.type, 'history');
+
+    await client.delete({ resourceType: 'Patient', id: created.id });
+    assert.equal(await failure(client.read({ resourceType: 'Patient', id: created.id })), 410);
+    assert.equal(await failure(client.read({ resourceType: 'Patient', id: uniq('nope') })), 404);
+});
+
+it('conditional create with If-None-Exist', async () => {
+    const value = uniq('kit');
+    const query = `identifier=${encodeURIComponent(`${SYS}|${value}`)}`;
+    const first = await client.create({
+        resourceType: 'Patient',
+        body: patientWithIdentifier(SYS, value),
+        options: { headers: { 'If-None-Exist': query } },
+    });
+    assert.ok(first.id);
+    const second = await client.create({
+        resourceType: 'Patient',
+        body: patientWithIdentifier(SYS, value, { gender: 'male' }),
+        options: { headers: { 'If-None-Exist': query } },
+    });
+    if (second.resourceType) assert.equal(second.id, first.id);
+    const found = await client.search({ resourceType: 'Patient', searchParams: { identifier: `${SYS}|${value}` } });
+    assert.equal(found.total, 1);
+    assert.equal(found.entry[0].resource.id, first.id);
+});
+
+it('conditional update through searchParams', async () => {
+    const value = uniq('kitcu');
+    const created = await client.update({
+        resourceType: 'Patient',
+        searchParams: { identifier: `${SYS}|${value}` },
+        body: patientWithIdentifier(SYS, value),
+    });
+    assert.ok(created.id);
+    const updated = await client.update({
+        resourceType: 'Patient',
+        searchParams: { identifier: `${SYS}|${value}` },
+        body: patientWithIdentifier(SYS, value, { gender: 'other' }),
+    });
+    assert.equal(updated.id, created.id);
+    assert.equal(updated.meta.versionId, '2');
+});
+
+it('transaction with urn:uuid references', async () => {
+    const patientUrn = `urn:uuid:${randomUUID()}`;
+    const res = await client.transaction({
+        body: {
+            resourceType: 'Bundle',
+            type: 'transaction',
+            entry: [
+                { fullUrl: patientUrn, resource: sample('Patient'), request: { method: 'POST', url: 'Patient' } },
+                {
+                    fullUrl: `urn:uuid:${randomUUID()}`,
+                    resource: sample('Appointment', { participant: [{ actor: { reference: patientUrn }, status: 'accepted' }] }),
+                    request: { method: 'POST', url: 'Appointment' },
+                },
+            ],
+        },
+    });
+    assert.equal(res.type, 'transaction-response');
+    assert.equal(res.entry.length, 2);
+    const [pid, aid] = res.entry.map((e) => e.response.location.match(/(?:^|\/)(?:Patient|Appointment)\/([^/]+)\/_history/)[1]);
+    const appt = await client.read({ resourceType: 'Appointment', id: aid });
+    assert.equal(appt.participant[0].actor.reference, `Patient/${pid}`);
+});
+
+it('batch', async () => {
+    const res = await client.batch({
+        body: {
+            resourceType: 'Bundle',
+            type: 'batch',
+            entry: [
+                { resource: sample('Location'), request: { method: 'POST', url: 'Location' } },
+                { request: { method: 'GET', url: `Location/${uniq('nope')}` } },
+            ],
+        },
+    });
+    assert.equal(res.type, 'batch-response');
+    assert.match(res.entry[0].response.status, /^201/);
+    assert.match(res.entry[1].response.status, /^404/);
+});
+
+it('search by _id and paging with nextPage', async () => {
+    const value = uniq('kitpage');
+    const made = [];
+    for (let i = 0; i < 3; i++) made.push((await client.create({ resourceType: 'Patient', body: patientWithIdentifier(SYS, value) })).id);
+    const one = await client.search({ resourceType: 'Patient', searchParams: { _id: made[1] } });
+    assert.equal(one.type, 'searchset');
+    assert.equal(one.total, 1);
+    assert.equal(one.entry[0].resource.id, made[1]);
+
+    let page = await client.search({ resourceType: 'Patient', searchParams: { identifier: `${SYS}|${value}`, _count: 2 } });
+    const seen = page.entry.map((e) => e.resource.id);
+    assert.equal(page.total, 3);
+    page = await client.nextPage({ bundle: page });
+    assert.ok(page, 'a next page');
+    seen.push(...page.entry.map((e) => e.resource.id));
+    assert.deepEqual(seen.sort(), made.sort());
+});
+
+it('JSON Patch through the client', async () => {
+    const created = await client.create({ resourceType: 'Patient', body: sample('Patient') });
+    const patched = await client.patch({
+        resourceType: 'Patient',
+        id: created.id,
+        jsonPatch: [{ op: 'replace', path: '/gender', value: 'other' }],
+    });
+    assert.equal(patched.gender, 'other');
+    assert.equal(patched.meta.versionId, '2');
+});
+
+it('errors reach the client as OperationOutcomes', async () => {
+    try {
+        await client.create({ resourceType: 'Patient', body: sample('Patient', { gender: 'robot' }) });
+        assert.fail('expected a 422');
+    } catch (e) {
+        assert.equal(e.response?.status, 422, e.message);
+        assert.equal(e.response.data.resourceType, 'OperationOutcome');
+    }
+});
