@@ -71,6 +71,7 @@ static void send_body(http_req_t *hr, int status, const char *body, size_t len)
         h2o_send_inline(req, "", 0);
         return;
     }
+    req->res.content_length = len;
     h2o_send_inline(req, body, len);
 }
 

@@ -115,6 +115,13 @@ static void *thread_main(void *arg)
     }
     store_pool_destroy(t->pool);
     t->pool = NULL;
+    /* Connections still open after the grace period are dropped with the loop. */
+    /* h2o 2.2.5 arms its HTTP/2 graceful-shutdown timer even with no HTTP/2 connection left; disarm it so the context
+     * can be disposed (h2o_timeout_dispose asserts that nothing is linked). */
+    if (h2o_timeout_is_linked(&t->ctx.http2._graceful_shutdown_timeout))
+        h2o_timeout_unlink(&t->ctx.http2._graceful_shutdown_timeout);
+    h2o_context_dispose(&t->ctx);
+    h2o_evloop_destroy(t->loop);
     return NULL;
 }
 
@@ -190,6 +197,7 @@ int http_server_run(const util_config_t *cfg)
         pthread_join(threads[i].tid, NULL);
     LOG_INFO("stopped");
     free(threads);
+    h2o_config_dispose(&globalconf);
     if (ssl != NULL)
         SSL_CTX_free(ssl);
     return 0;
