@@ -1,0 +1,37 @@
+# fhirsched: the commands a newcomer needs. Everything real lives in scripts/.
+#   make demo   build, start PostgreSQL + the server on :8080, load demo data
+#   make test   ASan build, unit tests, integration/conformance suites
+.DEFAULT_GOAL := build
+
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: deps build build-asan demo demo-reset test clean
+
+deps:
+	scripts/deps.sh
+
+build:
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake --build build --parallel $(JOBS)
+
+build-asan:
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DFHIRSCHED_ASAN=ON
+	cmake --build build-asan --parallel $(JOBS)
+
+# Plain prerequisites would run in parallel under make -j; the order matters.
+demo:
+	$(MAKE) --no-print-directory deps
+	$(MAKE) --no-print-directory build
+	scripts/demo.sh
+
+demo-reset:
+	scripts/pg.sh stop var/demo/pg
+	rm -rf var/demo
+
+test:
+	$(MAKE) --no-print-directory deps
+	scripts/test.sh
+
+clean:
+	scripts/pg.sh stop var/test/pg
+	rm -rf build build-asan var/test
