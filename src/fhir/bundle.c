@@ -1,6 +1,7 @@
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include "fhir/bundle.h"
 #include "fhir/json.h"
 #include "fhir/types.h"
@@ -409,6 +410,25 @@ static void on_entry_done(fhir_ix_t *ix)
     advance(run);
 }
 
+/* R4: a transaction whose writes (after conditional resolution) touch one resource twice fails. Returns the second entry or -1. */
+static ssize_t find_overlap(fhir_bundle_run_t *run)
+{
+    for (size_t i = 0; i != run->count; ++i) {
+        fhir_ix_request_t *a = &run->entries[i]->req;
+        if (a->id == NULL || a->type == NULL || a->kind == FHIR_IX_READ || a->kind == FHIR_IX_VREAD || a->kind == FHIR_IX_SEARCH ||
+            a->kind == FHIR_IX_HISTORY || a->kind == FHIR_IX_EXISTING || a->kind == FHIR_IX_NOTHING)
+            continue;
+        for (size_t j = i + 1; j != run->count; ++j) {
+            fhir_ix_request_t *b = &run->entries[j]->req;
+            if (b->id != NULL && b->type != NULL && b->kind != FHIR_IX_READ && b->kind != FHIR_IX_VREAD && b->kind != FHIR_IX_SEARCH &&
+                b->kind != FHIR_IX_HISTORY && b->kind != FHIR_IX_EXISTING && b->kind != FHIR_IX_NOTHING &&
+                strcmp(a->type, b->type) == 0 && strcmp(a->id, b->id) == 0)
+                return (ssize_t)j;
+        }
+    }
+    return -1;
+}
+
 /* After conditional entries are resolved: give POSTs their ids and point references to other entries at them. */
 static void resolve_references(fhir_bundle_run_t *run)
 {
@@ -450,6 +470,16 @@ static void advance(fhir_bundle_run_t *run)
         if (run->_pos == run->count) {
             if (run->transaction && run->_phase == PHASE_RESOLVE) {
                 resolve_references(run);
+                ssize_t dup = find_overlap(run);
+                if (dup >= 0) {
+                    char where[48];
+                    snprintf(where, sizeof(where), "Bundle.entry[%zd]", dup);
+                    fhir_outcome_fail(&run->oo, 400, "invalid", where, "the transaction changes %s/%s more than once", run->entries[dup]->req.type,
+                                      run->entries[dup]->req.id);
+                    run->status = 400;
+                    end_transaction(run);
+                    return;
+                }
                 run->_phase = PHASE_EXECUTE;
                 run->_pos = 0;
                 continue;

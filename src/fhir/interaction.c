@@ -524,13 +524,10 @@ static const char *history_status(const char *method)
     return "200 OK";
 }
 
-static void on_history(fhir_ix_t *ix, PGresult *res)
+/* Builds the history Bundle from the rows of STMT_HISTORY (`res` may be NULL: no rows). */
+static void answer_history(fhir_ix_t *ix, PGresult *res)
 {
-    int n = PQntuples(res);
-    if (n == 0 && ix->req.id != NULL && ix->_search.offset == 0) {
-        fail(ix, 404, "not-found", "this resource is not known%s", "");
-        return;
-    }
+    int n = res != NULL ? PQntuples(res) : 0;
     long total = n > 0 ? atol(PQgetvalue(res, 0, 7)) : -1;
     util_buf_t buf, path;
     util_buf_init(&buf);
@@ -568,6 +565,26 @@ static void on_history(fhir_ix_t *ix, PGresult *res)
     util_buf_dispose(&path);
     ix->res.status = 200;
     ix_finish(ix);
+}
+
+static void on_history_exists(fhir_ix_t *ix, PGresult *res)
+{
+    if (PQntuples(res) == 0) {
+        fail(ix, 404, "not-found", "this resource is not known%s", "");
+        return;
+    }
+    answer_history(ix, NULL);
+}
+
+static void on_history(fhir_ix_t *ix, PGresult *res)
+{
+    if (PQntuples(res) == 0 && ix->req.id != NULL) {
+        /* No versions in the window: an empty Bundle if the resource exists at all, 404 otherwise. */
+        const char *params[] = {ix->req.type, ix->req.id};
+        ix_send(ix, STMT_READ, NULL, 2, params, on_history_exists);
+        return;
+    }
+    answer_history(ix, res);
 }
 
 /* History takes only _count, _since and our own _offset. */

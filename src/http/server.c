@@ -96,22 +96,32 @@ static void *thread_main(void *arg)
     h2o_socket_close(t->listener);
     t->listener = NULL;
     h2o_context_request_shutdown(&t->ctx);
-    uint64_t deadline = util_time_monotonic_ms() + http_config->http_shutdown_grace_ms, flush_until = 0;
-    for (;;) {
+    uint64_t deadline = util_time_monotonic_ms() + http_config->http_shutdown_grace_ms, idle_since = 0;
+    bool closing_idle = false;
+    while (thread_has_connections(t) && util_time_monotonic_ms() < deadline) {
         uint64_t now = util_time_monotonic_ms();
-        if (now >= deadline)
-            break;
-        if (t->inflight == 0) {
-            if (!thread_has_connections(t))
-                break;
-            if (flush_until == 0)
-                flush_until = now + SHUTDOWN_FLUSH_MS;
-            else if (now >= flush_until)
-                break;
-        } else {
-            flush_until = 0;
+        if (t->inflight != 0) {
+            idle_since = 0;
+        } else if (idle_since == 0) {
+            idle_since = now;
+        } else if (!closing_idle && now - idle_since >= SHUTDOWN_FLUSH_MS) {
+            /* Every answer is out: expire the keep-alive and idle timers so idle connections close now rather than
+             * after their full timeout (h2o 2.2.5 has no call to close them). */
+            t->ctx.http1.req_timeout.timeout = 0;
+            t->ctx.http2.idle_timeout.timeout = 0;
+            t->ctx.http2.graceful_shutdown_timeout.timeout = 0;
+            closing_idle = true;
         }
         h2o_evloop_run(t->loop, 20);
+    }
+    /* Let h2o run the deferred closes of the sockets it just shut. */
+    h2o_evloop_run(t->loop, 0);
+    if (thread_has_connections(t)) {
+        /* Disposing a context with live connections trips h2o's assertions: leave them to process exit. */
+        LOG_WARN("connections still open after the shutdown grace period; exiting anyway");
+        store_pool_destroy(t->pool);
+        t->pool = NULL;
+        return NULL;
     }
     store_pool_destroy(t->pool);
     t->pool = NULL;
