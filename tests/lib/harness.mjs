@@ -285,8 +285,12 @@ function spawnServer(port, databaseUrl, extraEnv, db) {
             stopping = (async () => {
                 try {
                     server.signal('SIGTERM');
-                    const timer = sleep(timeoutMs).then(() => 'timeout');
-                    let r = await Promise.race([exited, timer]);
+                    let timer;
+                    const timeout = new Promise((resolve) => {
+                        timer = setTimeout(() => resolve('timeout'), timeoutMs);
+                    });
+                    const r = await Promise.race([exited, timeout]);
+                    clearTimeout(timer);
                     if (r === 'timeout') {
                         proc.kill('SIGKILL');
                         await exited;
