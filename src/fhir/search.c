@@ -3,7 +3,6 @@
 #include <string.h>
 #include "fhir/search.h"
 #include "fhir/types.h"
-#include "fhir/validate.h"
 
 #define SP(name) "http://hl7.org/fhir/SearchParameter/" name
 
@@ -262,13 +261,65 @@ static char *like_escape(const char *value)
     return r;
 }
 
+static bool digits(const char *p, int n)
+{
+    for (int i = 0; i != n; ++i)
+        if (p[i] < '0' || p[i] > '9')
+            return false;
+    return true;
+}
+
+static int number(const char *p, int n)
+{
+    int v = 0;
+    for (int i = 0; i != n; ++i)
+        v = v * 10 + (p[i] - '0');
+    return v;
+}
+
+/*
+ * Search values are looser than the dateTime datatype: any precision from a year down to fractions of a second, with the
+ * time zone optional (YYYY[-MM[-DD[Thh:mm[:ss[.f+]][Z|(+|-)hh:mm]]]]). fhir_date_range() in SQL reads the same forms.
+ */
 static bool is_date_value(const char *v)
 {
-    static const char *const forms[] = {"date", "dateTime", "instant"};
-    for (size_t i = 0; i != 3; ++i)
-        if (fhir_primitive_is_valid(forms[i], v, strlen(v)))
-            return true;
-    return false;
+    static const int days[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    size_t len = strlen(v);
+    if (len < 4 || !digits(v, 4))
+        return false;
+    if (len == 4)
+        return true;
+    if (len < 7 || v[4] != '-' || !digits(v + 5, 2) || number(v + 5, 2) < 1 || number(v + 5, 2) > 12)
+        return false;
+    int month = number(v + 5, 2);
+    if (len == 7)
+        return true;
+    if (len < 10 || v[7] != '-' || !digits(v + 8, 2) || number(v + 8, 2) < 1 || number(v + 8, 2) > days[month - 1])
+        return false;
+    if (len == 10)
+        return true;
+    if (len < 16 || v[10] != 'T' || !digits(v + 11, 2) || v[13] != ':' || !digits(v + 14, 2) || number(v + 11, 2) > 23 ||
+        number(v + 14, 2) > 59)
+        return false;
+    const char *p = v + 16;
+    if (*p == ':') {
+        if (!digits(p + 1, 2) || number(p + 1, 2) > 59)
+            return false;
+        p += 3;
+        if (*p == '.') {
+            ++p;
+            if (!digits(p, 1))
+                return false;
+            while (*p >= '0' && *p <= '9')
+                ++p;
+        }
+    }
+    if (*p == '\0')
+        return true;
+    if (*p == 'Z')
+        return p[1] == '\0';
+    return (*p == '+' || *p == '-') && digits(p + 1, 2) && p[3] == ':' && digits(p + 4, 2) && p[6] == '\0' &&
+           number(p + 1, 2) <= 14 && number(p + 4, 2) <= 59;
 }
 
 /* Appends the condition for one value of a parameter on one path; `pathref` is the $n holding the path. */

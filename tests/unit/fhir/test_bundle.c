@@ -172,6 +172,20 @@ static void test_search_sql_is_parameterised(void **state)
     assert_int_equal(found, 3);
     fhir_search_dispose(&s);
 
+    /* search dates may be partial and need no seconds or zone */
+    const char *ok_dates[] = {"birthdate=1970", "birthdate=ge1970-02", "birthdate=1970-02-28", "birthdate=lt2024-03-01T10:00",
+                              "birthdate=2024-03-01T10:00:05.5%2B01:00", "_lastUpdated=gt2026-01-01T00:00:00Z"};
+    for (size_t i = 0; i != sizeof(ok_dates) / sizeof(ok_dates[0]); ++i) {
+        assert_int_equal(fhir_search_build(&s, "Patient", ok_dates[i], strlen(ok_dates[i]), 50, 1000, false, &oo), 0);
+        fhir_search_dispose(&s);
+    }
+    const char *bad_dates[] = {"birthdate=1970-02-30", "birthdate=1970-13", "birthdate=2024-03-01T25:00", "birthdate=2024-03-01T10",
+                               "birthdate=19700"};
+    for (size_t i = 0; i != sizeof(bad_dates) / sizeof(bad_dates[0]); ++i) {
+        assert_int_equal(fhir_search_build(&s, "Patient", bad_dates[i], strlen(bad_dates[i]), 50, 1000, false, &oo), -1);
+        fhir_search_dispose(&s);
+    }
+
     q = "birthdate=tomorrow";
     assert_int_equal(fhir_search_build(&s, "Patient", q, strlen(q), 50, 1000, false, &oo), -1);
     assert_int_equal(oo.status, 400);
