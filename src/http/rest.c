@@ -514,6 +514,15 @@ int http_rest_on_req(h2o_handler_t *self, h2o_req_t *req)
     *slot = hr;
     http_add_header(hr, "x-request-id", hr->request_id);
 
+    /* h2o 2.2.5 itself accepts request heads of about 400 KB; our limit is the configured one. */
+    size_t head_bytes = req->path.len + req->authority.len;
+    for (size_t i = 0; i != req->headers.size; ++i)
+        head_bytes += req->headers.entries[i].name->len + req->headers.entries[i].value.len + 4;
+    if (head_bytes > http_config->http_max_header_bytes) {
+        http_send_error(hr, 431, "too-costly", "the request line and headers are larger than %zu bytes", http_config->http_max_header_bytes);
+        return 0;
+    }
+
     size_t path_len = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
     const char *path = req->path.base;
     if (util_str_eq(path, path_len, "/healthz")) {

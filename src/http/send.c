@@ -38,6 +38,8 @@ const char *http_reason(int status)
         return "Payload Too Large";
     case 415:
         return "Unsupported Media Type";
+    case 431:
+        return "Request Header Fields Too Large";
     case 422:
         return "Unprocessable Entity";
     case 500:

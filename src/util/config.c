@@ -32,6 +32,7 @@ static const config_key_t config_keys[] = {
     KEY("database.queue_limit", CONFIG_UINT, database_queue_limit, 1, 1000000),
     KEY("database.query_timeout_ms", CONFIG_UINT, database_query_timeout_ms, 10, 3600000),
     KEY("http.max_body_bytes", CONFIG_SIZE, http_max_body_bytes, 1024, 1ULL << 32),
+    KEY("http.max_header_bytes", CONFIG_SIZE, http_max_header_bytes, 1024, 400 * 1024),
     KEY("http.idle_timeout_ms", CONFIG_UINT, http_idle_timeout_ms, 100, 3600000),
     KEY("http.header_timeout_ms", CONFIG_UINT, http_header_timeout_ms, 100, 3600000),
     KEY("http.shutdown_grace_ms", CONFIG_UINT, http_shutdown_grace_ms, 0, 3600000),
@@ -61,6 +62,7 @@ void util_config_defaults(util_config_t *cfg)
     cfg->database_queue_limit = 1024;
     cfg->database_query_timeout_ms = 30000;
     cfg->http_max_body_bytes = 8 * 1024 * 1024;
+    cfg->http_max_header_bytes = 64 * 1024;
     cfg->http_idle_timeout_ms = 30000;
     cfg->http_header_timeout_ms = 10000;
     cfg->http_shutdown_grace_ms = 10000;

@@ -18,6 +18,7 @@ typedef struct st_util_config_t {
     unsigned database_queue_limit;     /* database.queue_limit: waiting queries per loop thread before 503 */
     unsigned database_query_timeout_ms; /* database.query_timeout_ms */
     size_t http_max_body_bytes;         /* http.max_body_bytes (413 above) */
+    size_t http_max_header_bytes;       /* http.max_header_bytes: request line + headers (431 above) */
     unsigned http_idle_timeout_ms;      /* http.idle_timeout_ms: idle keep-alive and slow clients */
     unsigned http_header_timeout_ms;    /* http.header_timeout_ms: whole request head must arrive in time */
     unsigned http_shutdown_grace_ms;    /* http.shutdown_grace_ms: in-flight requests may finish on SIGTERM */
