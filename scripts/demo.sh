@@ -8,16 +8,19 @@
 #   FHIRSCHED_DEMO_PG_PORT  PostgreSQL port (default 5433)
 #   FHIRSCHED_LISTEN        server address host:port (default 127.0.0.1:8080)
 #   FHIRSCHED_THREADS       passed through to the server
+#   FHIRSCHED_DEMO_DIR      where the database and log live (default var/demo)
+#   FHIRSCHED_DEMO_BIN      the fhirsched binary (default build/fhirsched)
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
-PG_DIR=var/demo/pg
+DEMO_DIR=${FHIRSCHED_DEMO_DIR:-var/demo}
+PG_DIR=$DEMO_DIR/pg
 PG_PORT=${FHIRSCHED_DEMO_PG_PORT:-5433}
-BIN=$root/build/fhirsched
+BIN=${FHIRSCHED_DEMO_BIN:-$root/build/fhirsched}
 BUNDLE=demo/clinic-bundle.json
-LOG=var/demo/fhirsched.log
+LOG=$DEMO_DIR/fhirsched.log
 # Any id from the bundle: if it reads back, the bundle was loaded before.
 PROBE=Location/clinic-north
 READY_TIMEOUT=30
@@ -178,7 +181,7 @@ EOF
 
 main() {
     [ -x "$BIN" ] || die "$BIN not found: run \`make build\` (or \`make demo\`)"
-    mkdir -p var/demo
+    mkdir -p "$DEMO_DIR"
     trap cleanup EXIT
     trap 'cleanup; exit 0' INT TERM
 
