@@ -32,6 +32,7 @@ test:
 	$(MAKE) --no-print-directory deps
 	scripts/test.sh
 
+# Test clusters live in var/test/run.*/pg (scripts/test.sh); stop any left over.
 clean:
-	scripts/pg.sh stop var/test/pg
+	for d in var/test/run.*/pg; do [ ! -d "$$d" ] || scripts/pg.sh stop "$$d"; done
 	rm -rf build build-asan var/test
