@@ -85,7 +85,7 @@ show_server_log() {
 }
 
 http_status() {
-    curl -s -o "${2:-/dev/null}" -w '%{http_code}' --max-time 10 "$1" || true
+    curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$1" || true
 }
 
 # A cluster that was already running belongs to someone else (another
