@@ -216,20 +216,23 @@ static int conn_send_prepare(store_conn_t *c)
     return 0;
 }
 
+/* Returns -1 (and drops the connection) when the query could not be handed to libpq; its callback is then NOT called. */
 static int conn_send_query(store_conn_t *c, store_query_t *q)
 {
     assert(c->state == CONN_IDLE && c->current == NULL);
     int ok = q->stmt_name != NULL ? PQsendQueryPrepared(c->pg, q->stmt_name, q->nparams, q->params, NULL, NULL, 0)
                                   : PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0);
-    c->current = q;
-    c->state = CONN_BUSY;
-    if (!ok) {
+    int flushed = ok ? PQflush(c->pg) : -1;
+    if (flushed < 0) {
         LOG_ERROR("sending a query failed: %s", PQerrorMessage(c->pg));
         conn_drop(c, store_err_unavailable);
         return -1;
     }
+    c->current = q;
+    c->state = CONN_BUSY;
     h2o_timeout_link(c->pool->loop, &c->pool->query_timeout, &c->query_timer);
-    conn_flush(c);
+    if (flushed > 0)
+        conn_want_write(c);
     return 0;
 }
 
@@ -434,7 +437,13 @@ static void pool_dispatch(store_pool_t *pool)
                 pool->queue_tail = &pool->queue_head;
             q->_next = NULL;
             --pool->queue_len;
-            conn_send_query(c, q);
+            if (conn_send_query(c, q) != 0) {
+                /* back to the head of the queue: another connection, or the outage handling, takes it */
+                if ((q->_next = pool->queue_head) == NULL)
+                    pool->queue_tail = &q->_next;
+                pool->queue_head = q;
+                ++pool->queue_len;
+            }
         } else {
             break;
         }
