@@ -5,47 +5,12 @@
 #include "fhir/bundle.h"
 #include "fhir/json.h"
 #include "fhir/types.h"
+#include "util/status.h"
 #include "util/str.h"
 #include "util/time.h"
 #include "util/uuid.h"
 
 enum { PHASE_BEGIN, PHASE_RESOLVE, PHASE_EXECUTE, PHASE_END };
-
-const char *fhir_status_text(int status)
-{
-    switch (status) {
-    case 200:
-        return "200 OK";
-    case 201:
-        return "201 Created";
-    case 204:
-        return "204 No Content";
-    case 304:
-        return "304 Not Modified";
-    case 400:
-        return "400 Bad Request";
-    case 403:
-        return "403 Forbidden";
-    case 404:
-        return "404 Not Found";
-    case 405:
-        return "405 Method Not Allowed";
-    case 409:
-        return "409 Conflict";
-    case 410:
-        return "410 Gone";
-    case 412:
-        return "412 Precondition Failed";
-    case 413:
-        return "413 Payload Too Large";
-    case 422:
-        return "422 Unprocessable Entity";
-    case 503:
-        return "503 Service Unavailable";
-    default:
-        return "500 Internal Server Error";
-    }
-}
 
 int fhir_bundle_method_rank(const char *method)
 {
@@ -304,7 +269,8 @@ static void build_response(fhir_bundle_run_t *run)
         fhir_ix_t *ix = run->entries[i];
         util_buf_puts(&buf, i == 0 ? "{" : ",{");
         if (ix == NULL) {
-            util_buf_printf(&buf, "\"response\":{\"status\":\"%s\",\"outcome\":", fhir_status_text(run->entry_errors[i].status));
+            util_buf_printf(&buf, "\"response\":{\"status\":\"%d %s\",\"outcome\":", run->entry_errors[i].status,
+                            util_http_reason(run->entry_errors[i].status));
             append_outcome(&buf, &run->entry_errors[i]);
             util_buf_puts(&buf, "}}");
             continue;
@@ -318,7 +284,7 @@ static void build_response(fhir_bundle_run_t *run)
             util_buf_append(&buf, res->body, res->body_len);
             util_buf_puts(&buf, ",");
         }
-        util_buf_printf(&buf, "\"response\":{\"status\":\"%s\"", fhir_status_text(res->status));
+        util_buf_printf(&buf, "\"response\":{\"status\":\"%d %s\"", res->status, util_http_reason(res->status));
         if (res->version != 0 && res->id != NULL && res->status < 400) {
             if (res->status == 201 || ix->req.kind == FHIR_IX_UPDATE || ix->req.kind == FHIR_IX_PATCH ||
                 ix->req.kind == FHIR_IX_EXISTING) {

@@ -59,7 +59,5 @@ fhir_bundle_run_t *fhir_bundle_prepare(const json_t *bundle, fhir_prefer_t prefe
 void fhir_bundle_execute(fhir_bundle_run_t *run, store_pool_t *pool, fhir_bundle_cb cb);
 /** Frees the run and its entries. */
 void fhir_bundle_destroy(fhir_bundle_run_t *run);
-/** "201 Created" style status line text for entry responses. */
-const char *fhir_status_text(int status);
 
 #endif

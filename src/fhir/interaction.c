@@ -5,6 +5,7 @@
 #include "fhir/types.h"
 #include "fhir/validate.h"
 #include "util/log.h"
+#include "util/status.h"
 #include "util/str.h"
 #include "util/time.h"
 #include "util/uuid.h"
@@ -515,13 +516,14 @@ static void start_search(fhir_ix_t *ix)
     ix_send_search(ix, on_searched);
 }
 
-static const char *history_status(const char *method)
+/* The status each kind of version was answered with when it was written. */
+static int history_status(const char *method)
 {
     if (strcmp(method, "POST") == 0)
-        return "201 Created";
+        return 201;
     if (strcmp(method, "DELETE") == 0)
-        return "204 No Content";
-    return "200 OK";
+        return 204;
+    return 200;
 }
 
 /* Builds the history Bundle from the rows of STMT_HISTORY (`res` may be NULL: no rows). */
@@ -554,8 +556,9 @@ static void answer_history(fhir_ix_t *ix, PGresult *res)
             util_buf_printf(&buf, ",\"request\":{\"method\":\"POST\",\"url\":\"%s\"}", type);
         else
             util_buf_printf(&buf, ",\"request\":{\"method\":\"%s\",\"url\":\"%s/%s\"}", method, type, id);
-        util_buf_printf(&buf, ",\"response\":{\"status\":\"%s\",\"etag\":\"W/\\\"%d\\\"\",\"lastModified\":\"%s\"}}",
-                        history_status(method), version, PQgetvalue(res, i, 6));
+        int status = history_status(method);
+        util_buf_printf(&buf, ",\"response\":{\"status\":\"%d %s\",\"etag\":\"W/\\\"%d\\\"\",\"lastModified\":\"%s\"}}",
+                        status, util_http_reason(status), version, PQgetvalue(res, i, 6));
     }
     if (n != 0)
         util_buf_puts(&buf, "]");
@@ -597,15 +600,11 @@ static void start_history(fhir_ix_t *ix)
     util_buf_init(&s->used);
     s->count = SEARCH_DEFAULT_COUNT;
     char *since = NULL;
-    const char *q = ix->req.query != NULL ? ix->req.query : "";
-    while (*q != '\0') {
-        const char *amp = strchr(q, '&');
-        size_t len = amp != NULL ? (size_t)(amp - q) : strlen(q);
-        const char *eq = memchr(q, '=', len);
-        char *name = fhir_url_decode(q, eq != NULL ? (size_t)(eq - q) : len);
-        char *value = eq != NULL ? fhir_url_decode(eq + 1, len - (size_t)(eq - q) - 1) : util_xstrdup("");
-        q += len + (amp != NULL);
-        int bad = name == NULL || value == NULL;
+    const char *q = ix->req.query != NULL ? ix->req.query : "", *end = q + strlen(q);
+    char *name, *value;
+    int more;
+    while ((more = fhir_query_next(&q, end, &name, &value)) != 0) {
+        int bad = more < 0;
         if (!bad && strcmp(name, "_count") == 0) {
             char *end;
             long v = strtol(value, &end, 10);

@@ -170,6 +170,31 @@ char *fhir_url_decode(const char *s, size_t len)
     return out;
 }
 
+int fhir_query_next(const char **cursor, const char *end, char **name, char **value)
+{
+    const char *p = *cursor;
+    while (p < end && *p == '&')
+        ++p;
+    if (p >= end) {
+        *cursor = end;
+        return 0;
+    }
+    const char *amp = memchr(p, '&', (size_t)(end - p));
+    if (amp == NULL)
+        amp = end;
+    const char *eq = memchr(p, '=', (size_t)(amp - p));
+    *name = fhir_url_decode(p, (size_t)((eq != NULL ? eq : amp) - p));
+    *value = eq != NULL ? fhir_url_decode(eq + 1, (size_t)(amp - eq - 1)) : util_xstrdup("");
+    *cursor = amp;
+    if (*name == NULL || *value == NULL) {
+        free(*name);
+        free(*value);
+        *name = *value = NULL;
+        return -1;
+    }
+    return 1;
+}
+
 void fhir_url_encode(util_buf_t *buf, const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
@@ -540,22 +565,12 @@ int fhir_search_build(fhir_search_t *s, const char *type, const char *query, siz
     util_buf_init(&select);
     /* Conditions are built into s->sql first; the SELECT around them is put together at the end. */
     util_buf_printf(&s->sql, " FROM resource r WHERE r.res_type = $%d AND NOT r.deleted", add_param(s, type));
-    const char *p = query, *end = query + len;
-    while (p < end) {
-        const char *amp = memchr(p, '&', (size_t)(end - p));
-        if (amp == NULL)
-            amp = end;
-        const char *eq = memchr(p, '=', (size_t)(amp - p));
-        if (amp == p) {
-            p = amp + 1;
-            continue;
-        }
-        char *name = fhir_url_decode(p, (size_t)((eq != NULL ? eq : amp) - p));
-        char *value = eq != NULL ? fhir_url_decode(eq + 1, (size_t)(amp - eq - 1)) : util_xstrdup("");
-        p = amp + 1;
-        if (name == NULL || value == NULL) {
-            free(name);
-            free(value);
+    const char *cursor = query, *end = query + len;
+    char *name, *value;
+    int more;
+    while ((more = fhir_query_next(&cursor, end, &name, &value)) != 0) {
+        if (more < 0) {
+            util_buf_dispose(&select);
             return fhir_outcome_fail(oo, 400, "invalid", NULL, "malformed percent-encoding in the query string");
         }
         char *modifier = strchr(name, ':');

@@ -63,6 +63,11 @@ void fhir_search_dispose(fhir_search_t *search);
 const fhir_search_param_t *fhir_search_param_at(const char *type, size_t i);
 /** Percent-decodes `len` bytes into a new string (caller frees); NULL on a malformed escape or embedded NUL. */
 char *fhir_url_decode(const char *s, size_t len);
+/**
+ * Steps through a raw query string ("a=1&b=%20"): returns 1 with the next pair percent-decoded into *name and *value (the
+ * caller frees both), 0 at the end, -1 on malformed encoding. Empty pairs are skipped; a pair without '=' has value "".
+ */
+int fhir_query_next(const char **cursor, const char *end, char **name, char **value);
 /** Appends `s` percent-encoded for a query-string value. */
 void fhir_url_encode(util_buf_t *buf, const char *s);
 

@@ -48,8 +48,6 @@ void http_send_outcome(http_req_t *hr, int status, const fhir_outcome_t *oo);
 void http_send_error(http_req_t *hr, int status, const char *code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /** Adds a response header (name must be lowercase; both strings are copied). */
 void http_add_header(http_req_t *hr, const char *name, const char *value);
-/** The reason phrase for a status. */
-const char *http_reason(int status);
 
 /* rest.c */
 /** The h2o request handler for everything (/fhir, /healthz, /readyz). */

@@ -117,21 +117,20 @@ static wire_format_t format_of(const char *mime, size_t len)
 }
 
 /* The value of a query parameter (decoded, caller frees) or NULL. */
-static char *query_param(h2o_req_t *req, const char *name)
+static char *query_param(h2o_req_t *req, const char *wanted)
 {
     if (req->query_at == SIZE_MAX)
         return NULL;
-    const char *p = req->path.base + req->query_at + 1, *end = req->path.base + req->path.len;
-    size_t nlen = strlen(name);
-    while (p < end) {
-        const char *amp = memchr(p, '&', (size_t)(end - p));
-        if (amp == NULL)
-            amp = end;
-        if ((size_t)(amp - p) > nlen && memcmp(p, name, nlen) == 0 && p[nlen] == '=')
-            return fhir_url_decode(p + nlen + 1, (size_t)(amp - p - nlen - 1));
-        p = amp + 1;
+    const char *cursor = req->path.base + req->query_at + 1, *end = req->path.base + req->path.len;
+    char *name, *value, *found = NULL;
+    while (found == NULL && fhir_query_next(&cursor, end, &name, &value) > 0) {
+        if (strcmp(name, wanted) == 0)
+            found = value;
+        else
+            free(value);
+        free(name);
     }
-    return NULL;
+    return found;
 }
 
 /* Decides the response format from _format or Accept; sends 406 and returns -1 when we cannot produce it. */

@@ -4,52 +4,7 @@
 #include "fhir/json.h"
 #include "http/http.h"
 #include "util/str.h"
-
-const char *http_reason(int status)
-{
-    switch (status) {
-    case 200:
-        return "OK";
-    case 201:
-        return "Created";
-    case 204:
-        return "No Content";
-    case 304:
-        return "Not Modified";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 406:
-        return "Not Acceptable";
-    case 409:
-        return "Conflict";
-    case 410:
-        return "Gone";
-    case 412:
-        return "Precondition Failed";
-    case 413:
-        return "Payload Too Large";
-    case 415:
-        return "Unsupported Media Type";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 422:
-        return "Unprocessable Entity";
-    case 500:
-        return "Internal Server Error";
-    case 503:
-        return "Service Unavailable";
-    default:
-        return "Unknown";
-    }
-}
+#include "util/status.h"
 
 void http_add_header(http_req_t *hr, const char *name, const char *value)
 {
@@ -63,7 +18,7 @@ static void send_body(http_req_t *hr, int status, const char *body, size_t len)
 {
     h2o_req_t *req = hr->req;
     req->res.status = status;
-    req->res.reason = http_reason(status);
+    req->res.reason = util_http_reason(status);
     if (status == 503)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
     if (body != NULL)
