@@ -244,6 +244,7 @@ main() {
         [ "${#node_dirs[@]}" -eq 0 ] || record "node: ${node_dirs[*]}" 1 "not run: no database"
     else
         run_suite "infra: demo bundle loads" suite_demo_bundle
+        run_suite "infra: make demo starts, stops and keeps its data" tests/infra/check-demo.sh "$BIN"
         if [ "${#node_dirs[@]}" -gt 0 ]; then
             run_suite "node: ${node_dirs[*]}" suite_node "${node_dirs[@]}"
         else
