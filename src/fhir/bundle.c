@@ -1,7 +1,6 @@
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/types.h>
 #include "fhir/bundle.h"
 #include "fhir/json.h"
 #include "fhir/types.h"
@@ -41,7 +40,17 @@ void fhir_bundle_sort(const char *const *methods, size_t n, size_t *order)
     }
 }
 
-size_t fhir_bundle_rewrite_references(json_t *value, const char *const *from, const char *const *to, size_t n)
+static int compare_refs(const void *a, const void *b)
+{
+    return strcmp(((const fhir_bundle_ref_t *)a)->from, ((const fhir_bundle_ref_t *)b)->from);
+}
+
+void fhir_bundle_sort_refs(fhir_bundle_ref_t *refs, size_t n)
+{
+    qsort(refs, n, sizeof(*refs), compare_refs);
+}
+
+size_t fhir_bundle_rewrite_references(json_t *value, const fhir_bundle_ref_t *refs, size_t n)
 {
     size_t rewritten = 0;
     if (json_is_object(value)) {
@@ -50,21 +59,20 @@ size_t fhir_bundle_rewrite_references(json_t *value, const char *const *from, co
         json_object_foreach(value, key, child)
         {
             if (strcmp(key, "reference") == 0 && json_is_string(child)) {
-                for (size_t i = 0; i != n; ++i) {
-                    if (from[i] != NULL && strcmp(json_string_value(child), from[i]) == 0) {
-                        json_string_set(child, to[i]);
-                        ++rewritten;
-                        break;
-                    }
+                fhir_bundle_ref_t wanted = {json_string_value(child), NULL};
+                const fhir_bundle_ref_t *hit = bsearch(&wanted, refs, n, sizeof(*refs), compare_refs);
+                if (hit != NULL) {
+                    json_string_set(child, hit->to);
+                    ++rewritten;
                 }
             } else {
-                rewritten += fhir_bundle_rewrite_references(child, from, to, n);
+                rewritten += fhir_bundle_rewrite_references(child, refs, n);
             }
         }
     } else if (json_is_array(value)) {
         size_t i;
         json_t *child;
-        json_array_foreach(value, i, child) rewritten += fhir_bundle_rewrite_references(child, from, to, n);
+        json_array_foreach(value, i, child) rewritten += fhir_bundle_rewrite_references(child, refs, n);
     }
     return rewritten;
 }
@@ -376,30 +384,40 @@ static void on_entry_done(fhir_ix_t *ix)
     advance(run);
 }
 
-/* R4: a transaction whose writes (after conditional resolution) touch one resource twice fails. Returns the second entry or -1. */
-static ssize_t find_overlap(fhir_bundle_run_t *run)
+static bool is_write(const fhir_ix_request_t *req)
 {
-    for (size_t i = 0; i != run->count; ++i) {
-        fhir_ix_request_t *a = &run->entries[i]->req;
-        if (a->id == NULL || a->type == NULL || a->kind == FHIR_IX_READ || a->kind == FHIR_IX_VREAD || a->kind == FHIR_IX_SEARCH ||
-            a->kind == FHIR_IX_HISTORY || a->kind == FHIR_IX_EXISTING || a->kind == FHIR_IX_NOTHING)
-            continue;
-        for (size_t j = i + 1; j != run->count; ++j) {
-            fhir_ix_request_t *b = &run->entries[j]->req;
-            if (b->id != NULL && b->type != NULL && b->kind != FHIR_IX_READ && b->kind != FHIR_IX_VREAD && b->kind != FHIR_IX_SEARCH &&
-                b->kind != FHIR_IX_HISTORY && b->kind != FHIR_IX_EXISTING && b->kind != FHIR_IX_NOTHING &&
-                strcmp(a->type, b->type) == 0 && strcmp(a->id, b->id) == 0)
-                return (ssize_t)j;
-        }
-    }
-    return -1;
+    return req->id != NULL && req->type != NULL &&
+           (req->kind == FHIR_IX_CREATE || req->kind == FHIR_IX_UPDATE || req->kind == FHIR_IX_PATCH || req->kind == FHIR_IX_DELETE);
+}
+
+static int compare_targets(const void *a, const void *b)
+{
+    const fhir_ix_request_t *x = &(*(fhir_ix_t *const *)a)->req, *y = &(*(fhir_ix_t *const *)b)->req;
+    int c = strcmp(x->type, y->type);
+    return c != 0 ? c : strcmp(x->id, y->id);
+}
+
+/* R4: a transaction whose writes (after conditional resolution) touch one resource twice fails. Returns an offender or NULL. */
+static fhir_ix_t *find_overlap(fhir_bundle_run_t *run)
+{
+    fhir_ix_t **writes = util_xcalloc(run->count, sizeof(*writes)), *dup = NULL;
+    size_t n = 0;
+    for (size_t i = 0; i != run->count; ++i)
+        if (is_write(&run->entries[i]->req))
+            writes[n++] = run->entries[i];
+    qsort(writes, n, sizeof(*writes), compare_targets);
+    for (size_t i = 1; i < n && dup == NULL; ++i)
+        if (compare_targets(&writes[i - 1], &writes[i]) == 0)
+            dup = writes[i];
+    free(writes);
+    return dup;
 }
 
 /* After conditional entries are resolved: give POSTs their ids and point references to other entries at them. */
 static void resolve_references(fhir_bundle_run_t *run)
 {
-    const char **from = util_xcalloc(run->count, sizeof(*from));
-    char **to = util_xcalloc(run->count, sizeof(*to));
+    fhir_bundle_ref_t *refs = util_xcalloc(run->count, sizeof(*refs));
+    size_t n = 0;
     for (size_t i = 0; i != run->count; ++i) {
         fhir_ix_t *ix = run->entries[i];
         if (ix->req.kind == FHIR_IX_CREATE && ix->req.id == NULL) {
@@ -409,17 +427,18 @@ static void resolve_references(fhir_bundle_run_t *run)
         }
         if (run->full_urls[i] != NULL && ix->req.type != NULL && ix->req.id != NULL &&
             (ix->req.kind == FHIR_IX_CREATE || ix->req.kind == FHIR_IX_UPDATE || ix->req.kind == FHIR_IX_EXISTING)) {
-            from[i] = run->full_urls[i];
-            to[i] = util_asprintf("%s/%s", ix->req.type, ix->req.id);
+            refs[n].from = run->full_urls[i];
+            refs[n].to = util_asprintf("%s/%s", ix->req.type, ix->req.id);
+            ++n;
         }
     }
-    for (size_t i = 0; i != run->count; ++i)
+    fhir_bundle_sort_refs(refs, n);
+    for (size_t i = 0; i != run->count && n != 0; ++i)
         if (run->entries[i]->req.resource != NULL)
-            fhir_bundle_rewrite_references(run->entries[i]->req.resource, from, (const char *const *)to, run->count);
-    for (size_t i = 0; i != run->count; ++i)
-        free(to[i]);
-    free(from);
-    free(to);
+            fhir_bundle_rewrite_references(run->entries[i]->req.resource, refs, n);
+    for (size_t i = 0; i != n; ++i)
+        free((char *)refs[i].to);
+    free(refs);
 }
 
 static void advance(fhir_bundle_run_t *run)
@@ -436,12 +455,15 @@ static void advance(fhir_bundle_run_t *run)
         if (run->_pos == run->count) {
             if (run->transaction && run->_phase == PHASE_RESOLVE) {
                 resolve_references(run);
-                ssize_t dup = find_overlap(run);
-                if (dup >= 0) {
+                fhir_ix_t *dup = find_overlap(run);
+                if (dup != NULL) {
+                    size_t index = 0;
+                    while (run->entries[index] != dup)
+                        ++index;
                     char where[48];
-                    snprintf(where, sizeof(where), "Bundle.entry[%zd]", dup);
-                    fhir_outcome_fail(&run->oo, 400, "invalid", where, "the transaction changes %s/%s more than once", run->entries[dup]->req.type,
-                                      run->entries[dup]->req.id);
+                    snprintf(where, sizeof(where), "Bundle.entry[%zu]", index);
+                    fhir_outcome_fail(&run->oo, 400, "invalid", where, "the transaction changes %s/%s more than once", dup->req.type,
+                                      dup->req.id);
                     run->status = 400;
                     end_transaction(run);
                     return;

@@ -47,11 +47,19 @@ struct st_fhir_bundle_run_t {
 int fhir_bundle_method_rank(const char *method);
 /** Fills `order` with 0..n-1 stably sorted by the rank of each entry's method. */
 void fhir_bundle_sort(const char *const *methods, size_t n, size_t *order);
+/** One entry's fullUrl and the "Type/id" that references to it become. */
+typedef struct st_fhir_bundle_ref_t {
+    const char *from;
+    const char *to;
+} fhir_bundle_ref_t;
+
+/** Sorts a mapping for fhir_bundle_rewrite_references. */
+void fhir_bundle_sort_refs(fhir_bundle_ref_t *refs, size_t n);
 /**
- * Rewrites every Reference.reference (and any string under a "reference" key) in `value` that equals one of `from[i]` to
- * `to[i]`. Returns how many were rewritten.
+ * Rewrites every string under a "reference" key in `value` that equals some refs[i].from to refs[i].to; `refs` must be sorted
+ * with fhir_bundle_sort_refs. Returns how many were rewritten.
  */
-size_t fhir_bundle_rewrite_references(json_t *value, const char *const *from, const char *const *to, size_t n);
+size_t fhir_bundle_rewrite_references(json_t *value, const fhir_bundle_ref_t *refs, size_t n);
 
 /** Parses a posted Bundle into a run (the run steals nothing from `bundle`). 400/422 in `oo` when the Bundle itself is bad. */
 fhir_bundle_run_t *fhir_bundle_prepare(const json_t *bundle, fhir_prefer_t prefer, fhir_outcome_t *oo);

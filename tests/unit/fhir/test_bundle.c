@@ -35,9 +35,9 @@ static void test_references_are_rewritten_everywhere(void **state)
                               "{\"actor\":{\"reference\":\"Practitioner/keep\"}}],\"basedOn\":[{\"reference\":\"urn:uuid:2\"}],"
                               "\"note\":[{\"text\":\"urn:uuid:1\"}]}",
                               0, NULL);
-    const char *from[] = {"urn:uuid:1", "urn:uuid:2"};
-    const char *to[] = {"Patient/abc", "ServiceRequest/def"};
-    assert_int_equal(fhir_bundle_rewrite_references(appt, from, to, 2), 2);
+    fhir_bundle_ref_t refs[] = {{"urn:uuid:2", "ServiceRequest/def"}, {"urn:uuid:1", "Patient/abc"}};
+    fhir_bundle_sort_refs(refs, 2);
+    assert_int_equal(fhir_bundle_rewrite_references(appt, refs, 2), 2);
     json_t *p = json_array_get(json_object_get(appt, "participant"), 0);
     assert_string_equal(json_string_value(json_object_get(json_object_get(p, "actor"), "reference")), "Patient/abc");
     p = json_array_get(json_object_get(appt, "participant"), 1);
