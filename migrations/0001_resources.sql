@@ -34,7 +34,8 @@ CREATE TABLE resource_history (
     version_id   integer     NOT NULL,
     last_updated timestamptz NOT NULL,
     deleted      boolean     NOT NULL,
-    method       text        NOT NULL,
+    method       text        NOT NULL,   -- the interaction that made the version: POST, PUT, PATCH or DELETE
+    status       smallint    NOT NULL,   -- the HTTP status it was answered with
     body         text,
     UNIQUE (res_type, id, version_id)
 );
@@ -51,7 +52,8 @@ $$;
 -- database, under a row lock. The caller sends the serialised resource split around meta.versionId/lastUpdated:
 -- body = p_head || <version> || '","lastUpdated":"' || <instant> || '"' || p_tail.
 -- p_if_match: NULL or the version the client expects (412 otherwise).
--- p_mode: 'create' (new id, must not exist), 'update' (create or update), 'delete'.
+-- p_mode: 'create' (new id, must not exist), 'update' (create or update), 'patch' (update of an existing resource),
+--         'delete'. History records the interaction and the status it was answered with.
 -- Outcome: 'created', 'updated', 'deleted', 'absent' (delete of nothing), 'unchanged' (delete of deleted).
 -- Errors raise SQLSTATE FS412 (version conflict); FS409 (create on an existing id).
 CREATE FUNCTION fhir_write(p_type text, p_id text, p_head text, p_tail text, p_if_match integer, p_mode text)
@@ -86,8 +88,8 @@ BEGIN
         new_version := cur_version + 1;
         UPDATE resource r SET version_id = new_version, last_updated = ts, deleted = true, body = NULL
          WHERE r.res_type = p_type AND r.id = p_id;
-        INSERT INTO resource_history (res_type, id, version_id, last_updated, deleted, method, body)
-             VALUES (p_type, p_id, new_version, ts, true, 'DELETE', NULL);
+        INSERT INTO resource_history (res_type, id, version_id, last_updated, deleted, method, status, body)
+             VALUES (p_type, p_id, new_version, ts, true, 'DELETE', 200, NULL);
         RETURN QUERY SELECT 'deleted'::text, new_version, fhir_instant(ts), NULL::text;
         RETURN;
     END IF;
@@ -102,14 +104,14 @@ BEGIN
         -- Two clients creating the same id at once: the loser gets a unique violation (23505), reported as 409.
         INSERT INTO resource (res_type, id, version_id, last_updated, deleted, body)
              VALUES (p_type, p_id, new_version, ts, false, new_body);
-        method := CASE WHEN p_mode = 'create' THEN 'POST' ELSE 'PUT' END;
     ELSE
         UPDATE resource r SET version_id = new_version, last_updated = ts, deleted = false, body = new_body
          WHERE r.res_type = p_type AND r.id = p_id;
-        method := 'PUT';
     END IF;
-    INSERT INTO resource_history (res_type, id, version_id, last_updated, deleted, method, body)
-         VALUES (p_type, p_id, new_version, ts, false, method, new_body);
+    method := CASE p_mode WHEN 'create' THEN 'POST' WHEN 'patch' THEN 'PATCH' ELSE 'PUT' END;
+    INSERT INTO resource_history (res_type, id, version_id, last_updated, deleted, method, status, body)
+         VALUES (p_type, p_id, new_version, ts, false, method,
+                 CASE WHEN cur_version IS NULL OR cur_deleted THEN 201 ELSE 200 END, new_body);
     RETURN QUERY SELECT CASE WHEN cur_version IS NULL OR cur_deleted THEN 'created' ELSE 'updated' END,
                         new_version, fhir_instant(ts), new_body;
 END

@@ -111,7 +111,8 @@ check_listen_port_free() {
 }
 
 start_server() {
-    "$BIN" serve >"$LOG" 2>&1 &
+    # Its own session: Ctrl-C reaches only this script, which then stops the server and the database in that order.
+    setsid "$BIN" serve >"$LOG" 2>&1 &
     server_pid=$!
 
     local deadline=$((SECONDS + READY_TIMEOUT)) status

@@ -329,8 +329,11 @@ static void on_transaction_end(store_query_t *q, PGresult *res, const char *err)
     fhir_bundle_run_t *run = H2O_STRUCT_FROM_MEMBER(fhir_bundle_run_t, _query, q);
     store_session_end(&run->_session);
     if (run->status == 0 && err != NULL) {
-        fhir_outcome_fail(&run->oo, err == store_err_query ? 409 : 503, err == store_err_query ? "conflict" : "transient", NULL,
-                          "the transaction could not be committed; nothing was stored");
+        if (err == store_err_query)
+            fhir_outcome_fail(&run->oo, 409, "conflict", NULL, "the transaction could not be committed; nothing was stored");
+        else
+            fhir_outcome_fail(&run->oo, 503, "transient", NULL,
+                              "the database connection was lost while committing: the transaction may or may not have been stored");
         run->status = run->oo.status;
     } else if (run->status == 0) {
         build_response(run);
@@ -361,7 +364,14 @@ static void fail_transaction(fhir_bundle_run_t *run, size_t index)
     snprintf(where, sizeof(where), "Bundle.entry[%zu]", index);
     for (size_t i = 0; i != res->oo.count; ++i) {
         fhir_issue_t *issue = &res->oo.issues[i];
-        char *expr = issue->expression != NULL ? util_asprintf("%s.resource.%s", where, issue->expression) : util_xstrdup(where);
+        /* "Appointment.end" inside the entry is "Bundle.entry[n].resource.end" */
+        const char *rest = issue->expression;
+        size_t type_len = run->entries[index]->req.type != NULL ? strlen(run->entries[index]->req.type) : 0;
+        if (rest != NULL && type_len != 0 && strncmp(rest, run->entries[index]->req.type, type_len) == 0 &&
+            (rest[type_len] == '.' || rest[type_len] == '\0'))
+            rest += type_len + (rest[type_len] == '.');
+        char *expr = rest == NULL ? util_xstrdup(where)
+                                  : rest[0] == '\0' ? util_asprintf("%s.resource", where) : util_asprintf("%s.resource.%s", where, rest);
         fhir_outcome_add(&run->oo, issue->severity, issue->code, expr, "%s", issue->diagnostics);
         free(expr);
     }

@@ -28,7 +28,7 @@ const store_stmt_t fhir_ix_statements[] = {
     {STMT_VREAD, "SELECT version_id, deleted, body, fhir_instant(last_updated) FROM resource_history "
                  "WHERE res_type = $1 AND id = $2 AND version_id = $3::integer"},
     {STMT_WRITE, "SELECT outcome, version_id, last_updated, body FROM fhir_write($1, $2, $3, $4, $5::integer, $6)"},
-    {STMT_HISTORY, "SELECT res_type, id, version_id, deleted, method, body, fhir_instant(last_updated), count(*) OVER () "
+    {STMT_HISTORY, "SELECT res_type, id, version_id, deleted, method, body, fhir_instant(last_updated), count(*) OVER (), status "
                    "FROM resource_history WHERE ($1::text IS NULL OR res_type = $1) AND ($2::text IS NULL OR id = $2) "
                    "AND ($3::text IS NULL OR last_updated >= $3::timestamptz) ORDER BY seq DESC LIMIT $4::integer OFFSET $5::integer"},
     /* Serialises conditional interactions with the same criteria until their transaction ends. */
@@ -179,8 +179,12 @@ static void on_tx_end_error(store_query_t *q, PGresult *res, const char *err)
     if (err != NULL && ix->res.status < 400) {
         /* COMMIT failed: nothing was stored, so the client must not see a success. */
         set_body(ix, FHIR_BODY_NONE, NULL, 0);
-        fhir_outcome_fail(&ix->res.oo, err == store_err_query ? 409 : 503, err == store_err_query ? "conflict" : "transient", NULL,
-                          "the change could not be committed; retry");
+        if (err == store_err_query)
+            fhir_outcome_fail(&ix->res.oo, 409, "conflict", NULL, "the change could not be committed and was not stored; retry");
+        else
+            fhir_outcome_fail(&ix->res.oo, 503, "transient", NULL,
+                              "the database connection was lost while committing: the change may or may not have been stored; "
+                              "read the resource before retrying");
         ix->res.status = ix->res.oo.status;
     }
     on_tx_end(ix, res);
@@ -233,19 +237,19 @@ int fhir_ix_check_body(fhir_ix_t *ix)
         goto Fail;
     }
     if (strcmp(rt, ix->req.type) != 0) {
-        fhir_outcome_fail(oo, 400, "invalid", "resourceType", "resourceType %s does not match the URL's type %s", rt, ix->req.type);
+        fhir_outcome_fail(oo, 400, "invalid", NULL, "resourceType %s does not match the URL's type %s", rt, ix->req.type);
         goto Fail;
     }
     json_t *id = json_object_get(r, "id");
     if (ix->req.kind == FHIR_IX_UPDATE) {
-        if (!json_is_string(id)) {
-            fhir_outcome_fail(oo, 400, "required", "id", "an update must carry the resource id in the body");
+        char *where = util_asprintf("%s.id", ix->req.type);
+        if (!json_is_string(id))
+            fhir_outcome_fail(oo, 400, "required", where, "an update must carry the resource id in the body");
+        else if (ix->req.id != NULL && strcmp(json_string_value(id), ix->req.id) != 0)
+            fhir_outcome_fail(oo, 400, "invalid", where, "the id in the body does not match the id in the URL");
+        free(where);
+        if (oo->status != 0)
             goto Fail;
-        }
-        if (ix->req.id != NULL && strcmp(json_string_value(id), ix->req.id) != 0) {
-            fhir_outcome_fail(oo, 400, "invalid", "id", "the id in the body does not match the id in the URL");
-            goto Fail;
-        }
     }
     if (fhir_validate_resource(r, oo) != 0) {
         if (oo->status == 0)
@@ -377,7 +381,7 @@ static void on_patch_read(fhir_ix_t *ix, PGresult *res)
     char *head, *tail, match[16];
     fhir_json_compose_for_store(ix->req.resource, ix->req.type, ix->req.id, &head, &tail);
     snprintf(match, sizeof(match), "%d", current);
-    const char *params[] = {ix->req.type, ix->req.id, head, tail, match, "update"};
+    const char *params[] = {ix->req.type, ix->req.id, head, tail, match, "patch"};
     ix_send(ix, STMT_WRITE, NULL, 6, params, on_patch_written);
     free(head);
     free(tail);
@@ -516,21 +520,11 @@ static void start_search(fhir_ix_t *ix)
     ix_send_search(ix, on_searched);
 }
 
-/* The status each kind of version was answered with when it was written. */
-static int history_status(const char *method)
-{
-    if (strcmp(method, "POST") == 0)
-        return 201;
-    if (strcmp(method, "DELETE") == 0)
-        return 204;
-    return 200;
-}
-
 /* Builds the history Bundle from the rows of STMT_HISTORY (`res` may be NULL: no rows). */
 static void answer_history(fhir_ix_t *ix, PGresult *res)
 {
     int n = res != NULL ? PQntuples(res) : 0;
-    long total = n > 0 ? atol(PQgetvalue(res, 0, 7)) : -1;
+    long total = n > 0 ? atol(PQgetvalue(res, 0, 7)) : (ix->_search.offset == 0 ? 0 : -1);
     util_buf_t buf, path;
     util_buf_init(&buf);
     util_buf_init(&path);
@@ -556,7 +550,7 @@ static void answer_history(fhir_ix_t *ix, PGresult *res)
             util_buf_printf(&buf, ",\"request\":{\"method\":\"POST\",\"url\":\"%s\"}", type);
         else
             util_buf_printf(&buf, ",\"request\":{\"method\":\"%s\",\"url\":\"%s/%s\"}", method, type, id);
-        int status = history_status(method);
+        int status = atoi(PQgetvalue(res, i, 8));
         util_buf_printf(&buf, ",\"response\":{\"status\":\"%d %s\",\"etag\":\"W/\\\"%d\\\"\",\"lastModified\":\"%s\"}}",
                         status, util_http_reason(status), version, PQgetvalue(res, i, 6));
     }
@@ -718,6 +712,30 @@ static void on_locked(fhir_ix_t *ix, PGresult *res)
     ix_send_search(ix, on_resolved);
 }
 
+static int compare_strings(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The same criteria in another order must take the same lock: the key is the type and the sorted, normalised pairs. */
+static char *criteria_lock_key(const char *type, const char *used)
+{
+    char *copy = util_xstrdup(used), *pairs[64], *save = NULL;
+    size_t n = 0;
+    for (char *tok = strtok_r(copy, "&", &save); tok != NULL && n < 64; tok = strtok_r(NULL, "&", &save))
+        pairs[n++] = tok;
+    qsort(pairs, n, sizeof(*pairs), compare_strings);
+    util_buf_t key;
+    util_buf_init(&key);
+    util_buf_puts(&key, type);
+    for (size_t i = 0; i != n; ++i)
+        util_buf_printf(&key, "%c%s", i == 0 ? '?' : '&', pairs[i]);
+    char *out = util_xstrndup(key.base, key.len);
+    util_buf_dispose(&key);
+    free(copy);
+    return out;
+}
+
 static bool is_conditional(const fhir_ix_t *ix)
 {
     return (ix->req.kind == FHIR_IX_CREATE && ix->req.if_none_exist != NULL) || ix->req.kind == FHIR_IX_CONDITIONAL_UPDATE ||
@@ -751,7 +769,7 @@ static void ix_resolve(fhir_ix_t *ix)
         ix_finish(ix);
         return;
     }
-    char *key = util_asprintf("%s?%s", ix->req.type, criteria);
+    char *key = criteria_lock_key(ix->req.type, ix->_search.used.base);
     const char *params[] = {key};
     ix_send(ix, STMT_LOCK, NULL, 1, params, on_locked);
     free(key);

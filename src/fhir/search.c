@@ -485,12 +485,15 @@ static int build_clause(fhir_search_t *s, const char *type, const fhir_search_pa
     if (strcmp(modifier, "missing") == 0) {
         if (strcmp(value, "true") != 0 && strcmp(value, "false") != 0)
             return fhir_outcome_fail(oo, 400, "value", NULL, "%s:missing takes true or false", param->code);
-        if (param->paths[0] == NULL) /* column parameters are never missing */
+        if (param->paths[0] == NULL) { /* column parameters are never missing */
             util_buf_puts(&s->sql, strcmp(value, "true") == 0 ? " AND false" : " AND true");
-        else
-            for (size_t i = 0; i == 0 || (i < 4 && param->paths[i] != NULL); ++i)
-                util_buf_printf(&s->sql, " AND %s jsonb_path_exists(r.doc, $%d::jsonpath)", strcmp(value, "true") == 0 ? "NOT" : "",
-                                add_param(s, param->paths[i]));
+            return 0;
+        }
+        /* present = any of the parameter's elements is there */
+        util_buf_puts(&s->sql, strcmp(value, "true") == 0 ? " AND NOT (" : " AND (");
+        for (size_t i = 0; i < 4 && param->paths[i] != NULL; ++i)
+            util_buf_printf(&s->sql, "%sjsonb_path_exists(r.doc, $%d::jsonpath)", i == 0 ? "" : " OR ", add_param(s, param->paths[i]));
+        util_buf_puts(&s->sql, ")");
         return 0;
     }
     bool negate = false;
@@ -584,6 +587,8 @@ int fhir_search_build(fhir_search_t *s, const char *type, const char *query, siz
                 ret = fhir_outcome_fail(oo, 400, "value", NULL, "_count must be a non-negative whole number");
             else if (s->count > max_count)
                 s->count = max_count;
+            else if (s->count == 0)
+                s->summary_count = true; /* _count=0: the total alone */
         } else if (strcmp(name, "_offset") == 0) {
             if (parse_uint(value, &s->offset) != 0)
                 ret = fhir_outcome_fail(oo, 400, "value", NULL, "_offset must be a non-negative whole number");

@@ -67,7 +67,7 @@ void http_send_error(http_req_t *hr, int status, const char *code, const char *f
     va_start(args, fmt);
     char *msg = util_vasprintf(fmt, args);
     va_end(args);
-    fhir_outcome_add(&oo, status >= 500 ? FHIR_SEV_FATAL : FHIR_SEV_ERROR, code, NULL, "%s", msg);
+    fhir_outcome_add(&oo, FHIR_SEV_ERROR, code, NULL, "%s", msg);
     free(msg);
     http_send_outcome(hr, status, &oo);
     fhir_outcome_dispose(&oo);

@@ -59,6 +59,7 @@ struct st_store_pool_t {
     h2o_timeout_t zero_timeout;
     h2o_timeout_entry_t deferred;
     bool destroying;
+    bool outage; /* connecting failed since the last success: further failures are logged at debug level only */
 };
 
 static void conn_connect(store_conn_t *c);
@@ -282,10 +283,23 @@ static void conn_drop(store_conn_t *c, const char *err)
         pool_defer(pool);
 }
 
+/* One warning when the database becomes unreachable, not one per connection per retry. */
+static void note_connect_failure(store_pool_t *pool, const char *why)
+{
+    if (!pool->outage) {
+        LOG_WARN("cannot connect to the database (retrying every %d ms): %s", RECONNECT_DELAY_MS, why);
+        pool->outage = true;
+    } else {
+        LOG_DEBUG("cannot connect to the database: %s", why);
+    }
+}
+
 static void conn_connected(store_conn_t *c)
 {
-    if (!c->pool->destroying && c->state == CONN_CONNECTING)
-        LOG_DEBUG("database connection established");
+    if (c->pool->outage) {
+        LOG_INFO("database connection restored");
+        c->pool->outage = false;
+    }
     PQsetnonblocking(c->pg, 1);
     c->state = CONN_PREPARING;
     c->prepared = 0;
@@ -308,7 +322,7 @@ static void conn_poll_connect(store_conn_t *c)
         conn_connected(c);
         return;
     case PGRES_POLLING_FAILED:
-        LOG_WARN("cannot connect to the database: %s", PQerrorMessage(c->pg));
+        note_connect_failure(c->pool, PQerrorMessage(c->pg));
         conn_drop(c, store_err_unavailable);
         return;
     case PGRES_POLLING_WRITING:
@@ -329,7 +343,7 @@ static void conn_connect(store_conn_t *c)
 {
     c->pg = PQconnectStart(c->pool->dsn);
     if (c->pg == NULL || PQstatus(c->pg) == CONNECTION_BAD) {
-        LOG_WARN("cannot connect to the database: %s", c->pg != NULL ? PQerrorMessage(c->pg) : "out of memory");
+        note_connect_failure(c->pool, c->pg != NULL ? PQerrorMessage(c->pg) : "out of memory");
         conn_drop(c, store_err_unavailable);
         return;
     }

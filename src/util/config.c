@@ -40,7 +40,6 @@ static const config_key_t config_keys[] = {
     KEY("tls.key_file", CONFIG_STRING, tls_key_file, 0, 0),
     KEY("log.access", CONFIG_BOOL, log_access, 0, 0),
     KEY("log.level", CONFIG_LOG_LEVEL, log_level, 0, 0),
-    KEY("fhir.profiles_dir", CONFIG_STRING, profiles_dir, 0, 0),
 };
 #define CONFIG_KEY_COUNT (sizeof(config_keys) / sizeof(config_keys[0]))
 
@@ -68,7 +67,6 @@ void util_config_defaults(util_config_t *cfg)
     cfg->http_shutdown_grace_ms = 10000;
     cfg->log_access = true;
     set_string(&cfg->log_level, "info");
-    set_string(&cfg->profiles_dir, "fhir/profiles");
 }
 
 void util_config_dispose(util_config_t *cfg)
@@ -83,7 +81,8 @@ void util_config_dispose(util_config_t *cfg)
     }
 }
 
-static int parse_number(const char *value, unsigned long long *out)
+/* A whole number; with `units`, a binary size suffix as people write them in YAML ("8MiB") is allowed. */
+static int parse_number(const char *value, bool units, unsigned long long *out)
 {
     char *end;
     if (value[0] == '\0' || !isdigit((unsigned char)value[0]))
@@ -92,16 +91,18 @@ static int parse_number(const char *value, unsigned long long *out)
     unsigned long long n = strtoull(value, &end, 10);
     if (errno != 0)
         return -1;
-    /* Sizes may carry a binary unit, as people write them in YAML ("8MiB"). */
-    if (strcmp(end, "KiB") == 0 || strcmp(end, "k") == 0)
-        n <<= 10;
-    else if (strcmp(end, "MiB") == 0 || strcmp(end, "M") == 0)
-        n <<= 20;
-    else if (strcmp(end, "GiB") == 0 || strcmp(end, "G") == 0)
-        n <<= 30;
+    unsigned shift = 0;
+    if (units && (strcmp(end, "KiB") == 0 || strcmp(end, "k") == 0))
+        shift = 10;
+    else if (units && (strcmp(end, "MiB") == 0 || strcmp(end, "M") == 0))
+        shift = 20;
+    else if (units && (strcmp(end, "GiB") == 0 || strcmp(end, "G") == 0))
+        shift = 30;
     else if (*end != '\0')
         return -1;
-    *out = n;
+    if (shift != 0 && n > (~0ULL >> shift))
+        return -1; /* would wrap around */
+    *out = n << shift;
     return 0;
 }
 
@@ -133,7 +134,7 @@ static int apply_value(util_config_t *cfg, const config_key_t *key, const char *
         return 0;
     case CONFIG_UINT:
     case CONFIG_SIZE:
-        if (parse_number(value, &n) != 0 || n < key->min || n > key->max) {
+        if (parse_number(value, key->kind == CONFIG_SIZE, &n) != 0 || n < key->min || n > key->max) {
             snprintf(err, errlen, "%s: %s must be a whole number from %llu to %llu%s (got \"%s\")", where, key->name, key->min,
                      key->max, key->kind == CONFIG_SIZE ? " (bytes; KiB/MiB/GiB suffixes allowed)" : "", value);
             return -1;
@@ -146,7 +147,7 @@ static int apply_value(util_config_t *cfg, const config_key_t *key, const char *
     case CONFIG_LISTEN: {
         const char *colon = strrchr(value, ':');
         unsigned long long port;
-        if (colon == NULL || colon == value || parse_number(colon + 1, &port) != 0 || port == 0 || port > 65535) {
+        if (colon == NULL || colon == value || parse_number(colon + 1, false, &port) != 0 || port == 0 || port > 65535) {
             snprintf(err, errlen, "%s: %s must be host:port, e.g. 127.0.0.1:8080 (got \"%s\")", where, key->name, value);
             return -1;
         }
@@ -298,7 +299,8 @@ int util_config_load(util_config_t *cfg, const char *yaml_path, char *const *env
         env_name_for(config_keys[i].name, name, sizeof(name));
         size_t namelen = strlen(name);
         for (char *const *e = envp; *e != NULL; ++e) {
-            if (strncmp(*e, name, namelen) == 0 && (*e)[namelen] == '=') {
+            /* An empty variable counts as unset, as shells make it easy to export one by accident. */
+            if (strncmp(*e, name, namelen) == 0 && (*e)[namelen] == '=' && (*e)[namelen + 1] != '\0') {
                 if (apply_value(cfg, &config_keys[i], *e + namelen + 1, name, err, errlen) != 0)
                     return -1;
                 if (config_keys[i].offset == offsetof(util_config_t, base_url))

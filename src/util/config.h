@@ -19,14 +19,13 @@ typedef struct st_util_config_t {
     unsigned database_query_timeout_ms; /* database.query_timeout_ms */
     size_t http_max_body_bytes;         /* http.max_body_bytes (413 above) */
     size_t http_max_header_bytes;       /* http.max_header_bytes: request line + headers (431 above) */
-    unsigned http_idle_timeout_ms;      /* http.idle_timeout_ms: idle keep-alive and slow clients */
-    unsigned http_header_timeout_ms;    /* http.header_timeout_ms: whole request head must arrive in time */
+    unsigned http_idle_timeout_ms;      /* http.idle_timeout_ms: idle HTTP/2 connections */
+    unsigned http_header_timeout_ms;    /* http.header_timeout_ms: HTTP/1.1 request heads and idle keep-alive (one timer in h2o) */
     unsigned http_shutdown_grace_ms;    /* http.shutdown_grace_ms: in-flight requests may finish on SIGTERM */
     char *tls_cert_file;        /* tls.cert_file: PEM; TLS (with ALPN h2) when set together with tls.key_file */
     char *tls_key_file;         /* tls.key_file */
     bool log_access;            /* log.access: JSON access log lines on stdout */
     char *log_level;            /* log.level: error|warn|info|debug */
-    char *profiles_dir;         /* fhir.profiles_dir: where StructureDefinitions/OperationDefinitions are served from */
 } util_config_t;
 
 /** Fills `cfg` with the built-in defaults. */

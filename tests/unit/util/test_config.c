@@ -79,6 +79,31 @@ static void test_bad_values_name_the_setting(void **state)
     util_config_dispose(&cfg);
 }
 
+static void test_number_edge_cases(void **state)
+{
+    util_config_t cfg;
+    char err[256];
+    /* size suffixes only where the setting is a size */
+    char *env1[] = {"FHIRSCHED_THREADS=2k", NULL};
+    util_config_defaults(&cfg);
+    assert_int_equal(util_config_load(&cfg, NULL, env1, err, sizeof(err)), -1);
+    util_config_dispose(&cfg);
+    /* a suffix that would wrap around is refused, not wrapped into range */
+    char *env2[] = {"FHIRSCHED_HTTP_MAX_BODY_BYTES=17179869185G", NULL};
+    util_config_defaults(&cfg);
+    assert_int_equal(util_config_load(&cfg, NULL, env2, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "http.max_body_bytes"));
+    util_config_dispose(&cfg);
+    /* an empty variable is as good as unset */
+    char *env3[] = {"FHIRSCHED_TLS_CERT_FILE=", "FHIRSCHED_THREADS=", NULL};
+    util_config_defaults(&cfg);
+    unsigned threads = cfg.threads;
+    assert_int_equal(util_config_load(&cfg, NULL, env3, err, sizeof(err)), 0);
+    assert_null(cfg.tls_cert_file);
+    assert_int_equal(cfg.threads, threads);
+    util_config_dispose(&cfg);
+}
+
 static void test_yaml_errors_carry_position(void **state)
 {
     char *path = write_yaml("listen: 127.0.0.1:1\ndatabse:\n  url: x\n");
@@ -128,6 +153,7 @@ int main(void)
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_yaml_then_env),
         cmocka_unit_test(test_bad_values_name_the_setting),
+        cmocka_unit_test(test_number_edge_cases),
         cmocka_unit_test(test_yaml_errors_carry_position),
         cmocka_unit_test(test_tls_pair_and_base_url),
     };
