@@ -123,6 +123,24 @@ suite_unit() {
     ctest --test-dir build-asan --output-on-failure -L unit
 }
 
+# The libFuzzer smoke run (tests/fuzz/README.md) needs clang and its libFuzzer runtime.
+fuzz_available() {
+    command -v clang >/dev/null 2>&1 || return 1
+    local probe rc=0
+    probe=$(mktemp -d) || return 1
+    echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }' >"$probe/probe.c"
+    clang -fsanitize=fuzzer "$probe/probe.c" -o "$probe/probe" >/dev/null 2>&1 || rc=1
+    rm -rf "$probe"
+    return "$rc"
+}
+
+# Every fuzz target for FUZZ_SECONDS (15) over its seeds: about 2 minutes with the build.
+suite_fuzz() {
+    cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DFHIRSCHED_FUZZ=ON -DFHIRSCHED_ASAN=ON -DFHIRSCHED_TESTS=OFF >/dev/null
+    cmake --build build-fuzz --parallel "$(nproc 2>/dev/null || echo 2)" >/dev/null
+    FUZZ_SECONDS=${FUZZ_SECONDS:-15} tests/fuzz/run.sh build-fuzz
+}
+
 suite_shell_syntax() {
     local f
     for f in scripts/*.sh tests/infra/*.sh .ci/run; do
@@ -224,6 +242,12 @@ main() {
         exit 1
     fi
     run_suite "unit (ctest -L unit)" suite_unit
+    if fuzz_available; then
+        run_suite "fuzz smoke (tests/fuzz/run.sh build-fuzz)" suite_fuzz
+    else
+        echo
+        echo "==> fuzz smoke: skipped, no clang with libFuzzer (scripts/deps.sh installs them)"
+    fi
     run_suite "infra: shell syntax" suite_shell_syntax
 
     # Set here, not in a suite: suites run in subshells, and cleanup needs these.
