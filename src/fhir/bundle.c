@@ -1,3 +1,4 @@
+#include <assert.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,21 +80,6 @@ size_t fhir_bundle_rewrite_references(json_t *value, const fhir_bundle_ref_t *re
 
 /* ---- parsing entries ---- */
 
-/* W/"3" or "3" -> 3; 0 when absent or malformed. */
-static int parse_etag(const char *etag)
-{
-    if (etag == NULL)
-        return 0;
-    if (strncmp(etag, "W/", 2) == 0)
-        etag += 2;
-    if (*etag == '"')
-        ++etag;
-    int v = 0;
-    for (; *etag >= '0' && *etag <= '9'; ++etag)
-        v = v * 10 + (*etag - '0');
-    return v;
-}
-
 /* The JSON Patch carried by a PATCH entry: a Binary resource with base64 data. */
 static json_t *patch_from_binary(const json_t *resource, fhir_outcome_t *oo)
 {
@@ -160,10 +146,12 @@ static int parse_entry(fhir_ix_t *ix, const json_t *entry, fhir_outcome_t *oo)
     default:
         break;
     }
-    ix->req.if_match = parse_etag(json_string_value(json_object_get(request, "ifMatch")));
+    const char *if_match = json_string_value(json_object_get(request, "ifMatch"));
+    if (if_match != NULL && (ix->req.if_match = fhir_etag_version(if_match, strlen(if_match))) <= 0)
+        return fhir_outcome_fail(oo, 400, "value", NULL, "request.ifMatch must be a version ETag such as W/\"3\"");
     const char *if_none_match = json_string_value(json_object_get(request, "ifNoneMatch"));
-    if (if_none_match != NULL)
-        ix->req.if_none_match = strcmp(if_none_match, "*") == 0 ? -1 : parse_etag(if_none_match);
+    if (if_none_match != NULL && (ix->req.if_none_match = fhir_etag_version(if_none_match, strlen(if_none_match))) < -1)
+        return fhir_outcome_fail(oo, 400, "value", NULL, "request.ifNoneMatch must be a version ETag such as W/\"3\" or *");
     const char *if_none_exist = json_string_value(json_object_get(request, "ifNoneExist"));
     if (if_none_exist != NULL && ix->req.kind == FHIR_IX_CREATE)
         ix->req.if_none_exist = util_xstrdup(if_none_exist);
@@ -208,10 +196,14 @@ fhir_bundle_run_t *fhir_bundle_prepare(const json_t *bundle, fhir_prefer_t prefe
             run->full_urls[i] = util_xstrdup(full_url);
         methods[i] = json_string_value(json_object_get(json_object_get(entry, "request"), "method"));
         fhir_ix_t *ix = fhir_ix_create();
+        if (!json_is_object(entry))
+            fhir_outcome_fail(&run->entry_errors[i], 400, "structure", NULL, "a Bundle entry must be a JSON object");
         if (!json_is_object(entry) || parse_entry(ix, entry, &run->entry_errors[i]) != 0) {
             fhir_ix_destroy(ix);
             if (run->transaction) {
                 /* One bad entry fails the whole transaction before anything runs. */
+                /* every failure path above adds an issue */
+                assert(run->entry_errors[i].count != 0);
                 fhir_issue_t *issue = &run->entry_errors[i].issues[0];
                 char where[48];
                 snprintf(where, sizeof(where), "Bundle.entry[%zu]", i);

@@ -865,6 +865,25 @@ void fhir_ix_resolve(fhir_ix_t *ix, store_pool_t *pool, store_session_t *session
     ix_resolve(ix);
 }
 
+int fhir_etag_version(const char *v, size_t len)
+{
+    if (len == 1 && v[0] == '*')
+        return -1;
+    if (len >= 2 && v[0] == 'W' && v[1] == '/')
+        v += 2, len -= 2;
+    if (len >= 2 && v[0] == '"' && v[len - 1] == '"')
+        ++v, len -= 2;
+    if (len == 0 || len > 9)
+        return -2;
+    int n = 0;
+    for (size_t i = 0; i != len; ++i) {
+        if (v[i] < '0' || v[i] > '9')
+            return -2;
+        n = n * 10 + (v[i] - '0');
+    }
+    return n;
+}
+
 /* ---- routing ---- */
 
 static bool parse_version(const char *s, size_t len, int *out)

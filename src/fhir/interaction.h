@@ -104,6 +104,8 @@ int fhir_ix_check_body(fhir_ix_t *ix);
  */
 int fhir_ix_route(fhir_ix_request_t *req, const char *method, const char *path, size_t path_len, const char *query,
                   fhir_outcome_t *oo);
+/** Parses a version ETag (W/"3" or "3") to 3; "*" gives -1; anything else (or more than 9 digits) gives -2. */
+int fhir_etag_version(const char *value, size_t len);
 /** The statements the engine prepares on every connection. */
 extern const store_stmt_t fhir_ix_statements[];
 extern const size_t fhir_ix_statement_count;

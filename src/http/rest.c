@@ -223,26 +223,6 @@ static bool prefer_strict(h2o_req_t *req)
     return prefer != NULL && memmem(prefer, len, "handling=strict", 15) != NULL;
 }
 
-/* W/"3" -> 3, "*" -> -1; 0 when absent; -2 when malformed. */
-static int etag_version(const char *v, size_t len)
-{
-    if (len == 1 && v[0] == '*')
-        return -1;
-    if (len >= 2 && v[0] == 'W' && v[1] == '/')
-        v += 2, len -= 2;
-    if (len >= 2 && v[0] == '"' && v[len - 1] == '"')
-        ++v, len -= 2;
-    if (len == 0 || len > 9)
-        return -2;
-    int n = 0;
-    for (size_t i = 0; i != len; ++i) {
-        if (v[i] < '0' || v[i] > '9')
-            return -2;
-        n = n * 10 + (v[i] - '0');
-    }
-    return n;
-}
-
 /* ---- answering ---- */
 
 static void add_resource_headers(http_req_t *hr, const fhir_ix_t *ix)
@@ -386,11 +366,11 @@ static int fill_request(http_req_t *hr, fhir_ix_t *ix)
     h2o_req_t *req = hr->req;
     size_t len;
     const char *v;
-    if ((v = header_value(req, "if-match", &len)) != NULL && (ix->req.if_match = etag_version(v, len)) <= 0) {
+    if ((v = header_value(req, "if-match", &len)) != NULL && (ix->req.if_match = fhir_etag_version(v, len)) <= 0) {
         http_send_error(hr, 400, "value", "If-Match must be a version ETag such as W/\"3\"");
         return -1;
     }
-    if ((v = header_value(req, "if-none-match", &len)) != NULL && (ix->req.if_none_match = etag_version(v, len)) < -1) {
+    if ((v = header_value(req, "if-none-match", &len)) != NULL && (ix->req.if_none_match = fhir_etag_version(v, len)) < -1) {
         http_send_error(hr, 400, "value", "If-None-Match must be a version ETag such as W/\"3\" or *");
         return -1;
     }

@@ -77,6 +77,17 @@ describe('fidelity', () => {
         assert.ok(exprs.includes('Bundle.entry[1].resource.status'), JSON.stringify(exprs));
     });
 
+    it('malformed Bundle entries get 400, and the server carries on (found by fuzzing)', async () => {
+        const tx = await fhir(server, 'POST', '', { body: { resourceType: 'Bundle', type: 'transaction', entry: [1] } });
+        expectOutcome(tx, 400);
+        const batch = await fhir(server, 'POST', '', {
+            body: { resourceType: 'Bundle', type: 'batch', entry: [{ request: { method: 'GET', url: 'Patient/a', ifNoneMatch: 'W/"4294967295"' } }] },
+        });
+        expectStatus(batch, 200);
+        assert.match(batch.json.entry[0].response.status, /^400/);
+        expectStatus(await fhir(server, 'GET', '/metadata'), 200);
+    });
+
     it('an update whose body lacks the id points at <Type>.id', async () => {
         const res = await fhir(server, 'PUT', '/Patient/no-id-here', { body: { resourceType: 'Patient', active: true } });
         expectOutcome(res, 400);

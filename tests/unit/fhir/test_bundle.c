@@ -69,6 +69,36 @@ static void test_prepare_rejects_bad_bundles(void **state)
     fhir_outcome_dispose(&oo);
 }
 
+/* Found by fuzzing: a non-object entry crashed transactions; a long ETag overflowed. */
+static void test_prepare_survives_fuzz_findings(void **state)
+{
+    fhir_outcome_t oo;
+    fhir_outcome_init(&oo);
+    json_t *b = json_loads("{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":[1]}", 0, NULL);
+    assert_null(fhir_bundle_prepare(b, FHIR_PREFER_REPRESENTATION, &oo));
+    assert_int_equal(oo.status, 400);
+    assert_string_equal(oo.issues[0].expression, "Bundle.entry[0]");
+    json_decref(b);
+    fhir_outcome_dispose(&oo);
+
+    fhir_outcome_init(&oo);
+    b = json_loads("{\"resourceType\":\"Bundle\",\"type\":\"batch\",\"entry\":[{\"request\":{\"method\":\"GET\",\"url\":"
+                   "\"Patient/a\",\"ifNoneMatch\":\"W/\\\"4294967295\\\"\"}},{\"request\":{\"method\":\"DELETE\",\"url\":"
+                   "\"Patient/a\",\"ifMatch\":\"9999999999\"}}, \"x\"]}",
+                   0, NULL);
+    assert_non_null(b);
+    fhir_bundle_run_t *run = fhir_bundle_prepare(b, FHIR_PREFER_REPRESENTATION, &oo);
+    assert_non_null(run);
+    /* in a batch each bad entry gets its own 400 */
+    for (size_t i = 0; i != 3; ++i) {
+        assert_null(run->entries[i]);
+        assert_int_equal(run->entry_errors[i].status, 400);
+    }
+    fhir_bundle_destroy(run);
+    json_decref(b);
+    fhir_outcome_dispose(&oo);
+}
+
 static void test_prepare_orders_transactions_not_batches(void **state)
 {
     const char *text = "{\"resourceType\":\"Bundle\",\"type\":\"%s\",\"entry\":["
@@ -209,6 +239,7 @@ int main(void)
         cmocka_unit_test(test_unknown_methods_go_last),
         cmocka_unit_test(test_references_are_rewritten_everywhere),
         cmocka_unit_test(test_prepare_rejects_bad_bundles),
+        cmocka_unit_test(test_prepare_survives_fuzz_findings),
         cmocka_unit_test(test_prepare_orders_transactions_not_batches),
         cmocka_unit_test(test_json_patch),
         cmocka_unit_test(test_compose_for_store_puts_server_meta_first),
