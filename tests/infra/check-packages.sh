@@ -118,7 +118,7 @@ check_dockerfile() {
 
     # Directories the non-test part of CMakeLists.txt names, e.g. src/…, cmake/…
     local dir dirs
-    dirs=$(awk '/^if\(FHIRSCHED_TESTS\)/ { skip = 1 } !skip { print } /^endif\(\)/ { skip = 0 }' "$root/CMakeLists.txt" |
+    dirs=$(awk '/^if\(FHIRSCHED_(TESTS|FUZZ)\)/ { skip = 1 } !skip { print } /^endif\(\)/ { skip = 0 }' "$root/CMakeLists.txt" |
         sed 's/#.*//' | grep -oE '(^|[[:space:]"/}])[a-z_]+/[A-Za-z0-9_.-]' | sed -E 's/^[[:space:]"/}]//; s:/.*::' | sort -u)
     for dir in $dirs; do
         [ -d "$root/$dir" ] || continue
