@@ -212,10 +212,11 @@ describe('slow and idle clients', () => {
 
     it('a head beyond what h2o buffers at all is refused without harming the server', async () => {
         const port = new URL(server.root).port;
+        // The server may close (or reset) the connection while the client is still writing: both are a refusal.
         const r = await closedAfter(port, (s) => s.write(`GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(600_000)}\r\n\r\n`)).catch(
-            (e) => ({ error: e }),
+            (e) => ({ error: e, received: '' }),
         );
-        assert.ok(!r.error, String(r.error));
+        if (r.error) assert.match(r.error.code || '', /^(ECONNRESET|EPIPE)$/, String(r.error));
         assert.doesNotMatch(r.received, /^HTTP\/1\.1 200/);
         await sleep(50);
         expectStatus(await fhir(server, 'GET', '/metadata'), 200);
