@@ -334,8 +334,6 @@ static void send_write(fhir_ix_t *ix, const char *mode, int if_match)
     free(tail);
 }
 
-static void on_patch_written(fhir_ix_t *ix, PGresult *res);
-
 static void on_patch_read(fhir_ix_t *ix, PGresult *res)
 {
     if (PQntuples(res) == 0 || PQgetvalue(res, 0, 1)[0] == 't') {
@@ -382,14 +380,9 @@ static void on_patch_read(fhir_ix_t *ix, PGresult *res)
     fhir_json_compose_for_store(ix->req.resource, ix->req.type, ix->req.id, &head, &tail);
     snprintf(match, sizeof(match), "%d", current);
     const char *params[] = {ix->req.type, ix->req.id, head, tail, match, "patch"};
-    ix_send(ix, STMT_WRITE, NULL, 6, params, on_patch_written);
+    ix_send(ix, STMT_WRITE, NULL, 6, params, on_written);
     free(head);
     free(tail);
-}
-
-static void on_patch_written(fhir_ix_t *ix, PGresult *res)
-{
-    on_written(ix, res);
 }
 
 static void on_patch_conflict(store_query_t *q, PGresult *res, const char *err);

@@ -89,14 +89,6 @@ static bool pool_any_alive(store_pool_t *pool)
     return false;
 }
 
-bool store_pool_is_up(store_pool_t *pool)
-{
-    for (unsigned i = 0; i != pool->size; ++i)
-        if (pool->conns[i].state == CONN_IDLE || pool->conns[i].state == CONN_BUSY)
-            return true;
-    return false;
-}
-
 /* ---- socket plumbing ---- */
 
 static void conn_close_socket(store_conn_t *c)

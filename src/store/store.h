@@ -59,8 +59,6 @@ store_pool_t *store_pool_create(h2o_loop_t *loop, const char *dsn, unsigned size
 void store_pool_destroy(store_pool_t *pool);
 /** Queues a query on any free connection. Returns -1 when the queue is full (the callback will not be called). */
 int store_pool_submit(store_pool_t *pool, store_query_t *query);
-/** True when at least one connection is established. */
-bool store_pool_is_up(store_pool_t *pool);
 
 /** Asks for a dedicated connection; `session->cb` fires when it is ready. Returns -1 when the queue is full. */
 int store_session_begin(store_pool_t *pool, store_session_t *session);

@@ -66,11 +66,6 @@ bool util_str_eq(const char *s, size_t len, const char *lit)
     return len == litlen && memcmp(s, lit, len) == 0;
 }
 
-bool util_str_starts_with(const char *s, const char *prefix)
-{
-    return strncmp(s, prefix, strlen(prefix)) == 0;
-}
-
 void util_buf_init(util_buf_t *buf)
 {
     buf->_capacity = 64;

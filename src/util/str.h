@@ -22,8 +22,6 @@ char *util_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 char *util_vasprintf(const char *fmt, va_list args);
 /** True when the first `len` bytes of `s` equal the NUL-terminated `lit`. */
 bool util_str_eq(const char *s, size_t len, const char *lit);
-/** True when `s` starts with `prefix`. */
-bool util_str_starts_with(const char *s, const char *prefix);
 
 /** A growable byte buffer (always NUL-terminated). */
 typedef struct st_util_buf_t {
