@@ -1,3 +1,4 @@
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include "fhir/interaction.h"
@@ -89,10 +90,16 @@ static void set_resource_meta(fhir_ix_t *ix, const char *id, int version, const 
     snprintf(ix->res.last_updated, sizeof(ix->res.last_updated), "%s", last_updated != NULL ? last_updated : "");
 }
 
-/* Fails the interaction with an outcome (`fmt` has one %s, filled with `arg`) and finishes it. */
-static void fail(fhir_ix_t *ix, int status, const char *code, const char *fmt, const char *arg)
+/* Fails the interaction with one error issue and finishes it. */
+static void fail(fhir_ix_t *ix, int status, const char *code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void fail(fhir_ix_t *ix, int status, const char *code, const char *fmt, ...)
 {
-    fhir_outcome_fail(&ix->res.oo, status, code, NULL, fmt, arg != NULL ? arg : "");
+    va_list args;
+    va_start(args, fmt);
+    char *msg = util_vasprintf(fmt, args);
+    va_end(args);
+    fhir_outcome_fail(&ix->res.oo, status, code, NULL, "%s", msg);
+    free(msg);
     ix->res.status = ix->res.oo.status;
     ix_finish(ix);
 }
@@ -101,21 +108,21 @@ static void fail_store(fhir_ix_t *ix, PGresult *res, const char *err)
 {
     const char *state = store_sqlstate(res);
     if (err == store_err_query && strcmp(state, "FS412") == 0) {
-        fail(ix, 412, "conflict", "the resource has changed since the version named in If-Match%s", "");
+        fail(ix, 412, "conflict", "the resource has changed since the version named in If-Match");
         return;
     }
     if (err == store_err_query && (strcmp(state, "FS409") == 0 || strcmp(state, "23505") == 0)) {
-        fail(ix, 409, "duplicate", "a resource with this id was created at the same time; retry%s", "");
+        fail(ix, 409, "duplicate", "a resource with this id was created at the same time; retry");
         return;
     }
     if (err == store_err_query && (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0)) {
-        fail(ix, 409, "conflict", "a concurrent change conflicted with this one; retry%s", "");
+        fail(ix, 409, "conflict", "a concurrent change conflicted with this one; retry");
         return;
     }
     if (err == store_err_query) {
         /* Database details stay in the log; the client gets a generic message. */
         LOG_ERROR("statement failed (%s): %s", state, res != NULL ? PQresultErrorMessage(res) : "");
-        fail(ix, 500, "exception", "internal error while accessing the database%s", "");
+        fail(ix, 500, "exception", "internal error while accessing the database");
         return;
     }
     fail(ix, 503, "transient", "the database is not available (%s); retry later", err);
@@ -149,8 +156,8 @@ static void ix_send(fhir_ix_t *ix, const char *stmt, const char *sql, int nparam
     store_session_t *session = ix->_session != NULL ? ix->_session : (ix->_own_tx ? &ix->_own_session : NULL);
     int ret = session != NULL ? store_session_query(session, &ix->_query) : store_pool_submit(ix->_pool, &ix->_query);
     if (ret != 0)
-        fail(ix, 503, "transient", session != NULL ? "the database connection was lost%s" : "the server is overloaded%s; retry later",
-             "");
+        fail(ix, 503, "transient", "%s",
+             session != NULL ? "the database connection was lost; retry" : "the server is overloaded; retry later");
 }
 
 static void ix_send_search(fhir_ix_t *ix, void (*next)(fhir_ix_t *, PGresult *))
@@ -161,7 +168,7 @@ static void ix_send_search(fhir_ix_t *ix, void (*next)(fhir_ix_t *, PGresult *))
     store_session_t *session = ix->_session != NULL ? ix->_session : (ix->_own_tx ? &ix->_own_session : NULL);
     int ret = session != NULL ? store_session_query(session, &ix->_query) : store_pool_submit(ix->_pool, &ix->_query);
     if (ret != 0)
-        fail(ix, 503, "transient", "the database is not available%s; retry later", "");
+        fail(ix, 503, "transient", "the database is not available; retry later");
 }
 
 /* ---- own transaction for conditional interactions outside a Bundle ---- */
@@ -215,7 +222,7 @@ static void on_own_session(store_session_t *s, const char *err)
     fhir_ix_t *ix = H2O_STRUCT_FROM_MEMBER(fhir_ix_t, _own_session, s);
     if (err != NULL) {
         ix->_own_tx = false;
-        fail(ix, 503, "transient", "the database is not available%s; retry later", "");
+        fail(ix, 503, "transient", "the database is not available; retry later");
         return;
     }
     ix_send(ix, NULL, "BEGIN", 0, NULL, on_own_begin);
@@ -304,7 +311,7 @@ static void on_written(fhir_ix_t *ix, PGresult *res)
 {
     const char *outcome = PQgetvalue(res, 0, 0);
     if (strcmp(outcome, "absent") == 0) {
-        fail(ix, 404, "not-found", "there is no resource to delete%s", "");
+        fail(ix, 404, "not-found", "there is no resource to delete");
         return;
     }
     int version = atoi(PQgetvalue(res, 0, 1));
@@ -337,18 +344,17 @@ static void send_write(fhir_ix_t *ix, const char *mode, int if_match)
 static void on_patch_read(fhir_ix_t *ix, PGresult *res)
 {
     if (PQntuples(res) == 0 || PQgetvalue(res, 0, 1)[0] == 't') {
-        fail(ix, PQntuples(res) == 0 ? 404 : 410, PQntuples(res) == 0 ? "not-found" : "deleted", "there is no current resource to patch%s",
-             "");
+        fail(ix, PQntuples(res) == 0 ? 404 : 410, PQntuples(res) == 0 ? "not-found" : "deleted", "there is no current resource to patch");
         return;
     }
     int current = atoi(PQgetvalue(res, 0, 0));
     if (ix->req.if_match != 0 && ix->req.if_match != current) {
-        fail(ix, 412, "conflict", "the resource has changed: If-Match names a version that is not the current one%s", "");
+        fail(ix, 412, "conflict", "the resource has changed: If-Match names a version that is not the current one");
         return;
     }
     json_t *doc;
     if (fhir_json_parse(PQgetvalue(res, 0, 2), (size_t)PQgetlength(res, 0, 2), &doc, &ix->res.oo) != 0) {
-        fail(ix, 500, "exception", "the stored resource could not be read%s", "");
+        fail(ix, 500, "exception", "the stored resource could not be read");
         return;
     }
     if (fhir_json_patch_apply(&doc, ix->req.patch, &ix->res.oo) != 0) {
@@ -363,7 +369,7 @@ static void on_patch_read(fhir_ix_t *ix, PGresult *res)
         !json_is_string(json_object_get(doc, "resourceType")) ||
         strcmp(json_string_value(json_object_get(doc, "resourceType")), ix->req.type) != 0) {
         json_decref(doc);
-        fail(ix, 422, "processing", "a patch cannot change the resource's id or type%s", "");
+        fail(ix, 422, "processing", "a patch cannot change the resource's id or type");
         return;
     }
     json_decref(ix->req.resource);
@@ -560,7 +566,7 @@ static void answer_history(fhir_ix_t *ix, PGresult *res)
 static void on_history_exists(fhir_ix_t *ix, PGresult *res)
 {
     if (PQntuples(res) == 0) {
-        fail(ix, 404, "not-found", "this resource is not known%s", "");
+        fail(ix, 404, "not-found", "this resource is not known");
         return;
     }
     answer_history(ix, NULL);
@@ -616,7 +622,7 @@ static void start_history(fhir_ix_t *ix)
             free(name);
             free(value);
             free(since);
-            fail(ix, 400, "value", "history parameters: _count and _offset take whole numbers, _since an instant%s", "");
+            fail(ix, 400, "value", "history parameters: _count and _offset take whole numbers, _since an instant");
             return;
         }
         free(name);
@@ -641,7 +647,7 @@ static void on_resolved(fhir_ix_t *ix, PGresult *res)
 {
     int n = PQntuples(res);
     if (n > 1) {
-        fail(ix, 412, "multiple-matches", "the criteria match more than one resource%s", "");
+        fail(ix, 412, "multiple-matches", "the criteria match more than one resource");
         return;
     }
     switch (ix->req.kind) {
@@ -664,7 +670,7 @@ static void on_resolved(fhir_ix_t *ix, PGresult *res)
         if (n == 1) {
             const char *match = PQgetvalue(res, 0, 0);
             if (json_is_string(body_id) && strcmp(json_string_value(body_id), match) != 0) {
-                fail(ix, 400, "invalid", "the id in the body does not match the resource found by the criteria%s", "");
+                fail(ix, 400, "invalid", "the id in the body does not match the resource found by the criteria");
                 return;
             }
             free(ix->req.id);
@@ -842,7 +848,7 @@ void fhir_ix_run(fhir_ix_t *ix, store_pool_t *pool, store_session_t *session, fh
         ix->_own_session.cb = on_own_session;
         if (store_session_begin(pool, &ix->_own_session) != 0) {
             ix->_own_tx = false;
-            fail(ix, 503, "transient", "the server is overloaded%s; retry later", "");
+            fail(ix, 503, "transient", "the server is overloaded; retry later");
         }
         return;
     }
