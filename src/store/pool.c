@@ -17,7 +17,6 @@
 const char store_err_unavailable[] = "database unavailable";
 const char store_err_timeout[] = "database query timed out";
 const char store_err_query[] = "database query failed";
-const char store_err_overloaded[] = "too many queries waiting for the database";
 
 typedef enum {
     CONN_DOWN,       /* waiting for the reconnect timer */
@@ -52,7 +51,7 @@ struct st_store_pool_t {
     size_t nstmts;
     /* waiting work, FIFO */
     store_query_t *queue_head, **queue_tail;
-    unsigned queue_len;
+    unsigned waiting; /* queued queries plus sessions waiting for a connection: both count against queue_limit */
     store_session_t *sessions_head, **sessions_tail;
     h2o_timeout_t query_timeout;
     h2o_timeout_t reconnect_timeout;
@@ -434,6 +433,7 @@ static void pool_dispatch(store_pool_t *pool)
             if ((pool->sessions_head = s->_next) == NULL)
                 pool->sessions_tail = &pool->sessions_head;
             s->_next = NULL;
+            --pool->waiting;
             s->_conn = c;
             c->session = s;
             s->cb(s, NULL);
@@ -442,13 +442,13 @@ static void pool_dispatch(store_pool_t *pool)
             if ((pool->queue_head = q->_next) == NULL)
                 pool->queue_tail = &pool->queue_head;
             q->_next = NULL;
-            --pool->queue_len;
+            --pool->waiting;
             if (conn_send_query(c, q) != 0) {
                 /* back to the head of the queue: another connection, or the outage handling, takes it */
                 if ((q->_next = pool->queue_head) == NULL)
                     pool->queue_tail = &q->_next;
                 pool->queue_head = q;
-                ++pool->queue_len;
+                ++pool->waiting;
             }
         } else {
             break;
@@ -466,7 +466,7 @@ static void on_deferred(h2o_timeout_entry_t *entry)
             store_query_t *q = pool->queue_head;
             if ((pool->queue_head = q->_next) == NULL)
                 pool->queue_tail = &pool->queue_head;
-            --pool->queue_len;
+            --pool->waiting;
             finish_query(q, NULL, store_err_unavailable);
         }
         while (pool->sessions_head != NULL) {
@@ -474,6 +474,7 @@ static void on_deferred(h2o_timeout_entry_t *entry)
             if ((pool->sessions_head = s->_next) == NULL)
                 pool->sessions_tail = &pool->sessions_head;
             s->_next = NULL;
+            --pool->waiting;
             s->_pool = NULL;
             s->cb(s, store_err_unavailable);
         }
@@ -489,25 +490,26 @@ static void pool_defer(store_pool_t *pool)
 
 int store_pool_submit(store_pool_t *pool, store_query_t *query)
 {
-    if (pool->queue_len >= pool->queue_limit)
+    if (pool->waiting >= pool->queue_limit)
         return -1;
     query->_next = NULL;
     *pool->queue_tail = query;
     pool->queue_tail = &query->_next;
-    ++pool->queue_len;
+    ++pool->waiting;
     pool_defer(pool);
     return 0;
 }
 
 int store_session_begin(store_pool_t *pool, store_session_t *session)
 {
-    if (pool->queue_len >= pool->queue_limit)
+    if (pool->waiting >= pool->queue_limit)
         return -1;
     session->_pool = pool;
     session->_conn = NULL;
     session->_next = NULL;
     *pool->sessions_tail = session;
     pool->sessions_tail = &session->_next;
+    ++pool->waiting;
     pool_defer(pool);
     return 0;
 }

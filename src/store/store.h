@@ -15,7 +15,6 @@
 extern const char store_err_unavailable[]; /* database down or connection lost (HTTP 503) */
 extern const char store_err_timeout[];     /* query took longer than database.query_timeout_ms (HTTP 503) */
 extern const char store_err_query[];       /* the statement failed; see PQresultErrorField(res, PG_DIAG_SQLSTATE) */
-extern const char store_err_overloaded[];  /* too many queries waiting (HTTP 503) */
 
 typedef struct st_store_pool_t store_pool_t;
 typedef struct st_store_query_t store_query_t;

@@ -15,7 +15,7 @@ typedef struct st_util_config_t {
     unsigned threads;           /* threads: event loops, default = number of cores */
     char *database_url;         /* database.url: libpq connection string or URI */
     unsigned database_pool_size;       /* database.pool_size: connections per loop thread */
-    unsigned database_queue_limit;     /* database.queue_limit: waiting queries per loop thread before 503 */
+    unsigned database_queue_limit;     /* database.queue_limit: queries and transactions waiting per loop thread before 503 */
     unsigned database_query_timeout_ms; /* database.query_timeout_ms */
     size_t http_max_body_bytes;         /* http.max_body_bytes (413 above) */
     size_t http_max_header_bytes;       /* http.max_header_bytes: request line + headers (431 above) */
