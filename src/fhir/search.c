@@ -349,7 +349,7 @@ static bool is_date_value(const char *v)
 
 /* Appends the condition for one value of a parameter on one path; `pathref` is the $n holding the path. */
 static int build_value_condition(fhir_search_t *s, const fhir_search_param_t *param, const char *modifier, const char *value,
-                                 int pathref, const char *type, fhir_outcome_t *oo)
+                                 int pathref, fhir_outcome_t *oo)
 {
     util_buf_t *sql = &s->sql;
     util_buf_printf(sql, "EXISTS (SELECT 1 FROM jsonb_path_query(r.doc, $%d::jsonpath) v WHERE ", pathref);
@@ -428,7 +428,6 @@ static int build_value_condition(fhir_search_t *s, const fhir_search_param_t *pa
         } else {
             util_buf_printf(sql, "split_part(%s, '/', 2) = $%d", tail, add_param(s, value));
         }
-        (void)type;
         break;
     }
     case FHIR_SEARCH_DATE: {
@@ -479,8 +478,8 @@ static int build_column_condition(fhir_search_t *s, const fhir_search_param_t *p
 }
 
 /* One `name[:modifier]=v1,v2` pair: an AND-ed clause made of OR-ed values. */
-static int build_clause(fhir_search_t *s, const char *type, const fhir_search_param_t *param, const char *modifier,
-                        const char *value, fhir_outcome_t *oo)
+static int build_clause(fhir_search_t *s, const fhir_search_param_t *param, const char *modifier, const char *value,
+                        fhir_outcome_t *oo)
 {
     if (strcmp(modifier, "missing") == 0) {
         if (strcmp(value, "true") != 0 && strcmp(value, "false") != 0)
@@ -525,7 +524,7 @@ static int build_clause(fhir_search_t *s, const char *type, const fhir_search_pa
         for (size_t k = 0; k < 4 && param->paths[k] != NULL && ret == 0; ++k) {
             if (k != 0)
                 util_buf_puts(&s->sql, " OR ");
-            ret = build_value_condition(s, param, modifier, values[i], add_param(s, param->paths[k]), type, oo);
+            ret = build_value_condition(s, param, modifier, values[i], add_param(s, param->paths[k]), oo);
         }
         util_buf_puts(&s->sql, ")");
     }
@@ -623,7 +622,7 @@ int fhir_search_build(fhir_search_t *s, const char *type, const char *query, siz
                     fhir_outcome_add(oo, FHIR_SEV_WARNING, "not-supported", NULL, "search parameter %s is not supported for %s; ignored",
                                      name, type);
             } else {
-                ret = build_clause(s, type, param, modifier, value, oo);
+                ret = build_clause(s, param, modifier, value, oo);
                 if (ret == 0) {
                     char *full = modifier[0] != '\0' ? util_asprintf("%s:%s", name, modifier) : util_xstrdup(name);
                     note_used(s, full, value);

@@ -409,7 +409,6 @@ static int serve_fhir(http_req_t *hr, const char *path, size_t path_len)
     char *method = util_xstrndup(req->method.base, req->method.len);
     char *query = req->query_at != SIZE_MAX ? util_xstrndup(req->path.base + req->query_at + 1, req->path.len - req->query_at - 1)
                                             : NULL;
-    int ret = 0;
     if (path_len == 0) {
         if (strcmp(method, "POST") == 0) {
             if (check_content_type(hr, false) == 0)
@@ -466,7 +465,7 @@ static int serve_fhir(http_req_t *hr, const char *path, size_t path_len)
 Exit:
     free(method);
     free(query);
-    return ret;
+    return 0;
 }
 
 int http_rest_on_req(h2o_handler_t *self, h2o_req_t *req)
