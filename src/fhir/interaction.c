@@ -142,16 +142,10 @@ static void on_query(store_query_t *q, PGresult *res, const char *err)
 }
 
 /* Sends a statement; the parameters are copied and owned by the interaction until the next statement. */
-static void ix_send(fhir_ix_t *ix, const char *stmt, const char *sql, int nparams, const char *const *params,
-                    void (*next)(fhir_ix_t *, PGresult *))
+/* Hands ix->_query to the interaction's session, its own transaction, or the pool; fails the interaction if refused. */
+static void ix_submit(fhir_ix_t *ix, void (*next)(fhir_ix_t *, PGresult *))
 {
-    for (int i = 0; i != ix->_nparams; ++i)
-        free(ix->_params[i]);
-    ix->_nparams = nparams;
-    for (int i = 0; i != nparams; ++i)
-        ix->_params[i] = params[i] != NULL ? util_xstrdup(params[i]) : NULL;
-    ix->_query = (store_query_t){.stmt_name = stmt, .sql = sql, .nparams = nparams, .params = (const char *const *)ix->_params,
-                                 .cb = on_query};
+    ix->_query.cb = on_query;
     ix->_next = next;
     store_session_t *session = ix->_session != NULL ? ix->_session : (ix->_own_tx ? &ix->_own_session : NULL);
     int ret = session != NULL ? store_session_query(session, &ix->_query) : store_pool_submit(ix->_pool, &ix->_query);
@@ -160,15 +154,23 @@ static void ix_send(fhir_ix_t *ix, const char *stmt, const char *sql, int nparam
              session != NULL ? "the database connection was lost; retry" : "the server is overloaded; retry later");
 }
 
+static void ix_send(fhir_ix_t *ix, const char *stmt, const char *sql, int nparams, const char *const *params,
+                    void (*next)(fhir_ix_t *, PGresult *))
+{
+    for (int i = 0; i != ix->_nparams; ++i)
+        free(ix->_params[i]);
+    ix->_nparams = nparams;
+    for (int i = 0; i != nparams; ++i)
+        ix->_params[i] = params[i] != NULL ? util_xstrdup(params[i]) : NULL;
+    ix->_query = (store_query_t){.stmt_name = stmt, .sql = sql, .nparams = nparams, .params = (const char *const *)ix->_params};
+    ix_submit(ix, next);
+}
+
 static void ix_send_search(fhir_ix_t *ix, void (*next)(fhir_ix_t *, PGresult *))
 {
     ix->_query = (store_query_t){.sql = ix->_search.sql.base, .nparams = ix->_search.nparams,
-                                 .params = (const char *const *)ix->_search.params, .cb = on_query};
-    ix->_next = next;
-    store_session_t *session = ix->_session != NULL ? ix->_session : (ix->_own_tx ? &ix->_own_session : NULL);
-    int ret = session != NULL ? store_session_query(session, &ix->_query) : store_pool_submit(ix->_pool, &ix->_query);
-    if (ret != 0)
-        fail(ix, 503, "transient", "the database is not available; retry later");
+                                 .params = (const char *const *)ix->_search.params};
+    ix_submit(ix, next);
 }
 
 /* ---- own transaction for conditional interactions outside a Bundle ---- */

@@ -423,26 +423,44 @@ static store_conn_t *pool_idle_conn(store_pool_t *pool)
     return NULL;
 }
 
+/* Takes the oldest waiting query, or NULL. */
+static store_query_t *queue_pop(store_pool_t *pool)
+{
+    store_query_t *q = pool->queue_head;
+    if (q != NULL) {
+        if ((pool->queue_head = q->_next) == NULL)
+            pool->queue_tail = &pool->queue_head;
+        q->_next = NULL;
+        --pool->waiting;
+    }
+    return q;
+}
+
+/* Takes the oldest session waiting for a connection, or NULL. */
+static store_session_t *sessions_pop(store_pool_t *pool)
+{
+    store_session_t *s = pool->sessions_head;
+    if (s != NULL) {
+        if ((pool->sessions_head = s->_next) == NULL)
+            pool->sessions_tail = &pool->sessions_head;
+        s->_next = NULL;
+        --pool->waiting;
+    }
+    return s;
+}
+
 static void pool_dispatch(store_pool_t *pool)
 {
     store_conn_t *c;
     while ((c = pool_idle_conn(pool)) != NULL) {
-        if (pool->sessions_head != NULL) {
-            /* Sessions first: a transaction holds locks, so it should not wait behind plain reads. */
-            store_session_t *s = pool->sessions_head;
-            if ((pool->sessions_head = s->_next) == NULL)
-                pool->sessions_tail = &pool->sessions_head;
-            s->_next = NULL;
-            --pool->waiting;
+        store_session_t *s;
+        store_query_t *q;
+        /* Sessions first: a transaction holds locks, so it should not wait behind plain reads. */
+        if ((s = sessions_pop(pool)) != NULL) {
             s->_conn = c;
             c->session = s;
             s->cb(s, NULL);
-        } else if (pool->queue_head != NULL) {
-            store_query_t *q = pool->queue_head;
-            if ((pool->queue_head = q->_next) == NULL)
-                pool->queue_tail = &pool->queue_head;
-            q->_next = NULL;
-            --pool->waiting;
+        } else if ((q = queue_pop(pool)) != NULL) {
             if (conn_send_query(c, q) != 0) {
                 /* back to the head of the queue: another connection, or the outage handling, takes it */
                 if ((q->_next = pool->queue_head) == NULL)
@@ -462,19 +480,11 @@ static void on_deferred(h2o_timeout_entry_t *entry)
     store_pool_t *pool = H2O_STRUCT_FROM_MEMBER(store_pool_t, deferred, entry);
     if (!pool_any_alive(pool)) {
         /* Everything waiting now fails: the database is down. */
-        while (pool->queue_head != NULL) {
-            store_query_t *q = pool->queue_head;
-            if ((pool->queue_head = q->_next) == NULL)
-                pool->queue_tail = &pool->queue_head;
-            --pool->waiting;
+        store_query_t *q;
+        store_session_t *s;
+        while ((q = queue_pop(pool)) != NULL)
             finish_query(q, NULL, store_err_unavailable);
-        }
-        while (pool->sessions_head != NULL) {
-            store_session_t *s = pool->sessions_head;
-            if ((pool->sessions_head = s->_next) == NULL)
-                pool->sessions_tail = &pool->sessions_head;
-            s->_next = NULL;
-            --pool->waiting;
+        while ((s = sessions_pop(pool)) != NULL) {
             s->_pool = NULL;
             s->cb(s, store_err_unavailable);
         }
