@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include "fhir/capability.h"
+#include "fhir/interaction.h"
+#include "fhir/search.h"
 #include "http/http.h"
 #include "store/store.h"
 #include "util/config.h"
@@ -46,6 +48,15 @@ static int cmd_migrate(util_config_t *cfg)
         return 1;
     }
     printf("database schema is at version %d\n", store_migrations_known());
+    /* references to our own base are indexed relative to it */
+    fhir_base_url = cfg->base_url;
+    long reindexed;
+    if (fhir_search_reindex(cfg->database_url, &reindexed, err, sizeof(err)) != 0) {
+        fprintf(stderr, "fhirsched migrate: %s\n", err);
+        return 1;
+    }
+    if (reindexed != 0)
+        printf("search index rebuilt for %ld resources\n", reindexed);
     return 0;
 }
 
@@ -65,6 +76,15 @@ static int cmd_serve(util_config_t *cfg)
     if (version > store_migrations_known()) {
         fprintf(stderr, "fhirsched serve: the database schema is at version %d, newer than this fhirsched knows (%d); upgrade fhirsched\n",
                 version, store_migrations_known());
+        return 1;
+    }
+    long stale;
+    if (fhir_search_stale_count(cfg->database_url, &stale, err, sizeof(err)) != 0) {
+        fprintf(stderr, "fhirsched serve: %s\n", err);
+        return 1;
+    }
+    if (stale != 0) {
+        fprintf(stderr, "fhirsched serve: %ld resources have an out-of-date search index; run `fhirsched migrate`\n", stale);
         return 1;
     }
     fhir_capability_init(cfg->base_url, FHIRSCHED_VERSION);

@@ -12,23 +12,32 @@ static size_t capability_len;
 
 static const char *const type_interactions[] = {"read", "vread", "update", "patch", "delete", "history-instance", "history-type",
                                                 "create", "search-type"};
-static const char *const search_type_codes[] = {"token", "string", "reference", "date"};
 
 static json_t *resource_entry(const char *type)
 {
     json_t *interactions = json_array();
     for (size_t i = 0; i != sizeof(type_interactions) / sizeof(type_interactions[0]); ++i)
         json_array_append_new(interactions, json_pack("{s:s}", "code", type_interactions[i]));
-    json_t *params = json_array();
+    json_t *params = json_array(), *includes = json_array(), *revincludes = json_array();
     const fhir_search_param_t *p;
-    for (size_t i = 0; (p = fhir_search_param_at(type, i)) != NULL; ++i)
+    for (size_t i = 0; (p = fhir_search_param_at(type, i)) != NULL; ++i) {
         json_array_append_new(params, json_pack("{s:s, s:s, s:s}", "name", p->code, "definition", p->definition, "type",
-                                                search_type_codes[p->search_type]));
+                                                fhir_search_type_name(p->search_type)));
+        if (p->search_type == FHIR_SEARCH_REFERENCE)
+            json_array_append_new(includes, json_sprintf("%s:%s", type, p->code));
+    }
+    json_array_append_new(includes, json_sprintf("%s:*", type));
+    /* _revinclude: every reference parameter of any type that can point at this one */
+    for (size_t i = 0; (p = fhir_search_registry_at(i)) != NULL; ++i)
+        if (p->type != NULL && p->search_type == FHIR_SEARCH_REFERENCE && fhir_search_param_targets(p, type) &&
+            strcmp(p->targets, "*") != 0)
+            json_array_append_new(revincludes, json_sprintf("%s:%s", p->type, p->code));
     char *profile = util_asprintf("http://hl7.org/fhir/StructureDefinition/%s", type);
-    json_t *entry = json_pack("{s:s, s:s, s:o, s:s, s:b, s:b, s:b, s:b, s:s, s:s, s:o}", "type", type, "profile", profile,
-                              "interaction", interactions, "versioning", "versioned-update", "readHistory", 1, "updateCreate", 1,
-                              "conditionalCreate", 1, "conditionalUpdate", 1, "conditionalRead", "not-supported",
-                              "conditionalDelete", "single", "searchParam", params);
+    json_t *entry = json_pack("{s:s, s:s, s:o, s:s, s:b, s:b, s:b, s:b, s:s, s:s, s:o, s:o, s:o}", "type", type, "profile",
+                              profile, "interaction", interactions, "versioning", "versioned-update", "readHistory", 1,
+                              "updateCreate", 1, "conditionalCreate", 1, "conditionalUpdate", 1, "conditionalRead",
+                              "not-supported", "conditionalDelete", "single", "searchInclude", includes, "searchRevInclude",
+                              revincludes, "searchParam", params);
     free(profile);
     return entry;
 }
@@ -40,7 +49,8 @@ void fhir_capability_init(const char *base_url, const char *software_version)
     json_t *resources = json_array();
     for (int i = 0; i != FHIR_RESOURCE_TYPE_COUNT; ++i)
         json_array_append_new(resources, resource_entry(fhir_resource_types[i]));
-    json_t *system = json_pack("[{s:s},{s:s},{s:s}]", "code", "transaction", "code", "batch", "code", "history-system");
+    json_t *system = json_pack("[{s:s},{s:s},{s:s},{s:s}]", "code", "transaction", "code", "batch", "code", "history-system", "code",
+                               "search-system");
     json_t *cs = json_pack(
         "{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s}, s:s, s:[s,s], s:[s], s:[{s:s, s:o, s:o}]}",
         "resourceType", "CapabilityStatement", "id", "fhirsched", "status", "active", "date", now, "publisher", "fhirsched",

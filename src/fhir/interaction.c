@@ -14,9 +14,11 @@
 #define MODULE_NAME "fhir/interaction.c"
 #define SEARCH_DEFAULT_COUNT 50
 #define SEARCH_MAX_COUNT 1000
+#define SEARCH_INCLUDE_ROUNDS 4 /* :iterate follows references at most this many steps */
 #define PATCH_RETRIES 3
 
 const char *fhir_base_url = "http://127.0.0.1:8080/fhir";
+fhir_search_limits_t fhir_search_limits = {SEARCH_DEFAULT_COUNT, SEARCH_MAX_COUNT, 1000};
 
 #define STMT_READ "ix_read"
 #define STMT_VREAD "ix_vread"
@@ -28,7 +30,7 @@ const store_stmt_t fhir_ix_statements[] = {
     {STMT_READ, "SELECT version_id, deleted, body, fhir_instant(last_updated) FROM resource WHERE res_type = $1 AND id = $2"},
     {STMT_VREAD, "SELECT version_id, deleted, body, fhir_instant(last_updated) FROM resource_history "
                  "WHERE res_type = $1 AND id = $2 AND version_id = $3::integer"},
-    {STMT_WRITE, "SELECT outcome, version_id, last_updated, body FROM fhir_write($1, $2, $3, $4, $5::integer, $6)"},
+    {STMT_WRITE, "SELECT outcome, version_id, last_updated, body FROM fhir_write($1, $2, $3, $4, $5::integer, $6, $7::jsonb)"},
     {STMT_HISTORY, "SELECT res_type, id, version_id, deleted, method, body, fhir_instant(last_updated), count(*) OVER (), status "
                    "FROM resource_history WHERE ($1::text IS NULL OR res_type = $1) AND ($2::text IS NULL OR id = $2) "
                    "AND ($3::text IS NULL OR last_updated >= $3::timestamptz) ORDER BY seq DESC LIMIT $4::integer OFFSET $5::integer"},
@@ -40,6 +42,7 @@ const size_t fhir_ix_statement_count = sizeof(fhir_ix_statements) / sizeof(fhir_
 
 static void ix_execute(fhir_ix_t *ix);
 static void ix_resolve(fhir_ix_t *ix);
+static void run_destroy(fhir_search_run_t *run);
 static void ix_finish(fhir_ix_t *ix);
 
 fhir_ix_t *fhir_ix_create(void)
@@ -63,6 +66,7 @@ void fhir_ix_destroy(fhir_ix_t *ix)
         free(ix->_params[i]);
     if (ix->_search_built)
         fhir_search_dispose(&ix->_search);
+    run_destroy(ix->_run);
     json_decref(ix->_work);
     free(ix);
 }
@@ -333,14 +337,17 @@ static void on_written(fhir_ix_t *ix, PGresult *res)
 
 static void send_write(fhir_ix_t *ix, const char *mode, int if_match)
 {
-    char *head = NULL, *tail = NULL, match[16];
-    if (ix->req.resource != NULL)
+    char *head = NULL, *tail = NULL, *index = NULL, match[16];
+    if (ix->req.resource != NULL) {
         fhir_json_compose_for_store(ix->req.resource, ix->req.type, ix->req.id, &head, &tail);
+        index = fhir_search_index_text(ix->req.type, ix->req.resource);
+    }
     snprintf(match, sizeof(match), "%d", if_match);
-    const char *params[] = {ix->req.type, ix->req.id, head, tail, if_match != 0 ? match : NULL, mode};
-    ix_send(ix, STMT_WRITE, NULL, 6, params, on_written);
+    const char *params[] = {ix->req.type, ix->req.id, head, tail, if_match != 0 ? match : NULL, mode, index};
+    ix_send(ix, STMT_WRITE, NULL, 7, params, on_written);
     free(head);
     free(tail);
+    free(index);
 }
 
 static void on_patch_read(fhir_ix_t *ix, PGresult *res)
@@ -386,11 +393,13 @@ static void on_patch_read(fhir_ix_t *ix, PGresult *res)
     }
     char *head, *tail, match[16];
     fhir_json_compose_for_store(ix->req.resource, ix->req.type, ix->req.id, &head, &tail);
+    char *index = fhir_search_index_text(ix->req.type, ix->req.resource);
     snprintf(match, sizeof(match), "%d", current);
-    const char *params[] = {ix->req.type, ix->req.id, head, tail, match, "patch"};
-    ix_send(ix, STMT_WRITE, NULL, 6, params, on_written);
+    const char *params[] = {ix->req.type, ix->req.id, head, tail, match, "patch", index};
+    ix_send(ix, STMT_WRITE, NULL, 7, params, on_written);
     free(head);
     free(tail);
+    free(index);
 }
 
 static void on_patch_conflict(store_query_t *q, PGresult *res, const char *err);
@@ -448,9 +457,9 @@ static void bundle_link(util_buf_t *buf, bool first, const char *relation, const
     util_buf_puts(buf, "}");
 }
 
-/* Links for a page: self, and next/previous when there are more. */
-static void bundle_links(util_buf_t *buf, const char *path, const char *used, unsigned count, unsigned offset, long total,
-                         unsigned got)
+/* History paging links: self, and next/previous by offset when there are more. */
+static void history_links(util_buf_t *buf, const char *path, const char *used, unsigned count, unsigned offset, long total,
+                          unsigned got)
 {
     util_buf_puts(buf, ",\"link\":[");
     const char *sep = used[0] != '\0' ? "&" : "";
@@ -470,37 +479,189 @@ static void bundle_links(util_buf_t *buf, const char *path, const char *used, un
     util_buf_puts(buf, "]");
 }
 
-static void on_searched(fhir_ix_t *ix, PGresult *res)
+/*
+ * A search runs as up to three kinds of statement on the same parsed search: the page (count + 1 rows in keyset
+ * order), the total when the page alone cannot tell it, and rounds of _include/_revinclude seeded with what the
+ * Bundle holds so far. The entries are written as they arrive, so no PGresult outlives its callback.
+ */
+/* A PostgreSQL array literal being built, without its braces. */
+typedef struct {
+    util_buf_t buf;
+    size_t n;
+} array_lit_t;
+
+struct st_fhir_search_run_t {
+    util_buf_t entries;
+    size_t nentries;
+    long total; /* -1: not known / not asked for */
+    char *next, *previous; /* cursors of the neighbouring pages */
+    char **seen;           /* "Type/id" of every entry, sorted */
+    size_t nseen, seen_cap;
+    array_lit_t seed_types, seed_ids;
+    int round;
+    unsigned included;
+    util_buf_t sql; /* the statement in flight (total or includes) */
+    char **params;
+    int nparams;
+};
+
+static void run_clear_statement(fhir_search_run_t *run)
 {
-    int n = PQntuples(res);
+    for (int i = 0; i != run->nparams; ++i)
+        free(run->params[i]);
+    free(run->params);
+    run->params = NULL;
+    run->nparams = 0;
+    run->sql.len = 0;
+}
+
+static void run_destroy(fhir_search_run_t *run)
+{
+    if (run == NULL)
+        return;
+    run_clear_statement(run);
+    util_buf_dispose(&run->sql);
+    util_buf_dispose(&run->entries);
+    util_buf_dispose(&run->seed_types.buf);
+    util_buf_dispose(&run->seed_ids.buf);
+    for (size_t i = 0; i != run->nseen; ++i)
+        free(run->seen[i]);
+    free(run->seen);
+    free(run->next);
+    free(run->previous);
+    free(run);
+}
+
+static void seeds_reset(fhir_search_run_t *run)
+{
+    util_buf_dispose(&run->seed_types.buf);
+    util_buf_dispose(&run->seed_ids.buf);
+    util_buf_init(&run->seed_types.buf);
+    util_buf_init(&run->seed_ids.buf);
+    run->seed_types.n = run->seed_ids.n = 0;
+}
+
+/* Records "type/id" as in the Bundle; false if it already was. */
+static bool run_mark_seen(fhir_search_run_t *run, const char *type, const char *id)
+{
+    char *key = util_asprintf("%s/%s", type, id);
+    size_t lo = 0, hi = run->nseen;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(run->seen[mid], key);
+        if (c == 0) {
+            free(key);
+            return false;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (run->nseen == run->seen_cap)
+        run->seen = util_xrealloc(run->seen, (run->seen_cap = run->seen_cap ? run->seen_cap * 2 : 64) * sizeof(*run->seen));
+    memmove(run->seen + lo + 1, run->seen + lo, (run->nseen - lo) * sizeof(*run->seen));
+    run->seen[lo] = key;
+    ++run->nseen;
+    return true;
+}
+
+static void seed_add(array_lit_t *a, const char *value)
+{
+    if (a->n++ != 0)
+        util_buf_puts(&a->buf, ",");
+    fhir_search_array_append(&a->buf, value);
+}
+
+static char *seed_literal(array_lit_t *a)
+{
+    return util_asprintf("{%.*s}", (int)a->buf.len, a->buf.base != NULL ? a->buf.base : "");
+}
+
+/* Appends one entry; with _summary/_elements the stored body is re-serialised subsetted, otherwise served as stored. */
+static void run_add_entry(fhir_ix_t *ix, const char *type, const char *id, const char *body, size_t len, const char *mode)
+{
+    fhir_search_run_t *run = ix->_run;
     fhir_search_t *s = &ix->_search;
-    long total = n > 0 ? atol(PQgetvalue(res, 0, 3)) : (s->offset == 0 ? 0 : -1);
+    util_buf_printf(&run->entries, "%s{\"fullUrl\":\"%s/%s/%s\",\"resource\":", run->nentries == 0 ? "" : ",", fhir_base_url, type, id);
+    char *subset = NULL;
+    if (s->summary != FHIR_SUMMARY_FALSE || s->nelements != 0) {
+        json_t *doc = json_loadb(body, len, 0, NULL);
+        if (doc != NULL && fhir_subset_apply(doc, s->summary, s->elements, s->nelements) == 0)
+            subset = json_dumps(doc, JSON_COMPACT);
+        json_decref(doc);
+    }
+    if (subset != NULL)
+        util_buf_puts(&run->entries, subset);
+    else
+        util_buf_append(&run->entries, body, len);
+    free(subset);
+    util_buf_printf(&run->entries, ",\"search\":{\"mode\":\"%s\"}}", mode);
+    ++run->nentries;
+    run_mark_seen(run, type, id);
+    seed_add(&run->seed_types, type);
+    seed_add(&run->seed_ids, id);
+}
+
+/* The link to this search with `cursor` (NULL: the first page). */
+static char *search_link(fhir_ix_t *ix, const char *cursor)
+{
+    fhir_search_t *s = &ix->_search;
+    util_buf_t url;
+    util_buf_init(&url);
+    util_buf_printf(&url, "%s/%s?", fhir_base_url, ix->req.type != NULL ? ix->req.type : "");
+    if (ix->req.type == NULL)
+        url.len -= 2, util_buf_puts(&url, "?"); /* system search: [base]?... */
+    if (s->used.len != 0)
+        util_buf_printf(&url, "%s&", s->used.base);
+    util_buf_printf(&url, "_count=%u", s->count);
+    if (cursor != NULL) {
+        util_buf_puts(&url, "&_cursor=");
+        util_buf_puts(&url, cursor);
+    }
+    char *out = util_xstrndup(url.base, url.len);
+    util_buf_dispose(&url);
+    return out;
+}
+
+static void search_finish(fhir_ix_t *ix)
+{
+    fhir_search_run_t *run = ix->_run;
+    fhir_search_t *s = &ix->_search;
     util_buf_t buf;
     util_buf_init(&buf);
-    bundle_open(&buf, "searchset", total, total >= 0);
-    if (!s->summary_count)
-        bundle_links(&buf, ix->req.type, s->used.base, s->count, s->offset, total, (unsigned)n);
-    bool first = true;
-    util_buf_puts(&buf, ",\"entry\":[");
-    for (int i = 0; i != n && !s->summary_count; ++i) {
-        util_buf_printf(&buf, "%s{\"fullUrl\":\"%s/%s/%s\",\"resource\":", first ? "" : ",", fhir_base_url, ix->req.type,
-                        PQgetvalue(res, i, 0));
-        util_buf_append(&buf, PQgetvalue(res, i, 2), (size_t)PQgetlength(res, i, 2));
-        util_buf_puts(&buf, ",\"search\":{\"mode\":\"match\"}}");
-        first = false;
+    bool with_total = run->total >= 0 && (s->total != FHIR_TOTAL_NONE || s->count_only);
+    bundle_open(&buf, "searchset", run->total, with_total);
+    util_buf_puts(&buf, ",\"link\":[");
+    char *url = search_link(ix, s->cursor);
+    bundle_link(&buf, true, "self", url);
+    free(url);
+    if (run->next != NULL) {
+        url = search_link(ix, run->next);
+        bundle_link(&buf, false, "next", url);
+        free(url);
+    }
+    if (run->previous != NULL) {
+        url = search_link(ix, run->previous);
+        bundle_link(&buf, false, "previous", url);
+        free(url);
+    }
+    util_buf_puts(&buf, "]");
+    bool any = run->nentries != 0;
+    if (any) {
+        util_buf_puts(&buf, ",\"entry\":[");
+        util_buf_append(&buf, run->entries.base, run->entries.len);
     }
     /* Ignored parameters are reported in the Bundle itself, as the search spec suggests. */
     if (ix->res.oo.count != 0) {
         json_t *oo = fhir_outcome_to_json(&ix->res.oo);
         char *text = fhir_json_dump(oo, false, NULL);
-        util_buf_printf(&buf, "%s{\"resource\":%s,\"search\":{\"mode\":\"outcome\"}}", first ? "" : ",", text);
-        first = false;
+        util_buf_printf(&buf, "%s{\"resource\":%s,\"search\":{\"mode\":\"outcome\"}}", any ? "," : ",\"entry\":[", text);
+        any = true;
         free(text);
         json_decref(oo);
     }
-    if (first)
-        buf.len -= strlen(",\"entry\":["); /* an empty array is not valid FHIR JSON */
-    else
+    if (any)
         util_buf_puts(&buf, "]");
     util_buf_puts(&buf, "}");
     set_body(ix, FHIR_BODY_BUNDLE, util_xstrndup(buf.base, buf.len), buf.len);
@@ -509,23 +670,170 @@ static void on_searched(fhir_ix_t *ix, PGresult *res)
     ix_finish(ix);
 }
 
+static void search_send_includes(fhir_ix_t *ix);
+
+static void on_included(fhir_ix_t *ix, PGresult *res)
+{
+    fhir_search_run_t *run = ix->_run;
+    int n = PQntuples(res);
+    unsigned room = fhir_search_limits.max_includes - run->included;
+    seeds_reset(run);
+    size_t before = run->nentries;
+    for (int i = 0; i != n; ++i) {
+        const char *type = PQgetvalue(res, i, 0), *id = PQgetvalue(res, i, 1);
+        char key[160];
+        snprintf(key, sizeof(key), "%s/%s", type, id);
+        bool known = false;
+        for (size_t lo = 0, hi = run->nseen; lo < hi && !known;) {
+            size_t mid = (lo + hi) / 2;
+            int c = strcmp(run->seen[mid], key);
+            known = c == 0;
+            if (c < 0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (!known)
+            run_add_entry(ix, type, id, PQgetvalue(res, i, 3), (size_t)PQgetlength(res, i, 3), "include");
+    }
+    run->included += (unsigned)(run->nentries - before);
+    if ((unsigned)n >= room) {
+        fhir_outcome_add(&ix->res.oo, FHIR_SEV_WARNING, "too-costly", NULL,
+                         "only the first %u included resources are returned; narrow the search or page with a smaller _count",
+                         fhir_search_limits.max_includes);
+        search_finish(ix);
+        return;
+    }
+    if (run->nentries == before || ++run->round >= SEARCH_INCLUDE_ROUNDS) {
+        search_finish(ix);
+        return;
+    }
+    search_send_includes(ix);
+}
+
+/* One round of includes seeded with what the previous step added; finishes when there is nothing (more) to include. */
+static void search_send_includes(fhir_ix_t *ix)
+{
+    fhir_search_run_t *run = ix->_run;
+    run_clear_statement(run);
+    char *types = seed_literal(&run->seed_types), *ids = seed_literal(&run->seed_ids);
+    unsigned room = fhir_search_limits.max_includes - run->included;
+    run->nparams = run->seed_types.n == 0 || room == 0
+                       ? 0
+                       : fhir_search_include_sql(&ix->_search, run->round == 0, types, ids, room, &run->sql, &run->params);
+    free(types);
+    free(ids);
+    if (run->nparams == 0) {
+        search_finish(ix);
+        return;
+    }
+    ix->_query = (store_query_t){.sql = run->sql.base, .nparams = run->nparams, .params = (const char *const *)run->params};
+    ix_submit(ix, on_included);
+}
+
+static void search_after_total(fhir_ix_t *ix)
+{
+    if (ix->_search.nincludes != 0 && !ix->_search.count_only) {
+        search_send_includes(ix);
+        return;
+    }
+    search_finish(ix);
+}
+
+static void on_total(fhir_ix_t *ix, PGresult *res)
+{
+    fhir_search_run_t *run = ix->_run;
+    if (ix->_search.total == FHIR_TOTAL_ESTIMATE && !ix->_search.count_only) {
+        /* EXPLAIN (FORMAT JSON): the planner's row estimate of the top node */
+        json_t *plan = PQntuples(res) == 1 ? json_loads(PQgetvalue(res, 0, 0), 0, NULL) : NULL;
+        json_t *rows = json_object_get(json_object_get(json_array_get(plan, 0), "Plan"), "Plan Rows");
+        run->total = json_is_number(rows) ? (long)json_number_value(rows) : -1;
+        json_decref(plan);
+    } else {
+        run->total = PQntuples(res) == 1 ? atol(PQgetvalue(res, 0, 0)) : -1;
+    }
+    search_after_total(ix);
+}
+
+static void search_send_total(fhir_ix_t *ix)
+{
+    fhir_search_run_t *run = ix->_run;
+    fhir_search_t *s = &ix->_search;
+    run_clear_statement(run);
+    if (s->total == FHIR_TOTAL_ESTIMATE && !s->count_only)
+        util_buf_puts(&run->sql, "EXPLAIN (FORMAT JSON) ");
+    util_buf_append(&run->sql, s->count_sql.base, s->count_sql.len);
+    ix->_query = (store_query_t){.sql = run->sql.base, .nparams = s->nparams_where, .params = (const char *const *)s->params};
+    ix_submit(ix, on_total);
+}
+
+/* The sort keys of a page row (sort columns, res_type, id) for a cursor. */
+static char *row_cursor(fhir_ix_t *ix, PGresult *res, int row, bool backward)
+{
+    fhir_search_t *s = &ix->_search;
+    const char *keys[FHIR_SEARCH_MAX_SORT + 2];
+    for (size_t k = 0; k != s->nsort; ++k)
+        keys[k] = PQgetvalue(res, row, 4 + (int)k);
+    keys[s->nsort] = PQgetvalue(res, row, 0);
+    keys[s->nsort + 1] = PQgetvalue(res, row, 1);
+    return fhir_search_cursor(s, backward, keys);
+}
+
+static void on_page(fhir_ix_t *ix, PGresult *res)
+{
+    fhir_search_run_t *run = ix->_run;
+    fhir_search_t *s = &ix->_search;
+    int n = PQntuples(res);
+    bool more = n > (int)s->count;
+    int used = more ? (int)s->count : n;
+    /* a backward page arrives nearest-first: the Bundle shows it in forward order */
+    for (int k = 0; k != used; ++k) {
+        int i = s->backward ? used - 1 - k : k;
+        run_add_entry(ix, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 3), (size_t)PQgetlength(res, i, 3), "match");
+    }
+    if (used != 0) {
+        int first = s->backward ? used - 1 : 0, last = s->backward ? 0 : used - 1;
+        if (s->backward ? true : more)
+            run->next = row_cursor(ix, res, last, false);
+        if (s->backward ? more : s->has_cursor)
+            run->previous = row_cursor(ix, res, first, true);
+    }
+    if (s->total == FHIR_TOTAL_NONE) {
+        search_after_total(ix);
+    } else if (!s->has_cursor && !more) {
+        run->total = used; /* the whole result is on this page */
+        search_after_total(ix);
+    } else {
+        search_send_total(ix);
+    }
+}
+
 static void start_search(fhir_ix_t *ix)
 {
     const char *q = ix->req.query != NULL ? ix->req.query : "";
     ix->_search_built = true;
-    if (fhir_search_build(&ix->_search, ix->req.type, q, strlen(q), SEARCH_DEFAULT_COUNT, SEARCH_MAX_COUNT, false, &ix->res.oo) != 0) {
+    if (fhir_search_build(&ix->_search, ix->req.type, q, strlen(q), &fhir_search_limits, false, &ix->res.oo) != 0) {
         ix->res.status = ix->res.oo.status;
         ix_finish(ix);
         return;
     }
-    ix_send_search(ix, on_searched);
+    ix->_run = util_xcalloc(1, sizeof(*ix->_run));
+    util_buf_init(&ix->_run->entries);
+    util_buf_init(&ix->_run->sql);
+    seeds_reset(ix->_run);
+    ix->_run->total = -1;
+    if (ix->_search.count_only) {
+        search_send_total(ix);
+        return;
+    }
+    ix_send_search(ix, on_page);
 }
 
 /* Builds the history Bundle from the rows of STMT_HISTORY (`res` may be NULL: no rows). */
 static void answer_history(fhir_ix_t *ix, PGresult *res)
 {
     int n = res != NULL ? PQntuples(res) : 0;
-    long total = n > 0 ? atol(PQgetvalue(res, 0, 7)) : (ix->_search.offset == 0 ? 0 : -1);
+    long total = n > 0 ? atol(PQgetvalue(res, 0, 7)) : (ix->_offset == 0 ? 0 : -1);
     util_buf_t buf, path;
     util_buf_init(&buf);
     util_buf_init(&path);
@@ -535,7 +843,7 @@ static void answer_history(fhir_ix_t *ix, PGresult *res)
         util_buf_printf(&path, "%s/", ix->req.id);
     util_buf_puts(&path, "_history");
     bundle_open(&buf, "history", total, total >= 0);
-    bundle_links(&buf, path.base, ix->_search.used.base, ix->_search.count, ix->_search.offset, total, (unsigned)n);
+    history_links(&buf, path.base, ix->_search.used.base, ix->_search.count, ix->_offset, total, (unsigned)n);
     if (n != 0)
         util_buf_puts(&buf, ",\"entry\":[");
     for (int i = 0; i != n; ++i) {
@@ -609,7 +917,7 @@ static void start_history(fhir_ix_t *ix)
             char *end;
             long v = strtol(value, &end, 10);
             bad = *end != '\0' || v < 0 || value[0] == '\0';
-            s->offset = (unsigned)v;
+            ix->_offset = (unsigned)v;
         } else if (!bad && strcmp(name, "_since") == 0) {
             time_t t;
             bad = util_time_parse_instant(value, &t) != 0;
@@ -634,7 +942,7 @@ static void start_history(fhir_ix_t *ix)
         util_buf_puts(&s->used, "&");
     char count[16], offset[16];
     snprintf(count, sizeof(count), "%u", s->count);
-    snprintf(offset, sizeof(offset), "%u", s->offset);
+    snprintf(offset, sizeof(offset), "%u", ix->_offset);
     const char *params[] = {ix->req.type, ix->req.id, since, count, offset};
     /* the links append "_count=..", so `used` ends in '&' when not empty; strip it back for bundle_links */
     if (s->used.len != 0)
@@ -659,18 +967,18 @@ static void on_resolved(fhir_ix_t *ix, PGresult *res)
         ix->req.if_none_exist = NULL;
         if (n == 1) {
             free(ix->req.id);
-            ix->req.id = util_xstrdup(PQgetvalue(res, 0, 0));
+            ix->req.id = util_xstrdup(PQgetvalue(res, 0, 1));
             ix->req.kind = FHIR_IX_EXISTING;
-            size_t len = (size_t)PQgetlength(res, 0, 2);
-            set_body(ix, FHIR_BODY_RESOURCE, util_xstrndup(PQgetvalue(res, 0, 2), len), len);
+            size_t len = (size_t)PQgetlength(res, 0, 3);
+            set_body(ix, FHIR_BODY_RESOURCE, util_xstrndup(PQgetvalue(res, 0, 3), len), len);
             /* lastUpdated of the match is inside its body; the ETag is what clients use */
-            set_resource_meta(ix, ix->req.id, atoi(PQgetvalue(res, 0, 1)), NULL);
+            set_resource_meta(ix, ix->req.id, atoi(PQgetvalue(res, 0, 2)), NULL);
         }
         break;
     case FHIR_IX_CONDITIONAL_UPDATE: {
         json_t *body_id = json_object_get(ix->req.resource, "id");
         if (n == 1) {
-            const char *match = PQgetvalue(res, 0, 0);
+            const char *match = PQgetvalue(res, 0, 1);
             if (json_is_string(body_id) && strcmp(json_string_value(body_id), match) != 0) {
                 fail(ix, 400, "invalid", "the id in the body does not match the resource found by the criteria");
                 return;
@@ -693,7 +1001,7 @@ static void on_resolved(fhir_ix_t *ix, PGresult *res)
     case FHIR_IX_CONDITIONAL_DELETE:
         if (n == 1) {
             free(ix->req.id);
-            ix->req.id = util_xstrdup(PQgetvalue(res, 0, 0));
+            ix->req.id = util_xstrdup(PQgetvalue(res, 0, 1));
             ix->req.kind = FHIR_IX_DELETE;
         } else {
             ix->req.kind = FHIR_IX_NOTHING;
@@ -765,7 +1073,8 @@ static void ix_resolve(fhir_ix_t *ix)
         fhir_search_dispose(&ix->_search);
     ix->_search_built = true;
     /* Strict: an ignored criterion would widen the match, which for a delete or update is dangerous. */
-    if (fhir_search_build(&ix->_search, ix->req.type, criteria, strlen(criteria), 2, 2, true, &ix->res.oo) != 0) {
+    static const fhir_search_limits_t two = {2, 2, 0};
+    if (fhir_search_build(&ix->_search, ix->req.type, criteria, strlen(criteria), &two, true, &ix->res.oo) != 0) {
         ix->res.status = ix->res.oo.status;
         ix_finish(ix);
         return;

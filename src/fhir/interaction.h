@@ -57,6 +57,7 @@ typedef struct st_fhir_ix_result_t {
 } fhir_ix_result_t;
 
 typedef struct st_fhir_ix_t fhir_ix_t;
+typedef struct st_fhir_search_run_t fhir_search_run_t;
 typedef void (*fhir_ix_cb)(fhir_ix_t *ix);
 
 /** The execution context; allocate with fhir_ix_create. */
@@ -78,6 +79,8 @@ struct st_fhir_ix_t {
     int _nparams;
     fhir_search_t _search;
     bool _search_built;
+    struct st_fhir_search_run_t *_run; /* a search in progress */
+    unsigned _offset;                  /* history paging */
     json_t *_work; /* parsed current resource (patch) */
 };
 
@@ -111,6 +114,8 @@ extern const store_stmt_t fhir_ix_statements[];
 extern const size_t fhir_ix_statement_count;
 /** The public base URL used in fullUrl, Location and links (set once at start-up). */
 extern const char *fhir_base_url;
+/** Page sizes and include limits of searches (set once at start-up from search.* settings). */
+extern fhir_search_limits_t fhir_search_limits;
 /** Absolute URL "<base>/<type>/<id>/_history/<version>" (caller frees). */
 char *fhir_ix_location(const char *type, const char *id, int version);
 

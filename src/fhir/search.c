@@ -1,136 +1,19 @@
+/*
+ * Search queries: a query string parsed against the registry into one parameterised SQL statement over the typed
+ * search columns (migrations/0003_search_index.sql). SQL text is made only of the fixed fragments below; every value
+ * from the URL travels as a parameter.
+ */
 #include <ctype.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "fhir/interaction.h"
 #include "fhir/search.h"
 #include "fhir/types.h"
+#include "util/fold.h"
 
-#define SP(name) "http://hl7.org/fhir/SearchParameter/" name
-
-/* Paths that select a reference to a given type among participants/actors. */
-#define ACTOR_OF(base, t) base " ? (@.reference like_regex \"^(.*/)?" t "/\")"
-
-/* The supported parameters. The all-types ones (_id, _lastUpdated) are handled on columns, see build_clause. */
-static const fhir_search_param_t search_params[] = {
-    {NULL, "_id", FHIR_SEARCH_TOKEN, FHIR_VALUE_PRIMITIVE, {NULL}, SP("Resource-id")},
-    {NULL, "_lastUpdated", FHIR_SEARCH_DATE, FHIR_VALUE_DATE, {NULL}, SP("Resource-lastUpdated")},
-    {NULL, "_tag", FHIR_SEARCH_TOKEN, FHIR_VALUE_CODING, {"$.meta.tag[*]"}, SP("Resource-tag")},
-    {NULL, "_security", FHIR_SEARCH_TOKEN, FHIR_VALUE_CODING, {"$.meta.security[*]"}, SP("Resource-security")},
-    {NULL, "_profile", FHIR_SEARCH_TOKEN, FHIR_VALUE_PRIMITIVE, {"$.meta.profile[*]"}, SP("Resource-profile")},
-
-    {"Appointment", "identifier", FHIR_SEARCH_TOKEN, FHIR_VALUE_IDENTIFIER, {"$.identifier[*]"}, SP("clinical-identifier")},
-    {"Appointment", "status", FHIR_SEARCH_TOKEN, FHIR_VALUE_PRIMITIVE, {"$.status"}, SP("Appointment-status")},
-    {"Appointment", "date", FHIR_SEARCH_DATE, FHIR_VALUE_DATE, {"$.start"}, SP("Appointment-date")},
-    {"Appointment", "actor", FHIR_SEARCH_REFERENCE, FHIR_VALUE_REFERENCE, {"$.participant[*].actor"}, SP("Appointment-actor")},
-    {"Appointment", "patient", FHIR_SEARCH_REFERENCE, FHIR_VALUE_REFERENCE, {ACTOR_OF("$.participant[*].actor", "Patient")},
-     SP("clinical-patient")},
-    {"Appointment", "practitioner", FHIR_SEARCH_REFERENCE, FHIR_VALUE_REFERENCE,
-     {ACTOR_OF("$.participant[*].actor", "Practitioner")}, SP("Appointment-practitioner")},
-    {"Appointment", "location", FHIR_SEARCH_REFERENCE, FHIR_VALUE_REFERENCE, {ACTOR_OF("$.participant[*].actor", "Location")},
-     SP("Appointment-location")},
-    {"Appointment", "part-status", FHIR_SEARCH_TOKEN, FHIR_VALUE_PRIMITIVE, {"$.participant[*].status"},
-     SP("Appointment-part-status")},
-    {"Appointment", "slot", FHIR_SEARCH_REFERENCE, FHIR_VALUE_REFERENCE, {"$.slot[*]"}, SP("Appointment-slot")},
-    {"Appointment", "service-type", FHIR_SEARCH_TOKEN, FHIR_VALUE_CODING, {"$.serviceType[*].coding[*]"},
-     SP("Appointment-service-type")},
-    {"Appointment", "specialty", FHIR_SEARCH_TOKEN, FHIR_VALUE_CODING, {"$.specialty[*].coding[*]"}, SP("Appointment-specialty")},
-    {"Appointment", "appointment-type", FHIR_SEARCH_TOKEN, FHIR_VALUE_CODING, {"$.appointmentType.coding[*]"},
-     SP("Appointment-appointment-type")},
-
-    {"AppointmentResponse", "identifier", FHIR_SEARCH_TOKEN, FHIR_VALUE_IDENTIFIER, {"$.identifier[*]"},
-     SP("AppointmentResponse-identifier")},
-    {"AppointmentResponse", "appointment", FHIR_SEARCH_REFERENCE, FHIR_VALUE_REFERENCE, {"$.appointment"},
-     SP("AppointmentResponse-appointment")},
-    {"AppointmentResponse", "actor", FHIR_SEARCH_REFERENCE, FHIR_VALUE_REFERENCE, {"$.actor"}, SP("AppointmentResponse-actor")},
-    {"AppointmentResponse", "part-status", FHIR_SEARCH_TOKEN, FHIR_VALUE_PRIMITIVE, {"$.participantStatus"},
-     SP("AppointmentResponse-part-status")},
-
-    {"HealthcareService", "identifier", FHIR_SEARCH_TOKEN, FHIR_VALUE_IDENTIFIER, {"$.identifier[*]"},
-     SP("HealthcareService-identifier")},
-    {"HealthcareService", "name", FHIR_SEARCH_STRING, FHIR_VALUE_STRING, {"$.name"}, SP("HealthcareService-name")},
-    {"HealthcareService", "active", FHIR_SEARCH_TOKEN, FHIR_VALUE_PRIMITIVE, {"$.active"}, SP("HealthcareService-active")},
-    {"HealthcareService", "location", FHIR_SEARCH_REFERENCE, FHIR_VALUE_REFERENCE, {"$.location[*]"},
-     SP("HealthcareService-location")},
-    {"HealthcareService", "service-type", FHIR_SEARCH_TOKEN, FHIR_VALUE_CODING, {"$.type[*].coding[*]"},
-     SP("HealthcareService-service-type")},
-
-    {"Location", "identifier", FHIR_SEARCH_TOKEN, FHIR_VALUE_IDENTIFIER, {"$.identifier[*]"}, SP("Location-identifier")},
-    {"Location", "name", FHIR_SEARCH_STRING, FHIR_VALUE_STRING, {"$.name", "$.alias[*]"}, SP("Location-name")},
-    {"Location", "status", FHIR_SEARCH_TOKEN, FHIR_VALUE_PRIMITIVE, {"$.status"}, SP("Location-status")},
-    {"Location", "type", FHIR_SEARCH_TOKEN, FHIR_VALUE_CODING, {"$.type[*].coding[*]"}, SP("Location-type")},
-    {"Location", "partof", FHIR_SEARCH_REFERENCE, FHIR_VALUE_REFERENCE, {"$.partOf"}, SP("Location-partof")},
-    {"Location", "address-city", FHIR_SEARCH_STRING, FHIR_VALUE_STRING, {"$.address.city"}, SP("Location-address-city")},
-
-    {"Patient", "identifier", FHIR_SEARCH_TOKEN, FHIR_VALUE_IDENTIFIER, {"$.identifier[*]"}, SP("Patient-identifier")},
-    {"Patient", "name", FHIR_SEARCH_STRING, FHIR_VALUE_STRING,
-     {"$.name[*].family", "$.name[*].given[*]", "$.name[*].text", "$.name[*].prefix[*]"}, SP("Patient-name")},
-    {"Patient", "family", FHIR_SEARCH_STRING, FHIR_VALUE_STRING, {"$.name[*].family"}, SP("individual-family")},
-    {"Patient", "given", FHIR_SEARCH_STRING, FHIR_VALUE_STRING, {"$.name[*].given[*]"}, SP("individual-given")},
-    {"Patient", "birthdate", FHIR_SEARCH_DATE, FHIR_VALUE_DATE, {"$.birthDate"}, SP("individual-birthdate")},
-    {"Patient", "gender", FHIR_SEARCH_TOKEN, FHIR_VALUE_PRIMITIVE, {"$.gender"}, SP("individual-gender")},
-    {"Patient", "active", FHIR_SEARCH_TOKEN, FHIR_VALUE_PRIMITIVE, {"$.active"}, SP("Patient-active")},
-    {"Patient", "telecom", FHIR_SEARCH_TOKEN, FHIR_VALUE_CONTACT, {"$.telecom[*]"}, SP("individual-telecom")},
-
-    {"Practitioner", "identifier", FHIR_SEARCH_TOKEN, FHIR_VALUE_IDENTIFIER, {"$.identifier[*]"}, SP("Practitioner-identifier")},
-    {"Practitioner", "name", FHIR_SEARCH_STRING, FHIR_VALUE_STRING,
-     {"$.name[*].family", "$.name[*].given[*]", "$.name[*].text", "$.name[*].prefix[*]"}, SP("Practitioner-name")},
-    {"Practitioner", "family", FHIR_SEARCH_STRING, FHIR_VALUE_STRING, {"$.name[*].family"}, SP("individual-family")},
-    {"Practitioner", "given", FHIR_SEARCH_STRING, FHIR_VALUE_STRING, {"$.name[*].given[*]"}, SP("individual-given")},
-    {"Practitioner", "active", FHIR_SEARCH_TOKEN, FHIR_VALUE_PRIMITIVE, {"$.active"}, SP("Practitioner-active")},
-    {"Practitioner", "gender", FHIR_SEARCH_TOKEN, FHIR_VALUE_PRIMITIVE, {"$.gender"}, SP("individual-gender")},
-
-    {"PractitionerRole", "identifier", FHIR_SEARCH_TOKEN, FHIR_VALUE_IDENTIFIER, {"$.identifier[*]"},
-     SP("PractitionerRole-identifier")},
-    {"PractitionerRole", "practitioner", FHIR_SEARCH_REFERENCE, FHIR_VALUE_REFERENCE, {"$.practitioner"},
-     SP("PractitionerRole-practitioner")},
-    {"PractitionerRole", "location", FHIR_SEARCH_REFERENCE, FHIR_VALUE_REFERENCE, {"$.location[*]"},
-     SP("PractitionerRole-location")},
-    {"PractitionerRole", "service", FHIR_SEARCH_REFERENCE, FHIR_VALUE_REFERENCE, {"$.healthcareService[*]"},
-     SP("PractitionerRole-service")},
-    {"PractitionerRole", "specialty", FHIR_SEARCH_TOKEN, FHIR_VALUE_CODING, {"$.specialty[*].coding[*]"},
-     SP("PractitionerRole-specialty")},
-    {"PractitionerRole", "active", FHIR_SEARCH_TOKEN, FHIR_VALUE_PRIMITIVE, {"$.active"}, SP("PractitionerRole-active")},
-
-    {"Schedule", "identifier", FHIR_SEARCH_TOKEN, FHIR_VALUE_IDENTIFIER, {"$.identifier[*]"}, SP("Schedule-identifier")},
-    {"Schedule", "actor", FHIR_SEARCH_REFERENCE, FHIR_VALUE_REFERENCE, {"$.actor[*]"}, SP("Schedule-actor")},
-    {"Schedule", "active", FHIR_SEARCH_TOKEN, FHIR_VALUE_PRIMITIVE, {"$.active"}, SP("Schedule-active")},
-    {"Schedule", "date", FHIR_SEARCH_DATE, FHIR_VALUE_DATE, {"$.planningHorizon"}, SP("Schedule-date")},
-
-    {"Slot", "identifier", FHIR_SEARCH_TOKEN, FHIR_VALUE_IDENTIFIER, {"$.identifier[*]"}, SP("Slot-identifier")},
-    {"Slot", "schedule", FHIR_SEARCH_REFERENCE, FHIR_VALUE_REFERENCE, {"$.schedule"}, SP("Slot-schedule")},
-    {"Slot", "status", FHIR_SEARCH_TOKEN, FHIR_VALUE_PRIMITIVE, {"$.status"}, SP("Slot-status")},
-    {"Slot", "start", FHIR_SEARCH_DATE, FHIR_VALUE_DATE, {"$.start"}, SP("Slot-start")},
-
-    {"Subscription", "status", FHIR_SEARCH_TOKEN, FHIR_VALUE_PRIMITIVE, {"$.status"}, SP("Subscription-status")},
-    {"Subscription", "criteria", FHIR_SEARCH_STRING, FHIR_VALUE_STRING, {"$.criteria"}, SP("Subscription-criteria")},
-    {"Subscription", "type", FHIR_SEARCH_TOKEN, FHIR_VALUE_PRIMITIVE, {"$.channel.type"}, SP("Subscription-type")},
-    {"Subscription", "url", FHIR_SEARCH_TOKEN, FHIR_VALUE_PRIMITIVE, {"$.channel.endpoint"}, SP("Subscription-url")},
-};
-#define SEARCH_PARAM_COUNT (sizeof(search_params) / sizeof(search_params[0]))
-
-/* Date prefixes and the fhir_range_match() argument they map to. */
-static const char *const date_prefixes[] = {"eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap"};
-
-const fhir_search_param_t *fhir_search_param_at(const char *type, size_t i)
-{
-    for (size_t k = 0; k != SEARCH_PARAM_COUNT; ++k) {
-        const fhir_search_param_t *p = &search_params[k];
-        if (p->type == NULL || strcmp(p->type, type) == 0) {
-            if (i-- == 0)
-                return p;
-        }
-    }
-    return NULL;
-}
-
-static const fhir_search_param_t *find_param(const char *type, const char *code)
-{
-    for (size_t k = 0; k != SEARCH_PARAM_COUNT; ++k) {
-        const fhir_search_param_t *p = &search_params[k];
-        if ((p->type == NULL || strcmp(p->type, type) == 0) && strcmp(p->code, code) == 0)
-            return p;
-    }
-    return NULL;
-}
+/* Chains and _has nest subqueries; this bounds how deep a URL can make them. */
+#define MAX_NESTING 4
 
 /* ---- URL coding ---- */
 
@@ -208,19 +91,66 @@ void fhir_url_encode(util_buf_t *buf, const char *s)
     }
 }
 
-/* ---- building ---- */
+/* ---- small helpers ---- */
 
 static int add_param(fhir_search_t *s, const char *value)
 {
     if (s->nparams == s->_capacity) {
-        s->_capacity = s->_capacity ? s->_capacity * 2 : 8;
+        s->_capacity = s->_capacity ? s->_capacity * 2 : 16;
         s->params = util_xrealloc(s->params, s->_capacity * sizeof(*s->params));
     }
     s->params[s->nparams++] = util_xstrdup(value);
     return s->nparams;
 }
 
-/* Splits a parameter value on unescaped commas into `parts` (FHIR escapes: \, \| \$ \\); returns how many. */
+static int add_param_owned(fhir_search_t *s, char *value)
+{
+    int n = add_param(s, value);
+    free(value);
+    return n;
+}
+
+void fhir_search_array_append(util_buf_t *buf, const char *value)
+{
+    util_buf_puts(buf, "\"");
+    for (const char *p = value; *p != '\0'; ++p) {
+        if (*p == '"' || *p == '\\')
+            util_buf_append(buf, "\\", 1);
+        util_buf_append(buf, p, 1);
+    }
+    util_buf_puts(buf, "\"");
+}
+
+/* A growing PostgreSQL array literal. */
+typedef struct {
+    util_buf_t buf;
+    size_t n;
+} array_t;
+
+static void array_init(array_t *a)
+{
+    util_buf_init(&a->buf);
+    util_buf_puts(&a->buf, "{");
+    a->n = 0;
+}
+
+static void array_add(array_t *a, const char *value)
+{
+    if (a->n++ != 0)
+        util_buf_puts(&a->buf, ",");
+    fhir_search_array_append(&a->buf, value);
+}
+
+/* Finishes the literal into a parameter and returns its number. */
+static int array_param(fhir_search_t *s, array_t *a)
+{
+    util_buf_puts(&a->buf, "}");
+    int n = add_param(s, a->buf.base);
+    util_buf_dispose(&a->buf);
+    return n;
+}
+
+/* Splits a parameter value on unescaped commas (FHIR escapes: \, \| \$ \\); '\|' stays escaped for split_token. */
 static size_t split_values(const char *value, char ***parts)
 {
     size_t n = 0, cap = 4;
@@ -229,7 +159,6 @@ static size_t split_values(const char *value, char ***parts)
     util_buf_init(&cur);
     for (const char *p = value;; ++p) {
         if (*p == '\\' && p[1] != '\0' && strchr(",|$\\", p[1]) != NULL) {
-            /* keep the escape for '|' so that token splitting can still tell it apart */
             if (p[1] == '|')
                 util_buf_append(&cur, p, 1);
             util_buf_append(&cur, p + 1, 1);
@@ -237,7 +166,7 @@ static size_t split_values(const char *value, char ***parts)
         } else if (*p == ',' || *p == '\0') {
             if (n == cap)
                 out = util_xrealloc(out, (cap *= 2) * sizeof(*out));
-            out[n++] = util_xstrndup(cur.base, cur.len);
+            out[n++] = util_xstrndup(cur.base != NULL ? cur.base : "", cur.len);
             cur.len = 0;
             if (*p == '\0')
                 break;
@@ -250,7 +179,14 @@ static size_t split_values(const char *value, char ***parts)
     return n;
 }
 
-/* Splits a token "system|code" at the first unescaped '|'. system is NULL when there is no bar. */
+static void free_values(char **values, size_t n)
+{
+    for (size_t i = 0; i != n; ++i)
+        free(values[i]);
+    free(values);
+}
+
+/* Splits "system|code" at the first unescaped '|'; *system is NULL without a bar. */
 static void split_token(const char *value, char **system, char **code)
 {
     util_buf_t buf;
@@ -261,29 +197,33 @@ static void split_token(const char *value, char **system, char **code)
             util_buf_append(&buf, "|", 1);
             ++p;
         } else if (*p == '|' && *system == NULL) {
-            *system = util_xstrndup(buf.base, buf.len);
+            *system = util_xstrndup(buf.base != NULL ? buf.base : "", buf.len);
             buf.len = 0;
         } else {
             util_buf_append(&buf, p, 1);
         }
     }
-    *code = util_xstrndup(buf.base, buf.len);
+    *code = util_xstrndup(buf.base != NULL ? buf.base : "", buf.len);
     util_buf_dispose(&buf);
 }
 
-/* LIKE pattern: the value with wildcards escaped. */
-static char *like_escape(const char *value)
+static void like_escape(util_buf_t *buf, const char *value)
 {
-    util_buf_t buf;
-    util_buf_init(&buf);
     for (const char *p = value; *p != '\0'; ++p) {
         if (*p == '%' || *p == '_' || *p == '\\')
-            util_buf_append(&buf, "\\", 1);
-        util_buf_append(&buf, p, 1);
+            util_buf_append(buf, "\\", 1);
+        util_buf_append(buf, p, 1);
     }
-    char *r = util_xstrndup(buf.base, buf.len);
-    util_buf_dispose(&buf);
-    return r;
+}
+
+/* Escapes for a PostgreSQL ARE: every ASCII punctuation character is taken literally when backslashed. */
+static void regex_escape(util_buf_t *buf, const char *value)
+{
+    for (const char *p = value; *p != '\0'; ++p) {
+        if ((unsigned char)*p < 0x80 && !isalnum((unsigned char)*p) && *p != ' ')
+            util_buf_append(buf, "\\", 1);
+        util_buf_append(buf, p, 1);
+    }
 }
 
 static bool digits(const char *p, int n)
@@ -347,194 +287,6 @@ static bool is_date_value(const char *v)
            number(p + 1, 2) <= 14 && number(p + 4, 2) <= 59;
 }
 
-/* Appends the condition for one value of a parameter on one path; `pathref` is the $n holding the path. */
-static int build_value_condition(fhir_search_t *s, const fhir_search_param_t *param, const char *modifier, const char *value,
-                                 int pathref, fhir_outcome_t *oo)
-{
-    util_buf_t *sql = &s->sql;
-    util_buf_printf(sql, "EXISTS (SELECT 1 FROM jsonb_path_query(r.doc, $%d::jsonpath) v WHERE ", pathref);
-    switch (param->search_type) {
-    case FHIR_SEARCH_STRING: {
-        char *escaped = like_escape(value);
-        if (strcmp(modifier, "exact") == 0) {
-            util_buf_printf(sql, "v #>> '{}' = $%d", add_param(s, value));
-        } else if (strcmp(modifier, "contains") == 0) {
-            char *pattern = util_asprintf("%%%s%%", escaped);
-            util_buf_printf(sql, "lower(v #>> '{}') LIKE lower($%d)", add_param(s, pattern));
-            free(pattern);
-        } else {
-            char *pattern = util_asprintf("%s%%", escaped);
-            util_buf_printf(sql, "lower(v #>> '{}') LIKE lower($%d)", add_param(s, pattern));
-            free(pattern);
-        }
-        free(escaped);
-        break;
-    }
-    case FHIR_SEARCH_TOKEN: {
-        char *system, *code;
-        split_token(value, &system, &code);
-        const char *code_expr = "v #>> '{}'", *system_expr = NULL;
-        if (param->value_kind == FHIR_VALUE_CODING) {
-            code_expr = "v ->> 'code'";
-            system_expr = "v ->> 'system'";
-        } else if (param->value_kind == FHIR_VALUE_IDENTIFIER || param->value_kind == FHIR_VALUE_CONTACT) {
-            code_expr = "v ->> 'value'";
-            system_expr = "v ->> 'system'";
-        }
-        bool any = false;
-        if (code[0] != '\0') {
-            util_buf_printf(sql, "%s = $%d", code_expr, add_param(s, code));
-            any = true;
-        }
-        if (system != NULL && system_expr != NULL) {
-            if (any)
-                util_buf_puts(sql, " AND ");
-            if (system[0] == '\0')
-                util_buf_printf(sql, "%s IS NULL", system_expr);
-            else
-                util_buf_printf(sql, "%s = $%d", system_expr, add_param(s, system));
-            any = true;
-        }
-        if (!any)
-            util_buf_puts(sql, "true");
-        free(system);
-        free(code);
-        break;
-    }
-    case FHIR_SEARCH_REFERENCE: {
-        /* Stored references may be relative or absolute and may carry /_history/n: compare their "Type/id" tail. */
-        const char *tail = "substring(v ->> 'reference' from '([A-Za-z]+/[A-Za-z0-9.\\-]{1,64})(/_history/[^/]*)?$')";
-        const char *slash = strchr(value, '/');
-        if (modifier[0] != '\0' && strcmp(modifier, "identifier") != 0) {
-            if (fhir_resource_type_index(modifier, strlen(modifier)) < 0 && strcmp(modifier, "Organization") != 0 &&
-                strcmp(modifier, "Device") != 0 && strcmp(modifier, "RelatedPerson") != 0)
-                return fhir_outcome_fail(oo, 400, "value", NULL, "unsupported reference type modifier :%s on %s", modifier,
-                                         param->code);
-            char *ref = util_asprintf("%s/%s", modifier, value);
-            util_buf_printf(sql, "%s = $%d", tail, add_param(s, ref));
-            free(ref);
-        } else if (strcmp(modifier, "identifier") == 0) {
-            char *system, *code;
-            split_token(value, &system, &code);
-            util_buf_printf(sql, "v -> 'identifier' ->> 'value' = $%d", add_param(s, code));
-            if (system != NULL)
-                util_buf_printf(sql, " AND v -> 'identifier' ->> 'system' = $%d", add_param(s, system));
-            free(system);
-            free(code);
-        } else if (slash != NULL) {
-            /* Absolute URLs on any base compare by their tail too. */
-            util_buf_printf(sql, "%s = substring($%d from '([A-Za-z]+/[A-Za-z0-9.\\-]{1,64})(/_history/[^/]*)?$')", tail,
-                            add_param(s, value));
-        } else {
-            util_buf_printf(sql, "split_part(%s, '/', 2) = $%d", tail, add_param(s, value));
-        }
-        break;
-    }
-    case FHIR_SEARCH_DATE: {
-        const char *prefix = "eq";
-        for (size_t i = 0; i != sizeof(date_prefixes) / sizeof(date_prefixes[0]); ++i) {
-            if (strncmp(value, date_prefixes[i], 2) == 0) {
-                prefix = date_prefixes[i];
-                value += 2;
-                break;
-            }
-        }
-        if (!is_date_value(value))
-            return fhir_outcome_fail(oo, 400, "value", NULL, "search parameter %s: \"%s\" is not a date, dateTime or instant",
-                                     param->code, value);
-        int p = add_param(s, prefix);
-        util_buf_printf(sql, "fhir_range_match(fhir_value_range(v), $%d, fhir_date_range($%d))", p, add_param(s, value));
-        break;
-    }
-    }
-    util_buf_puts(sql, ")");
-    return 0;
-}
-
-/* _id and _lastUpdated live in columns. */
-static int build_column_condition(fhir_search_t *s, const fhir_search_param_t *param, const char *value, fhir_outcome_t *oo)
-{
-    if (strcmp(param->code, "_id") == 0) {
-        util_buf_printf(&s->sql, "r.id = $%d", add_param(s, value));
-        return 0;
-    }
-    const char *prefix = "eq";
-    for (size_t i = 0; i != sizeof(date_prefixes) / sizeof(date_prefixes[0]); ++i) {
-        if (strncmp(value, date_prefixes[i], 2) == 0) {
-            prefix = date_prefixes[i];
-            value += 2;
-            break;
-        }
-    }
-    if (!is_date_value(value))
-        return fhir_outcome_fail(oo, 400, "value", NULL, "search parameter _lastUpdated: \"%s\" is not a date, dateTime or instant",
-                                 value);
-    int p = add_param(s, prefix);
-    util_buf_printf(&s->sql,
-                    "fhir_range_match(tstzrange(r.last_updated, r.last_updated + interval '1 microsecond'), $%d, "
-                    "fhir_date_range($%d))",
-                    p, add_param(s, value));
-    return 0;
-}
-
-/* One `name[:modifier]=v1,v2` pair: an AND-ed clause made of OR-ed values. */
-static int build_clause(fhir_search_t *s, const fhir_search_param_t *param, const char *modifier, const char *value,
-                        fhir_outcome_t *oo)
-{
-    if (strcmp(modifier, "missing") == 0) {
-        if (strcmp(value, "true") != 0 && strcmp(value, "false") != 0)
-            return fhir_outcome_fail(oo, 400, "value", NULL, "%s:missing takes true or false", param->code);
-        if (param->paths[0] == NULL) { /* column parameters are never missing */
-            util_buf_puts(&s->sql, strcmp(value, "true") == 0 ? " AND false" : " AND true");
-            return 0;
-        }
-        /* present = any of the parameter's elements is there */
-        util_buf_puts(&s->sql, strcmp(value, "true") == 0 ? " AND NOT (" : " AND (");
-        for (size_t i = 0; i < 4 && param->paths[i] != NULL; ++i)
-            util_buf_printf(&s->sql, "%sjsonb_path_exists(r.doc, $%d::jsonpath)", i == 0 ? "" : " OR ", add_param(s, param->paths[i]));
-        util_buf_puts(&s->sql, ")");
-        return 0;
-    }
-    bool negate = false;
-    if (strcmp(modifier, "not") == 0 && param->search_type == FHIR_SEARCH_TOKEN) {
-        negate = true;
-        modifier = "";
-    } else if (modifier[0] != '\0' && !(param->search_type == FHIR_SEARCH_STRING &&
-                                        (strcmp(modifier, "exact") == 0 || strcmp(modifier, "contains") == 0)) &&
-               param->search_type != FHIR_SEARCH_REFERENCE) {
-        return fhir_outcome_fail(oo, 400, "not-supported", NULL, "modifier :%s is not supported on search parameter %s", modifier,
-                                 param->code);
-    }
-    char **values;
-    size_t n = split_values(value, &values);
-    int ret = 0;
-    util_buf_puts(&s->sql, negate ? " AND NOT (" : " AND (");
-    for (size_t i = 0; i != n && ret == 0; ++i) {
-        if (i != 0)
-            util_buf_puts(&s->sql, " OR ");
-        if (values[i][0] == '\0') {
-            ret = fhir_outcome_fail(oo, 400, "value", NULL, "search parameter %s has an empty value", param->code);
-            break;
-        }
-        if (param->paths[0] == NULL) {
-            ret = build_column_condition(s, param, values[i], oo);
-            continue;
-        }
-        util_buf_puts(&s->sql, "(");
-        for (size_t k = 0; k < 4 && param->paths[k] != NULL && ret == 0; ++k) {
-            if (k != 0)
-                util_buf_puts(&s->sql, " OR ");
-            ret = build_value_condition(s, param, modifier, values[i], add_param(s, param->paths[k]), oo);
-        }
-        util_buf_puts(&s->sql, ")");
-    }
-    util_buf_puts(&s->sql, ")");
-    for (size_t i = 0; i != n; ++i)
-        free(values[i]);
-    free(values);
-    return ret;
-}
-
 static int parse_uint(const char *v, unsigned *out)
 {
     if (v[0] == '\0' || strlen(v) > 9)
@@ -546,6 +298,704 @@ static int parse_uint(const char *v, unsigned *out)
     return 0;
 }
 
+static bool parse_double(const char *v, double *out)
+{
+    char *end;
+    if (v[0] == '\0')
+        return false;
+    *out = strtod(v, &end);
+    return *end == '\0' && isfinite(*out);
+}
+
+static const char *stored_type(const char *name)
+{
+    int i = fhir_resource_type_index(name, strlen(name));
+    return i < 0 ? NULL : fhir_resource_types[i];
+}
+
+/* ---- conditions ---- */
+
+/* What parsing one parameter gives: applied, unknown (ignored unless strict), or an error in oo. */
+enum { COND_OK = 0, COND_ERROR = -1, COND_UNKNOWN = 1 };
+
+typedef struct {
+    fhir_search_t *s;
+    fhir_outcome_t *oo;
+    int aliases; /* subquery aliases made so far */
+    const char *unknown; /* the parameter that was not understood (for the warning) */
+} builder_t;
+
+/* The parameter `code` as every one of `types` defines it, all of the same search type; NULL if any lacks it. */
+static const fhir_search_param_t *param_for(const char *const *types, size_t ntypes, const char *code)
+{
+    const fhir_search_param_t *first = NULL;
+    for (size_t i = 0; i != ntypes; ++i) {
+        const fhir_search_param_t *p = fhir_search_param_find(types[i], code);
+        if (p == NULL || (first != NULL && (p->search_type != first->search_type || p->element != first->element)))
+            return NULL;
+        if (first == NULL)
+            first = p;
+    }
+    return first;
+}
+
+/* The date prefix of a value; advances *value past it. */
+static const char *date_prefix(const char **value)
+{
+    static const char *const prefixes[] = {"eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap"};
+    for (size_t i = 0; i != sizeof(prefixes) / sizeof(prefixes[0]); ++i) {
+        if (strncmp(*value, prefixes[i], 2) == 0) {
+            *value += 2;
+            return prefixes[i];
+        }
+    }
+    return "eq";
+}
+
+/*
+ * One date value against a stored range (`col` is a tstzrange) or a stored instant (`point`), with the search value
+ * R = fhir_date_range($n). Written with range operators so that the GiST/btree indexes serve them.
+ */
+static void date_condition(builder_t *b, util_buf_t *out, const char *col, bool point, const char *prefix, int n)
+{
+    char r[48];
+    snprintf(r, sizeof(r), "fhir_date_range($%d::text)", n);
+    if (point) {
+        if (strcmp(prefix, "eq") == 0)
+            util_buf_printf(out, "(%s >= lower(%s) AND %s < upper(%s))", col, r, col, r);
+        else if (strcmp(prefix, "ne") == 0)
+            util_buf_printf(out, "NOT (%s >= lower(%s) AND %s < upper(%s))", col, r, col, r);
+        else if (strcmp(prefix, "gt") == 0 || strcmp(prefix, "sa") == 0)
+            util_buf_printf(out, "%s >= upper(%s)", col, r);
+        else if (strcmp(prefix, "lt") == 0 || strcmp(prefix, "eb") == 0)
+            util_buf_printf(out, "%s < lower(%s)", col, r);
+        else if (strcmp(prefix, "ge") == 0)
+            util_buf_printf(out, "%s >= lower(%s)", col, r);
+        else if (strcmp(prefix, "le") == 0)
+            util_buf_printf(out, "%s < upper(%s)", col, r);
+        else
+            util_buf_printf(out, "%s <@ fhir_approx_range(%s)", col, r);
+        return;
+    }
+    if (strcmp(prefix, "eq") == 0)
+        util_buf_printf(out, "%s <@ %s", col, r);
+    else if (strcmp(prefix, "ne") == 0)
+        util_buf_printf(out, "NOT (%s <@ %s)", col, r);
+    else if (strcmp(prefix, "gt") == 0)
+        util_buf_printf(out, "%s && tstzrange(upper(%s), NULL)", col, r);
+    else if (strcmp(prefix, "lt") == 0)
+        util_buf_printf(out, "%s && tstzrange(NULL, lower(%s))", col, r);
+    else if (strcmp(prefix, "ge") == 0)
+        util_buf_printf(out, "(%s && tstzrange(upper(%s), NULL) OR %s <@ %s)", col, r, col, r);
+    else if (strcmp(prefix, "le") == 0)
+        util_buf_printf(out, "(%s && tstzrange(NULL, lower(%s)) OR %s <@ %s)", col, r, col, r);
+    else if (strcmp(prefix, "sa") == 0)
+        util_buf_printf(out, "%s >> tstzrange(NULL, upper(%s))", col, r);
+    else if (strcmp(prefix, "eb") == 0)
+        util_buf_printf(out, "%s << tstzrange(lower(%s), NULL)", col, r);
+    else
+        util_buf_printf(out, "%s && fhir_approx_range(%s)", col, r);
+    (void)b;
+}
+
+/* The sp_tokens entries a token value stands for ("code=v", "code=sys|v", "code=|v", "code=sys|"). */
+static void token_entry(array_t *a, const char *code, const char *value)
+{
+    char *system, *c;
+    split_token(value, &system, &c);
+    char *entry = system == NULL ? util_asprintf("%s=%s", code, c) : util_asprintf("%s=%s|%s", code, system, c);
+    array_add(a, entry);
+    free(entry);
+    free(system);
+    free(c);
+}
+
+/* The sp_tokens entry a reference value stands for, or -1 when the value cannot name a target of `param`. */
+static int reference_entry(builder_t *b, array_t *a, const fhir_search_param_t *param, const char *type_modifier, const char *value)
+{
+    char *entry = NULL;
+    if (type_modifier != NULL) {
+        if (strchr(value, '/') != NULL) {
+            char *local = fhir_search_local_reference(value, fhir_base_url);
+            if (local == NULL || strncmp(local, type_modifier, strlen(type_modifier)) != 0 || local[strlen(type_modifier)] != '/') {
+                free(local);
+                return fhir_outcome_fail(b->oo, 400, "value", NULL, "search parameter %s:%s: \"%s\" is not a %s reference",
+                                         param->code, type_modifier, value, type_modifier);
+            }
+            entry = util_asprintf("%s=%s", param->code, local);
+            free(local);
+        } else {
+            entry = util_asprintf("%s=%s/%s", param->code, type_modifier, value);
+        }
+    } else {
+        char *local = fhir_search_local_reference(value, fhir_base_url);
+        entry = util_asprintf("%s=%s", param->code, local != NULL ? local : value);
+        free(local);
+    }
+    array_add(a, entry);
+    free(entry);
+    return 0;
+}
+
+static int cond_for(builder_t *b, util_buf_t *out, const char *alias, const char *const *types, size_t ntypes, const char *name,
+                    const char *value, int depth);
+
+/* `name` is "code[:modifier]"; a missing modifier gives "". Returns the code (caller frees) and the modifier in *mod. */
+static char *split_modifier(const char *name, const char **mod)
+{
+    const char *colon = strchr(name, ':');
+    *mod = colon != NULL ? colon + 1 : "";
+    return util_xstrndup(name, colon != NULL ? (size_t)(colon - name) : strlen(name));
+}
+
+static int missing_condition(builder_t *b, util_buf_t *out, const char *alias, const fhir_search_param_t *param, const char *value)
+{
+    if (strcmp(value, "true") != 0 && strcmp(value, "false") != 0)
+        return fhir_outcome_fail(b->oo, 400, "value", NULL, "search parameter %s:missing takes true or false", param->code);
+    bool missing = strcmp(value, "true") == 0;
+    if (param->element == FHIR_EL_ID || param->element == FHIR_EL_LAST_UPDATED) {
+        util_buf_puts(out, missing ? "false" : "true");
+        return COND_OK;
+    }
+    array_t a;
+    array_init(&a);
+    array_add(&a, param->code);
+    util_buf_printf(out, "%s(%s.sp_tokens @> $%d::text[])", missing ? "NOT " : "", alias, array_param(b->s, &a));
+    return COND_OK;
+}
+
+/* A string-like match against sp_text: starts-with (default), :exact, :contains, or a token's :text. */
+static void text_condition(builder_t *b, util_buf_t *out, const char *alias, const char *code, const char *mod, const char *value)
+{
+    util_buf_t pat;
+    util_buf_init(&pat);
+    if (strcmp(mod, "contains") == 0) {
+        char *folded = util_fold(value);
+        util_buf_puts(&pat, "\x1e");
+        regex_escape(&pat, code);
+        util_buf_puts(&pat, "=[^\x1e]*");
+        regex_escape(&pat, folded);
+        free(folded);
+        util_buf_printf(out, "%s.sp_text ~ $%d::text", alias, add_param(b->s, pat.base));
+    } else if (strcmp(mod, "exact") == 0) {
+        util_buf_puts(&pat, "%\x1e");
+        like_escape(&pat, code);
+        util_buf_puts(&pat, ":exact=");
+        like_escape(&pat, value);
+        util_buf_puts(&pat, "\x1e%");
+        util_buf_printf(out, "%s.sp_text LIKE $%d::text", alias, add_param(b->s, pat.base));
+    } else {
+        char *folded = util_fold(value);
+        util_buf_puts(&pat, "%\x1e");
+        like_escape(&pat, code);
+        util_buf_puts(&pat, strcmp(mod, "text") == 0 ? ":text=" : "=");
+        like_escape(&pat, folded);
+        util_buf_puts(&pat, "%");
+        free(folded);
+        util_buf_printf(out, "%s.sp_text LIKE $%d::text", alias, add_param(b->s, pat.base));
+    }
+    util_buf_dispose(&pat);
+}
+
+/* `near=latitude|longitude|distance|units` (distance defaults to 50 km; units km, m, mi or [mi_i]). */
+static int near_condition(builder_t *b, util_buf_t *out, const char *alias, const char *value)
+{
+    char *parts[4] = {NULL, NULL, NULL, NULL}, *copy = util_xstrdup(value), *save = NULL;
+    size_t n = 0;
+    for (char *p = copy; n < 4;) {
+        char *bar = strchr(p, '|');
+        parts[n++] = p;
+        if (bar == NULL)
+            break;
+        *bar = '\0';
+        p = bar + 1;
+    }
+    (void)save;
+    double lat, lon, dist = 50, factor = 1;
+    bool ok = n >= 2 && parse_double(parts[0], &lat) && parse_double(parts[1], &lon) && lat >= -90 && lat <= 90 && lon >= -180 &&
+              lon <= 180 && strchr(parts[n - 1], '|') == NULL;
+    if (ok && n >= 3 && parts[2][0] != '\0')
+        ok = parse_double(parts[2], &dist) && dist >= 0;
+    if (ok && n >= 4) {
+        const char *u = parts[3];
+        if (strcmp(u, "m") == 0)
+            factor = 0.001;
+        else if (strcmp(u, "mi") == 0 || strcmp(u, "[mi_i]") == 0)
+            factor = 1.609344;
+        else if (strcmp(u, "km") != 0 && u[0] != '\0')
+            ok = false;
+    }
+    free(copy);
+    if (!ok)
+        return fhir_outcome_fail(b->oo, 400, "value", NULL,
+                                 "search parameter near: \"%s\" is not latitude|longitude|distance|units (units km, m, mi)", value);
+    char num[3][40];
+    snprintf(num[0], sizeof(num[0]), "%.10g", lat);
+    snprintf(num[1], sizeof(num[1]), "%.10g", lon);
+    snprintf(num[2], sizeof(num[2]), "%.10g", dist * factor);
+    int p0 = add_param(b->s, num[0]), p1 = add_param(b->s, num[1]), p2 = add_param(b->s, num[2]);
+    util_buf_printf(out, "(%s.sp_geo IS NOT NULL AND fhir_distance_km(%s.sp_geo, $%d::float8, $%d::float8) <= $%d::float8)", alias,
+                    alias, p0, p1, p2);
+    return COND_OK;
+}
+
+/* One "code[:modifier]=v1,v2" on `alias`, OR over the values. */
+static int value_condition(builder_t *b, util_buf_t *out, const char *alias, const fhir_search_param_t *param, const char *mod,
+                           const char *value)
+{
+    if (strcmp(mod, "missing") == 0)
+        return missing_condition(b, out, alias, param, value);
+    char **values;
+    size_t n = split_values(value, &values);
+    for (size_t i = 0; i != n; ++i) {
+        if (values[i][0] == '\0') {
+            free_values(values, n);
+            return fhir_outcome_fail(b->oo, 400, "value", NULL, "search parameter %s has an empty value", param->code);
+        }
+    }
+    int ret = COND_OK;
+    const char *type_modifier = NULL;
+    switch (param->search_type) {
+    case FHIR_SEARCH_TOKEN:
+    case FHIR_SEARCH_URI:
+        if (mod[0] != '\0' && strcmp(mod, "not") != 0 && strcmp(mod, "text") != 0 &&
+            !(strcmp(mod, "of-type") == 0 && param->element == FHIR_EL_IDENTIFIER))
+            goto BadModifier;
+        if (strcmp(mod, "text") == 0) {
+            util_buf_puts(out, "(");
+            for (size_t i = 0; i != n; ++i) {
+                util_buf_puts(out, i == 0 ? "" : " OR ");
+                text_condition(b, out, alias, param->code, "text", values[i]);
+            }
+            util_buf_puts(out, ")");
+            break;
+        }
+        if (param->element == FHIR_EL_ID) {
+            array_t a;
+            array_init(&a);
+            for (size_t i = 0; i != n; ++i)
+                array_add(&a, values[i]);
+            util_buf_printf(out, "%s(%s.id = ANY($%d::text[]))", strcmp(mod, "not") == 0 ? "NOT " : "", alias, array_param(b->s, &a));
+            break;
+        }
+        array_t a;
+        array_init(&a);
+        for (size_t i = 0; i != n; ++i) {
+            if (param->search_type == FHIR_SEARCH_URI) {
+                char *entry = util_asprintf("%s=%s", param->code, values[i]);
+                array_add(&a, entry);
+                free(entry);
+            } else if (strcmp(mod, "of-type") == 0) {
+                /* typeSystem|typeCode|value, stored as written */
+                char *entry = util_asprintf("%s:of-type=%s", param->code, values[i]);
+                if (strchr(values[i], '|') == NULL || strchr(strchr(values[i], '|') + 1, '|') == NULL) {
+                    free(entry);
+                    util_buf_dispose(&a.buf);
+                    free_values(values, n);
+                    return fhir_outcome_fail(b->oo, 400, "value", NULL, "search parameter %s:of-type takes system|code|value",
+                                             param->code);
+                }
+                array_add(&a, entry);
+                free(entry);
+            } else {
+                token_entry(&a, param->code, values[i]);
+            }
+        }
+        util_buf_printf(out, "%s(%s.sp_tokens && $%d::text[])", strcmp(mod, "not") == 0 ? "NOT " : "", alias, array_param(b->s, &a));
+        break;
+    case FHIR_SEARCH_STRING:
+        if (mod[0] != '\0' && strcmp(mod, "exact") != 0 && strcmp(mod, "contains") != 0)
+            goto BadModifier;
+        util_buf_puts(out, "(");
+        for (size_t i = 0; i != n; ++i) {
+            util_buf_puts(out, i == 0 ? "" : " OR ");
+            text_condition(b, out, alias, param->code, mod, values[i]);
+        }
+        util_buf_puts(out, ")");
+        break;
+    case FHIR_SEARCH_REFERENCE: {
+        if (strcmp(mod, "identifier") == 0) {
+            array_t a;
+            array_init(&a);
+            char *code = util_asprintf("%s:identifier", param->code);
+            for (size_t i = 0; i != n; ++i)
+                token_entry(&a, code, values[i]);
+            free(code);
+            util_buf_printf(out, "%s.sp_tokens && $%d::text[]", alias, array_param(b->s, &a));
+            break;
+        }
+        if (mod[0] != '\0') {
+            type_modifier = stored_type(mod);
+            if (type_modifier == NULL && fhir_search_param_targets(param, mod))
+                type_modifier = mod; /* a target type we do not store (Organization, Device ...): matches by reference */
+            if (type_modifier == NULL || !fhir_search_param_targets(param, mod))
+                goto BadModifier;
+        }
+        array_t a;
+        array_init(&a);
+        for (size_t i = 0; i != n && ret == COND_OK; ++i)
+            ret = reference_entry(b, &a, param, type_modifier, values[i]);
+        if (ret != COND_OK) {
+            util_buf_dispose(&a.buf);
+            break;
+        }
+        util_buf_printf(out, "%s.sp_tokens && $%d::text[]", alias, array_param(b->s, &a));
+        break;
+    }
+    case FHIR_SEARCH_DATE:
+        if (mod[0] != '\0')
+            goto BadModifier;
+        util_buf_puts(out, "(");
+        for (size_t i = 0; i != n; ++i) {
+            const char *v = values[i];
+            const char *prefix = date_prefix(&v);
+            if (!is_date_value(v)) {
+                ret = fhir_outcome_fail(b->oo, 400, "value", NULL, "search parameter %s: \"%s\" is not a date, dateTime or instant (with an optional prefix eq, ne, gt, lt, ge, le, sa, eb, ap)",
+                                        param->code, values[i]);
+                break;
+            }
+            util_buf_puts(out, i == 0 ? "" : " OR ");
+            bool point = param->element == FHIR_EL_LAST_UPDATED;
+            char col[40];
+            snprintf(col, sizeof(col), "%s.%s", alias, point ? "last_updated" : "sp_date");
+            date_condition(b, out, col, point, prefix, add_param(b->s, v));
+        }
+        util_buf_puts(out, ")");
+        break;
+    case FHIR_SEARCH_SPECIAL:
+        if (mod[0] != '\0')
+            goto BadModifier;
+        util_buf_puts(out, "(");
+        for (size_t i = 0; i != n && ret == COND_OK; ++i) {
+            util_buf_puts(out, i == 0 ? "" : " OR ");
+            ret = near_condition(b, out, alias, values[i]);
+        }
+        util_buf_puts(out, ")");
+        break;
+    }
+    free_values(values, n);
+    return ret;
+BadModifier:
+    free_values(values, n);
+    return fhir_outcome_fail(b->oo, 400, "not-supported", NULL, "modifier :%s is not supported on search parameter %s (%s)", mod,
+                             param->code, fhir_search_type_name(param->search_type));
+}
+
+/* `_has:Type:ref:rest=value`: resources of `types[0]` that a matching Type points at through `ref`. */
+static int has_condition(builder_t *b, util_buf_t *out, const char *alias, const char *const *types, size_t ntypes, const char *name,
+                         const char *value, int depth)
+{
+    const char *p = name + 5, *c1 = strchr(p, ':'), *c2 = c1 != NULL ? strchr(c1 + 1, ':') : NULL;
+    if (c1 == NULL || c2 == NULL || c2[1] == '\0')
+        return fhir_outcome_fail(b->oo, 400, "invalid", NULL, "%s: _has takes _has:Type:reference:parameter", name);
+    char *type_name = util_xstrndup(p, (size_t)(c1 - p)), *ref = util_xstrndup(c1 + 1, (size_t)(c2 - c1 - 1));
+    const char *type = stored_type(type_name);
+    const fhir_search_param_t *param = type != NULL ? fhir_search_param_find(type, ref) : NULL;
+    int ret = COND_OK;
+    if (ntypes != 1) {
+        ret = fhir_outcome_fail(b->oo, 400, "not-supported", NULL, "%s: _has needs a search on one resource type", name);
+    } else if (param == NULL || param->search_type != FHIR_SEARCH_REFERENCE || !fhir_search_param_targets(param, types[0])) {
+        ret = fhir_outcome_fail(b->oo, 400, "invalid", NULL, "%s: %s is not a %s reference parameter pointing at %s", name, ref,
+                                type != NULL ? type : type_name, types[0]);
+    } else {
+        int alias_no = ++b->aliases;
+        char sub[16];
+        snprintf(sub, sizeof(sub), "h%d", alias_no);
+        char *prefix = util_asprintf("%s=%s/", ref, types[0]);
+        int pp = add_param_owned(b->s, prefix), pt = add_param(b->s, type);
+        util_buf_printf(out,
+                        "%s.id IN (SELECT substr(e, length($%d::text) + 1) FROM resource %s, unnest(%s.sp_tokens) e WHERE %s.res_type = "
+                        "$%d::text AND NOT %s.deleted AND starts_with(e, $%d::text) AND ",
+                        alias, pp, sub, sub, sub, pt, sub, pp);
+        const char *sub_types[1] = {type};
+        ret = cond_for(b, out, sub, sub_types, 1, c2 + 1, value, depth + 1);
+        util_buf_puts(out, ")");
+    }
+    free(type_name);
+    free(ref);
+    return ret;
+}
+
+/* `ref[:Type].rest=value`: resources whose reference `ref` points at a resource matching `rest`. */
+static int chain_condition(builder_t *b, util_buf_t *out, const char *alias, const char *const *types, size_t ntypes, const char *name,
+                           const char *dot, const char *value, int depth)
+{
+    char *head = util_xstrndup(name, (size_t)(dot - name));
+    const char *mod;
+    char *code = split_modifier(head, &mod);
+    const fhir_search_param_t *param = param_for(types, ntypes, code);
+    int ret = COND_OK;
+    const char *targets[FHIR_RESOURCE_TYPE_COUNT];
+    size_t ntargets = 0;
+    if (param == NULL) {
+        ret = COND_UNKNOWN;
+    } else if (param->search_type != FHIR_SEARCH_REFERENCE) {
+        ret = fhir_outcome_fail(b->oo, 400, "invalid", NULL, "search parameter %s: only reference parameters can be chained", code);
+    } else {
+        /* the chained parameter's own code decides which target types can answer it */
+        const char *rest = dot + 1;
+        size_t rlen = strcspn(rest, ".:");
+        char *next_code = util_xstrndup(rest, rlen);
+        for (int i = 0; i != FHIR_RESOURCE_TYPE_COUNT; ++i) {
+            const char *t = fhir_resource_types[i];
+            if ((mod[0] == '\0' || strcmp(mod, t) == 0) && fhir_search_param_targets(param, t) &&
+                (fhir_search_param_find(t, next_code) != NULL || strncmp(rest, "_has:", 5) == 0))
+                targets[ntargets++] = t;
+        }
+        free(next_code);
+        if (ntargets == 0) {
+            ret = fhir_outcome_fail(b->oo, 400, "invalid", NULL,
+                                    "search parameter %s: no target type of %s%s%s can be searched by %s", name, code,
+                                    mod[0] != '\0' ? ":" : "", mod, rest);
+        } else {
+            int alias_no = ++b->aliases;
+            char sub[16];
+            snprintf(sub, sizeof(sub), "c%d", alias_no);
+            array_t a;
+            array_init(&a);
+            for (size_t i = 0; i != ntargets; ++i)
+                array_add(&a, targets[i]);
+            int pt = array_param(b->s, &a);
+            char *prefix = util_asprintf("%s=", code);
+            int pp = add_param_owned(b->s, prefix);
+            util_buf_printf(out,
+                            "%s.sp_tokens && ARRAY(SELECT $%d::text || %s.res_type || '/' || %s.id FROM resource %s WHERE %s.res_type = "
+                            "ANY($%d::text[]) AND NOT %s.deleted AND ",
+                            alias, pp, sub, sub, sub, sub, pt, sub);
+            ret = cond_for(b, out, sub, targets, ntargets, rest, value, depth + 1);
+            util_buf_puts(out, ")");
+        }
+    }
+    free(code);
+    free(head);
+    return ret;
+}
+
+static int cond_for(builder_t *b, util_buf_t *out, const char *alias, const char *const *types, size_t ntypes, const char *name,
+                    const char *value, int depth)
+{
+    if (depth > MAX_NESTING)
+        return fhir_outcome_fail(b->oo, 400, "too-costly", NULL, "search parameter %s: chains and _has nest at most %d deep", name,
+                                 MAX_NESTING);
+    if (strncmp(name, "_has:", 5) == 0)
+        return has_condition(b, out, alias, types, ntypes, name, value, depth);
+    const char *dot = strchr(name, '.');
+    if (dot != NULL)
+        return chain_condition(b, out, alias, types, ntypes, name, dot, value, depth);
+    const char *mod;
+    char *code = split_modifier(name, &mod);
+    const fhir_search_param_t *param = param_for(types, ntypes, code);
+    int ret = param == NULL ? COND_UNKNOWN : value_condition(b, out, alias, param, mod, value);
+    free(code);
+    return ret;
+}
+
+/* ---- sort keys and the cursor ---- */
+
+typedef struct {
+    char expr[80];
+    bool desc;
+    bool ts; /* compared as timestamptz, otherwise as text */
+} sort_key_t;
+
+/* A _sort key onto an expression over the search columns; -1 (400) when the key cannot be sorted on. */
+static int sort_key(fhir_search_t *s, const char *key, sort_key_t *out, fhir_outcome_t *oo)
+{
+    out->desc = key[0] == '-';
+    const char *code = key + out->desc;
+    const fhir_search_param_t *param = param_for(s->types, s->ntypes, code);
+    if (param == NULL || param->search_type == FHIR_SEARCH_SPECIAL)
+        return fhir_outcome_fail(oo, 400, "not-supported", NULL, "_sort: %s is not a sortable search parameter of %s", code,
+                                 s->ntypes == 1 ? s->types[0] : "every searched type");
+    out->ts = param->search_type == FHIR_SEARCH_DATE;
+    if (param->element == FHIR_EL_ID)
+        snprintf(out->expr, sizeof(out->expr), "r.id");
+    else if (param->element == FHIR_EL_LAST_UPDATED)
+        snprintf(out->expr, sizeof(out->expr), "r.last_updated");
+    else if (out->ts)
+        snprintf(out->expr, sizeof(out->expr), "coalesce(lower(r.sp_date), '-infinity'::timestamptz)");
+    else
+        snprintf(out->expr, sizeof(out->expr), "coalesce(r.sp_sort ->> $%d::text, '')", add_param(s, code));
+    return 0;
+}
+
+static const char hex_digits[] = "0123456789abcdef";
+
+char *fhir_search_cursor(const fhir_search_t *s, bool backward, const char *const *keys)
+{
+    json_t *arr = json_array();
+    json_array_append_new(arr, json_string(backward ? "p" : "n"));
+    for (size_t i = 0; i != s->nsort + 2; ++i)
+        json_array_append_new(arr, json_string(keys[i]));
+    char *text = json_dumps(arr, JSON_COMPACT);
+    json_decref(arr);
+    /* hex keeps the cursor URL-safe without a further escaping layer */
+    size_t len = strlen(text);
+    char *out = util_xmalloc(len * 2 + 1);
+    for (size_t i = 0; i != len; ++i) {
+        out[2 * i] = hex_digits[(unsigned char)text[i] >> 4];
+        out[2 * i + 1] = hex_digits[(unsigned char)text[i] & 15];
+    }
+    out[len * 2] = '\0';
+    free(text);
+    return out;
+}
+
+/* Decodes a _cursor into its values (dir, keys..., res_type, id); NULL when it is not one of ours. */
+static json_t *decode_cursor(const char *cursor, size_t nkeys)
+{
+    size_t len = strlen(cursor);
+    if (len == 0 || len % 2 != 0 || len > 8192)
+        return NULL;
+    char *text = util_xmalloc(len / 2 + 1);
+    for (size_t i = 0; i != len / 2; ++i) {
+        const char *h1 = strchr(hex_digits, cursor[2 * i]), *h2 = strchr(hex_digits, cursor[2 * i + 1]);
+        if (h1 == NULL || h2 == NULL || cursor[2 * i] == '\0' || cursor[2 * i + 1] == '\0') {
+            free(text);
+            return NULL;
+        }
+        text[i] = (char)((h1 - hex_digits) * 16 + (h2 - hex_digits));
+    }
+    json_t *arr = json_loadb(text, len / 2, 0, NULL);
+    free(text);
+    bool ok = json_is_array(arr) && json_array_size(arr) == nkeys + 3;
+    size_t i;
+    json_t *v;
+    json_array_foreach (arr, i, v)
+        ok = ok && json_is_string(v) && json_string_length(v) <= 1024;
+    if (ok) {
+        const char *dir = json_string_value(json_array_get(arr, 0));
+        ok = strcmp(dir, "n") == 0 || strcmp(dir, "p") == 0;
+    }
+    if (!ok) {
+        json_decref(arr);
+        return NULL;
+    }
+    return arr;
+}
+
+/* A timestamptz cursor value must be what PostgreSQL printed: digits, separators and "infinity". */
+static bool is_timestamp_text(const char *v)
+{
+    if (strcmp(v, "-infinity") == 0 || strcmp(v, "infinity") == 0)
+        return true;
+    if (strlen(v) < 19 || !digits(v, 4))
+        return false;
+    for (const char *p = v; *p != '\0'; ++p)
+        if (!isdigit((unsigned char)*p) && strchr("-:+. T", *p) == NULL)
+            return false;
+    return true;
+}
+
+/* ---- includes ---- */
+
+/* `Type:param[:Target]` of _include/_revinclude; "*" expands to every reference parameter of Type. */
+static int parse_include(fhir_search_t *s, const char *value, bool reverse, bool iterate, fhir_outcome_t *oo)
+{
+    const char *what = reverse ? "_revinclude" : "_include";
+    const char *c1 = strchr(value, ':');
+    if (c1 == NULL)
+        return fhir_outcome_fail(oo, 400, "value", NULL, "%s takes Type:parameter[:targetType], not \"%s\"", what, value);
+    const char *c2 = strchr(c1 + 1, ':');
+    char *type_name = util_xstrndup(value, (size_t)(c1 - value));
+    char *code = c2 != NULL ? util_xstrndup(c1 + 1, (size_t)(c2 - c1 - 1)) : util_xstrdup(c1 + 1);
+    const char *source = stored_type(type_name), *target = NULL;
+    int ret = 0;
+    if (c2 != NULL && (target = stored_type(c2 + 1)) == NULL) {
+        ret = fhir_outcome_fail(oo, 400, "value", NULL, "%s=%s: %s is not a resource type of this server", what, value, c2 + 1);
+        goto Exit;
+    }
+    if (source == NULL) {
+        ret = fhir_outcome_fail(oo, 400, "value", NULL, "%s=%s: %s is not a resource type of this server", what, value, type_name);
+        goto Exit;
+    }
+    if (!reverse && !iterate) {
+        bool searched = false;
+        for (size_t i = 0; i != s->ntypes; ++i)
+            searched = searched || strcmp(s->types[i], source) == 0;
+        if (!searched) {
+            ret = fhir_outcome_fail(oo, 400, "value", NULL, "%s=%s: the search is not on %s (use %s:iterate to include from included resources)",
+                                    what, value, source, what);
+            goto Exit;
+        }
+    }
+    const fhir_search_param_t *param;
+    for (size_t i = 0; (param = fhir_search_param_at(source, i)) != NULL; ++i) {
+        if (param->search_type != FHIR_SEARCH_REFERENCE || (strcmp(code, "*") != 0 && strcmp(code, param->code) != 0))
+            continue;
+        if (target != NULL && !fhir_search_param_targets(param, target))
+            continue;
+        if (s->nincludes == FHIR_SEARCH_MAX_INCLUDES) {
+            ret = fhir_outcome_fail(oo, 400, "too-costly", NULL, "at most %d _include/_revinclude parameters", FHIR_SEARCH_MAX_INCLUDES);
+            goto Exit;
+        }
+        s->includes[s->nincludes++] = (fhir_search_include_t){param->type, param->code, target, reverse, iterate};
+        if (strcmp(code, "*") != 0)
+            goto Exit;
+    }
+    if (strcmp(code, "*") != 0 || reverse)
+        ret = fhir_outcome_fail(oo, 400, "value", NULL, "%s=%s: %s is not a reference search parameter of %s%s%s", what, value, code,
+                                source, target != NULL ? " that can point at " : "", target != NULL ? target : "");
+Exit:
+    free(type_name);
+    free(code);
+    return ret;
+}
+
+int fhir_search_include_sql(const fhir_search_t *s, bool first_round, const char *types, const char *ids, unsigned limit,
+                            util_buf_t *sql, char ***params)
+{
+    fhir_search_t p = {0}; /* only its parameter list is used */
+    add_param(&p, types);
+    add_param(&p, ids);
+    size_t parts = 0;
+    util_buf_puts(sql, "SELECT i.res_type, i.id, i.version_id, i.body FROM resource i WHERE NOT i.deleted AND (");
+    for (size_t k = 0; k != s->nincludes; ++k) {
+        const fhir_search_include_t *inc = &s->includes[k];
+        if (!first_round && !inc->iterate)
+            continue;
+        util_buf_puts(sql, parts++ == 0 ? "" : " OR ");
+        char *prefix = util_asprintf("%s=", inc->code);
+        int pp = add_param_owned(&p, prefix), ps = add_param(&p, inc->source);
+        if (!inc->reverse) {
+            /* the seeds' references through the parameter, as "Type/id" */
+            util_buf_printf(sql,
+                            "(i.res_type, i.id) IN (SELECT split_part(x, '/', 1), split_part(x, '/', 2) FROM (SELECT "
+                            "substr(e, length($%d::text) + 1) AS x FROM resource s, unnest(s.sp_tokens) e WHERE (s.res_type, s.id) IN "
+                            "(SELECT * FROM unnest($1::text[], $2::text[])) AND s.res_type = $%d::text AND starts_with(e, $%d::text)) q "
+                            "WHERE x ~ '^[A-Z][A-Za-z]+/[A-Za-z0-9.-]{1,64}$'",
+                            pp, ps, pp);
+            if (inc->target != NULL)
+                util_buf_printf(sql, " AND starts_with(x, $%d::text || '/')", add_param(&p, inc->target));
+            util_buf_puts(sql, ")");
+        } else {
+            /* resources of the source type whose parameter points at a seed */
+            util_buf_printf(sql,
+                            "(i.res_type = $%d::text AND i.sp_tokens && ARRAY(SELECT $%d::text || u.t || '/' || u.d FROM "
+                            "unnest($1::text[], $2::text[]) AS u(t, d)",
+                            ps, pp);
+            if (inc->target != NULL)
+                util_buf_printf(sql, " WHERE u.t = $%d::text", add_param(&p, inc->target));
+            util_buf_puts(sql, "))");
+        }
+    }
+    char num[16];
+    snprintf(num, sizeof(num), "%u", limit);
+    util_buf_printf(sql, ") ORDER BY i.res_type, i.id LIMIT $%d::integer", add_param(&p, num));
+    if (parts == 0) {
+        for (int i = 0; i != p.nparams; ++i)
+            free(p.params[i]);
+        free(p.params);
+        sql->len = 0;
+        *params = NULL;
+        return 0;
+    }
+    *params = p.params;
+    return p.nparams;
+}
+
+/* ---- building ---- */
+
 static void note_used(fhir_search_t *s, const char *name, const char *value)
 {
     if (s->used.len != 0)
@@ -555,104 +1005,284 @@ static void note_used(fhir_search_t *s, const char *name, const char *value)
     fhir_url_encode(&s->used, value);
 }
 
-int fhir_search_build(fhir_search_t *s, const char *type, const char *query, size_t len, unsigned default_count,
-                      unsigned max_count, bool strict, fhir_outcome_t *oo)
+/* Drops the parameters added after `mark` (a clause that was not applied must leave no untyped parameter behind). */
+static void rollback_params(fhir_search_t *s, int mark)
+{
+    while (s->nparams > mark)
+        free(s->params[--s->nparams]);
+}
+
+typedef struct {
+    char *name, *value;
+} pair_t;
+
+static int parse_control(fhir_search_t *s, const char *name, const char *value, const fhir_search_limits_t *limits, char **sort,
+                         char **cursor, fhir_outcome_t *oo)
+{
+    if (strcmp(name, "_count") == 0) {
+        if (parse_uint(value, &s->count) != 0)
+            return fhir_outcome_fail(oo, 400, "value", NULL, "_count must be a non-negative whole number, not \"%s\"", value);
+        if (s->count > limits->max_count)
+            s->count = limits->max_count;
+        if (s->count == 0)
+            s->count_only = true;
+    } else if (strcmp(name, "_cursor") == 0) {
+        free(*cursor);
+        *cursor = util_xstrdup(value);
+    } else if (strcmp(name, "_sort") == 0) {
+        free(*sort);
+        *sort = util_xstrdup(value);
+    } else if (strcmp(name, "_total") == 0) {
+        if (strcmp(value, "none") == 0)
+            s->total = FHIR_TOTAL_NONE;
+        else if (strcmp(value, "estimate") == 0)
+            s->total = FHIR_TOTAL_ESTIMATE;
+        else if (strcmp(value, "accurate") == 0)
+            s->total = FHIR_TOTAL_ACCURATE;
+        else
+            return fhir_outcome_fail(oo, 400, "value", NULL, "_total takes none, estimate or accurate, not \"%s\"", value);
+        note_used(s, name, value);
+    } else if (strcmp(name, "_summary") == 0) {
+        if (strcmp(value, "count") == 0)
+            s->count_only = true;
+        else if (strcmp(value, "true") == 0)
+            s->summary = FHIR_SUMMARY_TRUE;
+        else if (strcmp(value, "text") == 0)
+            s->summary = FHIR_SUMMARY_TEXT;
+        else if (strcmp(value, "data") == 0)
+            s->summary = FHIR_SUMMARY_DATA;
+        else if (strcmp(value, "false") == 0)
+            s->summary = FHIR_SUMMARY_FALSE;
+        else
+            return fhir_outcome_fail(oo, 400, "value", NULL, "_summary takes true, text, data, count or false, not \"%s\"", value);
+        note_used(s, name, value);
+    } else if (strcmp(name, "_elements") == 0) {
+        free(s->_element_store);
+        s->_element_store = util_xstrdup(value);
+        s->nelements = 0;
+        char *save = NULL;
+        for (char *tok = strtok_r(s->_element_store, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+            while (*tok == ' ')
+                ++tok;
+            /* "Patient.name" names the element name */
+            const char *dot = strrchr(tok, '.');
+            if (s->nelements == FHIR_SEARCH_MAX_ELEMENTS)
+                return fhir_outcome_fail(oo, 400, "too-costly", NULL, "_elements lists at most %d elements", FHIR_SEARCH_MAX_ELEMENTS);
+            s->elements[s->nelements++] = dot != NULL ? dot + 1 : tok;
+        }
+        note_used(s, name, value);
+    } else if (strncmp(name, "_include", 8) == 0 || strncmp(name, "_revinclude", 11) == 0) {
+        bool reverse = name[1] == 'r';
+        const char *mod = name + (reverse ? 11 : 8);
+        bool iterate = strcmp(mod, ":iterate") == 0 || strcmp(mod, ":recurse") == 0;
+        if (mod[0] != '\0' && !iterate)
+            return fhir_outcome_fail(oo, 400, "not-supported", NULL, "%s: the only modifier is :iterate", name);
+        if (parse_include(s, value, reverse, iterate, oo) != 0)
+            return -1;
+        note_used(s, name, value);
+    }
+    return 0;
+}
+
+static bool is_control(const char *name)
+{
+    static const char *const names[] = {"_count", "_cursor", "_sort", "_total", "_summary", "_elements", "_format", "_pretty"};
+    for (size_t i = 0; i != sizeof(names) / sizeof(names[0]); ++i)
+        if (strcmp(name, names[i]) == 0)
+            return true;
+    return strncmp(name, "_include", 8) == 0 || strncmp(name, "_revinclude", 11) == 0;
+}
+
+/* The search's types: the one in the URL, or _type's list (every type when absent) for a system search. */
+static int parse_types(fhir_search_t *s, const char *type, pair_t *pairs, size_t npairs, fhir_outcome_t *oo)
+{
+    if (type != NULL) {
+        s->types[s->ntypes++] = type;
+        return 0;
+    }
+    for (size_t i = 0; i != npairs; ++i) {
+        if (strcmp(pairs[i].name, "_type") != 0)
+            continue;
+        char **values;
+        size_t n = split_values(pairs[i].value, &values);
+        for (size_t k = 0; k != n; ++k) {
+            const char *t = stored_type(values[k]);
+            if (t == NULL) {
+                fhir_outcome_fail(oo, 400, "value", NULL, "_type: %s is not a resource type of this server", values[k]);
+                free_values(values, n);
+                return -1;
+            }
+            bool seen = false;
+            for (size_t j = 0; j != s->ntypes; ++j)
+                seen = seen || s->types[j] == t;
+            if (!seen)
+                s->types[s->ntypes++] = t;
+        }
+        free_values(values, n);
+        note_used(s, "_type", pairs[i].value);
+    }
+    if (s->ntypes == 0)
+        for (int i = 0; i != FHIR_RESOURCE_TYPE_COUNT; ++i)
+            s->types[s->ntypes++] = fhir_resource_types[i];
+    return 0;
+}
+
+/* The keyset condition "after the cursor row in output order", one OR branch per key (row comparisons cannot mix directions). */
+static void keyset_condition(fhir_search_t *s, util_buf_t *sql, const sort_key_t *keys, size_t nkeys, json_t *cursor)
+{
+    int refs[FHIR_SEARCH_MAX_SORT + 2];
+    for (size_t i = 0; i != nkeys; ++i)
+        refs[i] = add_param(s, json_string_value(json_array_get(cursor, i + 1)));
+    util_buf_puts(sql, " AND (");
+    for (size_t i = 0; i != nkeys; ++i) {
+        util_buf_puts(sql, i == 0 ? "(" : " OR (");
+        for (size_t j = 0; j != i; ++j)
+            util_buf_printf(sql, "%s = $%d::%s AND ", keys[j].expr, refs[j], keys[j].ts ? "timestamptz" : "text");
+        bool descending = keys[i].desc != s->backward;
+        util_buf_printf(sql, "%s %c $%d::%s)", keys[i].expr, descending ? '<' : '>', refs[i], keys[i].ts ? "timestamptz" : "text");
+    }
+    util_buf_puts(sql, ")");
+}
+
+int fhir_search_build(fhir_search_t *s, const char *type, const char *query, size_t len, const fhir_search_limits_t *limits,
+                      bool strict, fhir_outcome_t *oo)
 {
     memset(s, 0, sizeof(*s));
     util_buf_init(&s->sql);
+    util_buf_init(&s->count_sql);
     util_buf_init(&s->used);
-    s->count = default_count;
-    const char *sort = "r.last_updated DESC, r.id";
-    util_buf_t select;
-    util_buf_init(&select);
-    /* Conditions are built into s->sql first; the SELECT around them is put together at the end. */
-    util_buf_printf(&s->sql, " FROM resource r WHERE r.res_type = $%d AND NOT r.deleted", add_param(s, type));
-    const char *cursor = query, *end = query + len;
+    s->count = limits->default_count;
+    s->total = FHIR_TOTAL_ACCURATE;
+    pair_t *pairs = NULL;
+    size_t npairs = 0, cap = 0;
+    char *sort = NULL, *cursor_text = NULL;
+    json_t *cursor = NULL;
+    util_buf_t where, clause;
+    util_buf_init(&where);
+    util_buf_init(&clause);
+    int ret = -1;
+
+    const char *qp = query, *end = query + len;
     char *name, *value;
     int more;
-    while ((more = fhir_query_next(&cursor, end, &name, &value)) != 0) {
+    while ((more = fhir_query_next(&qp, end, &name, &value)) != 0) {
         if (more < 0) {
-            util_buf_dispose(&select);
-            return fhir_outcome_fail(oo, 400, "invalid", NULL, "malformed percent-encoding in the query string");
+            fhir_outcome_fail(oo, 400, "invalid", NULL, "malformed percent-encoding in the query string");
+            goto Exit;
         }
-        char *modifier = strchr(name, ':');
-        if (modifier != NULL)
-            *modifier++ = '\0';
-        else
-            modifier = "";
-        int ret = 0;
-        if (strcmp(name, "_count") == 0) {
-            if (parse_uint(value, &s->count) != 0)
-                ret = fhir_outcome_fail(oo, 400, "value", NULL, "_count must be a non-negative whole number");
-            else if (s->count > max_count)
-                s->count = max_count;
-            else if (s->count == 0)
-                s->summary_count = true; /* _count=0: the total alone */
-        } else if (strcmp(name, "_offset") == 0) {
-            if (parse_uint(value, &s->offset) != 0)
-                ret = fhir_outcome_fail(oo, 400, "value", NULL, "_offset must be a non-negative whole number");
-        } else if (strcmp(name, "_summary") == 0) {
-            if (strcmp(value, "count") == 0)
-                s->summary_count = true;
-            else if (strcmp(value, "false") != 0)
-                ret = fhir_outcome_fail(oo, 400, "not-supported", NULL, "_summary=%s is not supported", value);
-            else
-                note_used(s, "_summary", value);
-        } else if (strcmp(name, "_sort") == 0) {
-            if (strcmp(value, "_lastUpdated") == 0)
-                sort = "r.last_updated, r.id";
-            else if (strcmp(value, "-_lastUpdated") == 0)
-                sort = "r.last_updated DESC, r.id";
-            else if (strcmp(value, "_id") == 0)
-                sort = "r.id";
-            else if (strcmp(value, "-_id") == 0)
-                sort = "r.id DESC";
-            else
-                ret = fhir_outcome_fail(oo, 400, "not-supported", NULL, "_sort=%s is not supported", value);
-            if (ret == 0)
-                note_used(s, "_sort", value);
-        } else if (strcmp(name, "_format") == 0 || strcmp(name, "_pretty") == 0 || strcmp(name, "_total") == 0) {
-            /* presentation parameters, handled by the HTTP layer */
-        } else {
-            const fhir_search_param_t *param = find_param(type, name);
-            if (param == NULL) {
-                if (strict)
-                    ret = fhir_outcome_fail(oo, 400, "not-supported", NULL, "unknown search parameter %s for %s", name, type);
-                else
-                    fhir_outcome_add(oo, FHIR_SEV_WARNING, "not-supported", NULL, "search parameter %s is not supported for %s; ignored",
-                                     name, type);
-            } else {
-                ret = build_clause(s, param, modifier, value, oo);
-                if (ret == 0) {
-                    char *full = modifier[0] != '\0' ? util_asprintf("%s:%s", name, modifier) : util_xstrdup(name);
-                    note_used(s, full, value);
-                    free(full);
-                }
-            }
-        }
-        free(name);
-        free(value);
-        if (ret != 0) {
-            util_buf_dispose(&select);
-            return -1;
-        }
+        if (npairs == cap)
+            pairs = util_xrealloc(pairs, (cap = cap ? cap * 2 : 16) * sizeof(*pairs));
+        pairs[npairs++] = (pair_t){name, value};
     }
-    if (s->summary_count) {
-        util_buf_puts(&select, "SELECT NULL, NULL, NULL, count(*)");
-        util_buf_append(&select, s->sql.base, s->sql.len);
+    if (parse_types(s, type, pairs, npairs, oo) != 0)
+        goto Exit;
+    for (size_t i = 0; i != npairs; ++i)
+        if (is_control(pairs[i].name) && parse_control(s, pairs[i].name, pairs[i].value, limits, &sort, &cursor_text, oo) != 0)
+            goto Exit;
+
+    /* $1: the type(s) */
+    if (s->ntypes == 1) {
+        util_buf_printf(&where, "r.res_type = $%d::text AND NOT r.deleted", add_param(s, s->types[0]));
     } else {
-        util_buf_puts(&select, "SELECT r.id, r.version_id, r.body, count(*) OVER ()");
-        util_buf_append(&select, s->sql.base, s->sql.len);
-        util_buf_printf(&select, " ORDER BY %s", sort);
-        char num[16];
-        snprintf(num, sizeof(num), "%u", s->count);
-        util_buf_printf(&select, " LIMIT $%d", add_param(s, num));
-        snprintf(num, sizeof(num), "%u", s->offset);
-        util_buf_printf(&select, " OFFSET $%d", add_param(s, num));
+        array_t a;
+        array_init(&a);
+        for (size_t i = 0; i != s->ntypes; ++i)
+            array_add(&a, s->types[i]);
+        util_buf_printf(&where, "r.res_type = ANY($%d::text[]) AND NOT r.deleted", array_param(s, &a));
     }
-    util_buf_dispose(&s->sql);
-    s->sql = select;
-    return 0;
+    builder_t b = {.s = s, .oo = oo};
+    for (size_t i = 0; i != npairs; ++i) {
+        const char *n = pairs[i].name;
+        if (is_control(n) || (type == NULL && strcmp(n, "_type") == 0))
+            continue;
+        clause.len = 0;
+        int mark = s->nparams;
+        int r = cond_for(&b, &clause, "r", s->types, s->ntypes, n, pairs[i].value, 0);
+        if (r == COND_ERROR)
+            goto Exit;
+        if (r == COND_UNKNOWN) {
+            rollback_params(s, mark);
+            const char *where_text = s->ntypes == 1 ? s->types[0] : "every searched type";
+            if (strict) {
+                fhir_outcome_fail(oo, 400, "not-supported", NULL, "unknown search parameter %s for %s", n, where_text);
+                goto Exit;
+            }
+            fhir_outcome_add(oo, FHIR_SEV_WARNING, "not-supported", NULL, "search parameter %s is not supported for %s; ignored", n,
+                             where_text);
+            continue;
+        }
+        util_buf_puts(&where, " AND ");
+        util_buf_append(&where, clause.base, clause.len);
+        note_used(s, n, pairs[i].value);
+    }
+    s->nparams_where = s->nparams;
+    util_buf_puts(&s->count_sql, "SELECT count(*) FROM resource r WHERE ");
+    util_buf_append(&s->count_sql, where.base, where.len);
+
+    /* sort keys: the requested ones, then res_type and id so that every row has its own place */
+    sort_key_t keys[FHIR_SEARCH_MAX_SORT + 2];
+    size_t nkeys = 0;
+    if (sort != NULL) {
+        char *save = NULL;
+        for (char *tok = strtok_r(sort, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+            if (nkeys == FHIR_SEARCH_MAX_SORT) {
+                fhir_outcome_fail(oo, 400, "too-costly", NULL, "_sort takes at most %d keys", FHIR_SEARCH_MAX_SORT);
+                goto Exit;
+            }
+            if (sort_key(s, tok, &keys[nkeys++], oo) != 0)
+                goto Exit;
+        }
+        /* strtok_r cut `sort`; the used form is rebuilt from the pairs */
+        for (size_t i = 0; i != npairs; ++i)
+            if (strcmp(pairs[i].name, "_sort") == 0)
+                note_used(s, "_sort", pairs[i].value);
+    }
+    s->nsort = nkeys;
+    keys[nkeys++] = (sort_key_t){"r.res_type", false, false};
+    keys[nkeys++] = (sort_key_t){"r.id", false, false};
+
+    if (cursor_text != NULL) {
+        cursor = decode_cursor(cursor_text, s->nsort);
+        for (size_t i = 0; cursor != NULL && i != nkeys; ++i)
+            if (keys[i].ts && !is_timestamp_text(json_string_value(json_array_get(cursor, i + 1)))) {
+                json_decref(cursor);
+                cursor = NULL;
+            }
+        if (cursor == NULL) {
+            fhir_outcome_fail(oo, 400, "value", NULL, "_cursor is not a paging cursor of this search (follow the Bundle's links)");
+            goto Exit;
+        }
+        s->has_cursor = true;
+        s->cursor = util_xstrdup(cursor_text);
+        s->backward = strcmp(json_string_value(json_array_get(cursor, 0)), "p") == 0;
+    }
+
+    util_buf_puts(&s->sql, "SELECT r.res_type, r.id, r.version_id, r.body");
+    for (size_t i = 0; i != s->nsort; ++i)
+        util_buf_printf(&s->sql, ", (%s)::text", keys[i].expr);
+    util_buf_puts(&s->sql, " FROM resource r WHERE ");
+    util_buf_append(&s->sql, where.base, where.len);
+    if (cursor != NULL)
+        keyset_condition(s, &s->sql, keys, nkeys, cursor);
+    util_buf_puts(&s->sql, " ORDER BY ");
+    for (size_t i = 0; i != nkeys; ++i)
+        util_buf_printf(&s->sql, "%s%s%s", i == 0 ? "" : ", ", keys[i].expr, keys[i].desc != s->backward ? " DESC" : "");
+    char num[16];
+    snprintf(num, sizeof(num), "%u", s->count + 1);
+    util_buf_printf(&s->sql, " LIMIT $%d::integer", add_param(s, num));
+    ret = 0;
+Exit:
+    for (size_t i = 0; i != npairs; ++i) {
+        free(pairs[i].name);
+        free(pairs[i].value);
+    }
+    free(pairs);
+    free(sort);
+    free(cursor_text);
+    json_decref(cursor);
+    util_buf_dispose(&where);
+    util_buf_dispose(&clause);
+    return ret;
 }
 
 void fhir_search_dispose(fhir_search_t *s)
@@ -661,6 +1291,9 @@ void fhir_search_dispose(fhir_search_t *s)
         free(s->params[i]);
     free(s->params);
     util_buf_dispose(&s->sql);
+    util_buf_dispose(&s->count_sql);
     util_buf_dispose(&s->used);
+    free(s->_element_store);
+    free(s->cursor);
     memset(s, 0, sizeof(*s));
 }

@@ -1,67 +1,180 @@
 /*
- * FHIR search: parses a query string against the table of supported search parameters and produces one parameterised
- * SQL statement (fixed fragments, values only in parameters).
+ * FHIR search. Three parts share this header:
+ *   - the registry of supported search parameters (search_registry.c): type, code, FHIRPath expression, element
+ *     type, reference targets; everything else is driven by it;
+ *   - extraction (search_index.c): the typed search columns of a resource, computed from the registry on every write;
+ *   - the query (search.c): a query string parsed into parameterised SQL over those columns (fixed fragments, values
+ *     only in parameters), keyset paging, _include/_revinclude, chaining and _has.
  */
 #ifndef FHIR_SEARCH_H
 #define FHIR_SEARCH_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <jansson.h>
 #include "fhir/outcome.h"
+#include "fhir/subset.h"
+#include "fhir/types.h"
 #include "util/str.h"
+
+/** Bump when extraction changes: `fhirsched migrate` then re-extracts every row indexed by an older version. */
+#define FHIR_SEARCH_INDEX_VERSION 1
 
 typedef enum {
     FHIR_SEARCH_TOKEN,
     FHIR_SEARCH_STRING,
     FHIR_SEARCH_REFERENCE,
     FHIR_SEARCH_DATE,
+    FHIR_SEARCH_URI,
+    FHIR_SEARCH_SPECIAL,
 } fhir_search_type_t;
 
-/** What the element at the parameter's path is, which decides how a value is compared. */
+/** The FHIR datatype an expression selects, which decides what is extracted from it. */
 typedef enum {
-    FHIR_VALUE_PRIMITIVE, /* code, string, boolean, uri: compared as text */
-    FHIR_VALUE_CODING,    /* Coding (CodeableConcept paths point at their codings) */
-    FHIR_VALUE_IDENTIFIER,
-    FHIR_VALUE_CONTACT,   /* ContactPoint: value */
-    FHIR_VALUE_REFERENCE,
-    FHIR_VALUE_DATE,      /* date, dateTime, instant or Period */
-    FHIR_VALUE_STRING,    /* strings inside HumanName/Address or plain strings */
-} fhir_value_kind_t;
+    FHIR_EL_ID,           /* Resource.id (the id column) */
+    FHIR_EL_LAST_UPDATED, /* meta.lastUpdated (the last_updated column) */
+    FHIR_EL_CODE,         /* code: a token with the registry's implicit system */
+    FHIR_EL_BOOLEAN,
+    FHIR_EL_URI,
+    FHIR_EL_STRING,
+    FHIR_EL_CODING,
+    FHIR_EL_CODEABLE, /* CodeableConcept */
+    FHIR_EL_IDENTIFIER,
+    FHIR_EL_CONTACT, /* ContactPoint */
+    FHIR_EL_HUMANNAME,
+    FHIR_EL_ADDRESS,
+    FHIR_EL_REFERENCE,
+    FHIR_EL_DATE,    /* date */
+    FHIR_EL_INSTANT, /* dateTime or instant */
+    FHIR_EL_PERIOD,
+    FHIR_EL_POSITION, /* Location.position */
+} fhir_element_kind_t;
 
-/** One supported search parameter. `type` NULL means every resource type. */
+/** One supported search parameter. */
 typedef struct st_fhir_search_param_t {
-    const char *type;
+    const char *type; /* resource type, or NULL for every type */
     const char *code;
     fhir_search_type_t search_type;
-    fhir_value_kind_t value_kind;
-    const char *paths[4]; /* SQL/JSON paths into the resource; NULL-terminated */
+    const char *expression; /* the official FHIRPath expression, restricted to `type` */
+    fhir_element_kind_t element;
+    const char *targets; /* reference target types separated by '|', "*" for any; NULL otherwise */
+    const char *system;  /* implicit code system of FHIR_EL_CODE elements, or NULL */
     const char *definition; /* canonical URL of the SearchParameter */
 } fhir_search_param_t;
 
-/** The outcome of parsing a search. */
-typedef struct st_fhir_search_t {
-    util_buf_t sql;        /* SELECT id, version_id, body, total ... */
-    char **params;         /* text values for $1..$n */
-    int nparams;
-    unsigned count;        /* page size (_count) */
-    unsigned offset;       /* rows skipped (from our own next links) */
-    bool summary_count;    /* _summary=count: total only */
-    util_buf_t used;       /* the parameters that were applied, URL-encoded, for self/next links */
-    int _capacity;
-} fhir_search_t;
+/* ---- registry ---- */
+
+/** The i-th parameter supported for `type` (the all-types ones first), or NULL past the end. */
+const fhir_search_param_t *fhir_search_param_at(const char *type, size_t i);
+/** The parameter `code` of `type` (or of every type), or NULL. */
+const fhir_search_param_t *fhir_search_param_find(const char *type, const char *code);
+/** The i-th registry entry (all types), or NULL past the end. */
+const fhir_search_param_t *fhir_search_registry_at(size_t i);
+/** Name of a search type as in SearchParameter.type ("token", ...). */
+const char *fhir_search_type_name(fhir_search_type_t type);
+/** Whether `target` is a possible target type of reference parameter `param`. */
+bool fhir_search_param_targets(const fhir_search_param_t *param, const char *target);
+
+/* ---- extraction ---- */
 
 /**
- * Builds the search for `type` (a stored type name) from a raw query string (not yet percent-decoded).
- * Unknown parameters are ignored (reported in `oo` as warnings) unless `strict`; malformed values fail with 400.
- * `max_count` caps _count. Returns 0 or -1 (with issues in `oo`).
+ * The search index document of `resource` (of `type`), as handed to fhir_write()/fhir_reindex() in SQL:
+ * {"v":version,"t":[tokens],"s":"text","d":["lo","hi"],"o":{sort keys},"g":[lat,lon]}. Never fails on odd content:
+ * what cannot be read is not indexed. The caller decrefs.
  */
-int fhir_search_build(fhir_search_t *search, const char *type, const char *query, size_t len, unsigned default_count,
-                      unsigned max_count, bool strict, fhir_outcome_t *oo);
+json_t *fhir_search_index(const char *type, json_t *resource);
+/** The same, serialised (caller frees). */
+char *fhir_search_index_text(const char *type, json_t *resource);
+/**
+ * Evaluates a registry expression (the FHIRPath subset: paths, "|", where(resolve() is T), where(e='v')) on a
+ * resource; the selected nodes are appended to `out` (borrowed references). -1 when the expression is outside the subset.
+ */
+int fhir_search_eval(const char *expression, json_t *resource, json_t *out);
+/** The "Type/id" of a reference string relative to our base (`base` is fhir_base_url), or NULL (caller frees). */
+char *fhir_search_local_reference(const char *reference, const char *base);
+
+/* ---- re-extraction (blocking; `fhirsched migrate` and the start-up check) ---- */
+
+/** Re-extracts every row indexed by an older extraction version; *done counts them. 0, or -1 with a message in err. */
+int fhir_search_reindex(const char *dsn, long *done, char *err, size_t errlen);
+/** Counts the rows whose search index is older than FHIR_SEARCH_INDEX_VERSION. 0, or -1 with a message in err. */
+int fhir_search_stale_count(const char *dsn, long *count, char *err, size_t errlen);
+
+/* ---- queries ---- */
+
+typedef enum { FHIR_TOTAL_ACCURATE, FHIR_TOTAL_ESTIMATE, FHIR_TOTAL_NONE } fhir_total_mode_t;
+
+#define FHIR_SEARCH_MAX_SORT 6
+#define FHIR_SEARCH_MAX_INCLUDES 16
+#define FHIR_SEARCH_MAX_ELEMENTS 32
+
+/** One _include or _revinclude. */
+typedef struct st_fhir_search_include_t {
+    const char *source; /* the type holding the reference parameter (static string) */
+    const char *code;   /* the reference parameter, or "*" for every one (forward includes only) */
+    const char *target; /* restrict to this target type, or NULL */
+    bool reverse;
+    bool iterate;
+} fhir_search_include_t;
+
+/** A parsed search, ready to run. */
+typedef struct st_fhir_search_t {
+    const char *types[FHIR_RESOURCE_TYPE_COUNT]; /* the searched types (one, or several for a system search) */
+    size_t ntypes;
+    util_buf_t sql;       /* the page: res_type, id, version_id, body, then the sort keys as text; count + 1 rows */
+    util_buf_t count_sql; /* SELECT count(*) over the same conditions; its parameters are the first `nparams_where` */
+    char **params;
+    int nparams;
+    int nparams_where;
+    unsigned count;     /* page size */
+    bool count_only;    /* _summary=count or _count=0 */
+    bool backward;      /* the cursor pages backwards: rows come in reverse order */
+    bool has_cursor;
+    char *cursor;       /* the _cursor this page continues from (for the self link), or NULL */
+    size_t nsort;       /* sort keys in `sql` after the 4 fixed columns (the last two are res_type and id) */
+    fhir_total_mode_t total;
+    fhir_summary_t summary;
+    const char *elements[FHIR_SEARCH_MAX_ELEMENTS];
+    size_t nelements;
+    fhir_search_include_t includes[FHIR_SEARCH_MAX_INCLUDES];
+    size_t nincludes;
+    util_buf_t used; /* the applied parameters, URL-encoded, for self/next/previous links (no _count/_cursor) */
+    int _capacity;
+    char *_element_store; /* owns the strings in `elements` */
+} fhir_search_t;
+
+/** Limits and defaults a search is built with. */
+typedef struct st_fhir_search_limits_t {
+    unsigned default_count;
+    unsigned max_count;
+    unsigned max_includes; /* included resources per page */
+} fhir_search_limits_t;
+
+/**
+ * Builds the search over `type`, or a system search over every type (`type` NULL, narrowed by _type), from a raw
+ * query string (not yet percent-decoded). Unknown parameters are ignored with a warning in `oo` unless `strict`;
+ * malformed values, unknown modifiers and bad cursors fail with 400. Returns 0 or -1 (with the issue in `oo`).
+ */
+int fhir_search_build(fhir_search_t *search, const char *type, const char *query, size_t len, const fhir_search_limits_t *limits,
+                      bool strict, fhir_outcome_t *oo);
 /** Frees what fhir_search_build allocated. */
 void fhir_search_dispose(fhir_search_t *search);
-/** Iterates the parameters supported for `type` (including the all-types ones): returns the i-th or NULL past the end. */
-const fhir_search_param_t *fhir_search_param_at(const char *type, size_t i);
-/** Percent-decodes `len` bytes into a new string (caller frees); NULL on a malformed escape or embedded NUL. */
+/**
+ * The query for one round of includes, seeded with the resources `types[i]/ids[i]` (PostgreSQL array literals, see
+ * fhir_search_array_append): the first round applies every _include/_revinclude, later rounds only the :iterate ones.
+ * Rows: res_type, id, version_id, body. Returns the number of parameters (0: nothing to include); `params` are
+ * malloc'd (free each and the array).
+ */
+int fhir_search_include_sql(const fhir_search_t *search, bool first_round, const char *types, const char *ids, unsigned limit,
+                            util_buf_t *sql, char ***params);
+/** The `_cursor` value that continues after (forward) or before (backward) a row's sort keys (caller frees). */
+char *fhir_search_cursor(const fhir_search_t *search, bool backward, const char *const *keys);
+/** Appends `value` as an element of a PostgreSQL array literal (quoted, escaped); the caller adds the braces and commas. */
+void fhir_search_array_append(util_buf_t *buf, const char *value);
+
+/* ---- URL coding ---- */
+
+/** Percent-decodes `len` bytes into a new string (caller frees); NULL on a malformed escape or embedded NUL. '+' is kept. */
 char *fhir_url_decode(const char *s, size_t len);
 /**
  * Steps through a raw query string ("a=1&b=%20"): returns 1 with the next pair percent-decoded into *name and *value (the

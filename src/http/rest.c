@@ -450,7 +450,7 @@ static int serve_fhir(http_req_t *hr, const char *path, size_t path_len)
         /* strict handling is checked up front so the engine need not know about HTTP headers */
         fhir_search_t s;
         const char *q = ix->req.query != NULL ? ix->req.query : "";
-        if (fhir_search_build(&s, ix->req.type, q, strlen(q), 1, 1, true, &ix->res.oo) != 0) {
+        if (fhir_search_build(&s, ix->req.type, q, strlen(q), &fhir_search_limits, true, &ix->res.oo) != 0) {
             fhir_search_dispose(&s);
             http_send_outcome(hr, ix->res.oo.status, &ix->res.oo);
             fhir_ix_destroy(ix);

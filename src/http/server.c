@@ -160,6 +160,9 @@ int http_server_run(const util_config_t *cfg)
     char err[512];
     http_config = cfg;
     fhir_base_url = cfg->base_url;
+    fhir_search_limits = (fhir_search_limits_t){cfg->search_default_count < cfg->search_max_count ? cfg->search_default_count
+                                                                                                   : cfg->search_max_count,
+                                                cfg->search_max_count, cfg->search_max_includes};
 
     h2o_config_init(&globalconf);
     globalconf.server_name = h2o_iovec_init(H2O_STRLIT("fhirsched"));

@@ -36,6 +36,9 @@ static const config_key_t config_keys[] = {
     KEY("http.idle_timeout_ms", CONFIG_UINT, http_idle_timeout_ms, 100, 3600000),
     KEY("http.header_timeout_ms", CONFIG_UINT, http_header_timeout_ms, 100, 3600000),
     KEY("http.shutdown_grace_ms", CONFIG_UINT, http_shutdown_grace_ms, 0, 3600000),
+    KEY("search.default_count", CONFIG_UINT, search_default_count, 1, 10000),
+    KEY("search.max_count", CONFIG_UINT, search_max_count, 1, 10000),
+    KEY("search.max_includes", CONFIG_UINT, search_max_includes, 1, 100000),
     KEY("tls.cert_file", CONFIG_STRING, tls_cert_file, 0, 0),
     KEY("tls.key_file", CONFIG_STRING, tls_key_file, 0, 0),
     KEY("log.access", CONFIG_BOOL, log_access, 0, 0),
@@ -61,6 +64,9 @@ void util_config_defaults(util_config_t *cfg)
     cfg->database_queue_limit = 1024;
     cfg->database_query_timeout_ms = 30000;
     cfg->http_max_body_bytes = 8 * 1024 * 1024;
+    cfg->search_default_count = 50;
+    cfg->search_max_count = 1000;
+    cfg->search_max_includes = 1000;
     cfg->http_max_header_bytes = 64 * 1024;
     cfg->http_idle_timeout_ms = 30000;
     cfg->http_header_timeout_ms = 10000;

@@ -22,6 +22,9 @@ typedef struct st_util_config_t {
     unsigned http_idle_timeout_ms;      /* http.idle_timeout_ms: idle HTTP/2 connections */
     unsigned http_header_timeout_ms;    /* http.header_timeout_ms: HTTP/1.1 request heads and idle keep-alive (one timer in h2o) */
     unsigned http_shutdown_grace_ms;    /* http.shutdown_grace_ms: in-flight requests may finish on SIGTERM */
+    unsigned search_default_count; /* search.default_count: page size when _count is absent */
+    unsigned search_max_count;     /* search.max_count: larger _count values are capped to this */
+    unsigned search_max_includes;  /* search.max_includes: _include/_revinclude resources per page */
     char *tls_cert_file;        /* tls.cert_file: PEM; TLS (with ALPN h2) when set together with tls.key_file */
     char *tls_key_file;         /* tls.key_file */
     bool log_access;            /* log.access: JSON access log lines on stdout */

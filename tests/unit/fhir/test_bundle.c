@@ -186,52 +186,6 @@ static void test_compose_for_store_puts_server_meta_first(void **state)
     json_decref(r);
 }
 
-static void test_search_sql_is_parameterised(void **state)
-{
-    fhir_outcome_t oo;
-    fhir_outcome_init(&oo);
-    fhir_search_t s;
-    const char *q = "family=O%27Brien&birthdate=ge1970&gender=female,male&_count=5&identifier=urn:x%7C1";
-    assert_int_equal(fhir_search_build(&s, "Patient", q, strlen(q), 50, 1000, false, &oo), 0);
-    assert_null(strstr(s.sql.base, "Brien"));
-    assert_null(strstr(s.sql.base, "1970"));
-    assert_int_equal(s.count, 5);
-    int found = 0;
-    for (int i = 0; i != s.nparams; ++i)
-        found += strcmp(s.params[i], "O'Brien%") == 0 || strcmp(s.params[i], "1970") == 0 || strcmp(s.params[i], "urn:x") == 0;
-    assert_int_equal(found, 3);
-    fhir_search_dispose(&s);
-
-    /* search dates may be partial and need no seconds or zone */
-    const char *ok_dates[] = {"birthdate=1970", "birthdate=ge1970-02", "birthdate=1970-02-28", "birthdate=lt2024-03-01T10:00",
-                              "birthdate=2024-03-01T10:00:05.5%2B01:00", "_lastUpdated=gt2026-01-01T00:00:00Z"};
-    for (size_t i = 0; i != sizeof(ok_dates) / sizeof(ok_dates[0]); ++i) {
-        assert_int_equal(fhir_search_build(&s, "Patient", ok_dates[i], strlen(ok_dates[i]), 50, 1000, false, &oo), 0);
-        fhir_search_dispose(&s);
-    }
-    const char *bad_dates[] = {"birthdate=1970-02-30", "birthdate=1970-13", "birthdate=2024-03-01T25:00", "birthdate=2024-03-01T10",
-                               "birthdate=19700"};
-    for (size_t i = 0; i != sizeof(bad_dates) / sizeof(bad_dates[0]); ++i) {
-        assert_int_equal(fhir_search_build(&s, "Patient", bad_dates[i], strlen(bad_dates[i]), 50, 1000, false, &oo), -1);
-        fhir_search_dispose(&s);
-    }
-
-    q = "birthdate=tomorrow";
-    assert_int_equal(fhir_search_build(&s, "Patient", q, strlen(q), 50, 1000, false, &oo), -1);
-    assert_int_equal(oo.status, 400);
-    fhir_search_dispose(&s);
-
-    fhir_outcome_dispose(&oo);
-    fhir_outcome_init(&oo);
-    q = "nonsense=1";
-    assert_int_equal(fhir_search_build(&s, "Patient", q, strlen(q), 50, 1000, false, &oo), 0);
-    assert_int_equal(oo.count, 1); /* a warning */
-    fhir_search_dispose(&s);
-    assert_int_equal(fhir_search_build(&s, "Patient", q, strlen(q), 50, 1000, true, &oo), -1);
-    fhir_search_dispose(&s);
-    fhir_outcome_dispose(&oo);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -243,7 +197,6 @@ int main(void)
         cmocka_unit_test(test_prepare_orders_transactions_not_batches),
         cmocka_unit_test(test_json_patch),
         cmocka_unit_test(test_compose_for_store_puts_server_meta_first),
-        cmocka_unit_test(test_search_sql_is_parameterised),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
