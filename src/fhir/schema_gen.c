@@ -311,18 +311,18 @@ const fhir_schema_valueset_t fhir_schema_valuesets[FHIR_SCHEMA_VALUESET_COUNT + 
 
 /* Address */
 static const fhir_schema_slot_t slots_Address[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"use", 0, 1, 0},
-    {"type", 0, 1, 0},
-    {"text", 0, 1, 0},
-    {"line", 0, UNB, 0},
-    {"city", 0, 1, 0},
-    {"district", 0, 1, 0},
-    {"state", 0, 1, 0},
-    {"postalCode", 0, 1, 0},
-    {"country", 0, 1, 0},
-    {"period", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"use", 0, 1, 0, 1},
+    {"type", 0, 1, 0, 1},
+    {"text", 0, 1, 0, 1},
+    {"line", 0, UNB, 0, 1},
+    {"city", 0, 1, 0, 1},
+    {"district", 0, 1, 0, 1},
+    {"state", 0, 1, 0, 1},
+    {"postalCode", 0, 1, 0, 1},
+    {"country", 0, 1, 0, 1},
+    {"period", 0, 1, 0, 1},
 };
 static const fhir_schema_element_t elements_Address[] = {
     {"city", 6, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
@@ -340,13 +340,13 @@ static const fhir_schema_element_t elements_Address[] = {
 };
 /* Age */
 static const fhir_schema_slot_t slots_Age[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"value", 0, 1, 0},
-    {"comparator", 0, 1, 0},
-    {"unit", 0, 1, 0},
-    {"system", 0, 1, 0},
-    {"code", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"value", 0, 1, 0, 1},
+    {"comparator", 0, 1, 0, 1},
+    {"unit", 0, 1, 0, 1},
+    {"system", 0, 1, 0, 1},
+    {"code", 0, 1, 0, 1},
 };
 static const fhir_schema_element_t elements_Age[] = {
     {"code", 6, 0, 0, P, FHIR_SCHEMA_PRIM_CODE, 0},
@@ -359,11 +359,11 @@ static const fhir_schema_element_t elements_Age[] = {
 };
 /* Annotation */
 static const fhir_schema_slot_t slots_Annotation[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"author[x]", 0, 1, 1},
-    {"time", 0, 1, 0},
-    {"text", 1, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"author[x]", 0, 1, 1, 1},
+    {"time", 0, 1, 0, 1},
+    {"text", 1, 1, 0, 1},
 };
 static const fhir_schema_element_t elements_Annotation[] = {
     {"authorReference", 2, FHIR_SCHEMA_T_REFERENCE, 0, C, NONE, 0},
@@ -375,36 +375,36 @@ static const fhir_schema_element_t elements_Annotation[] = {
 };
 /* Appointment */
 static const fhir_schema_slot_t slots_Appointment[] = {
-    {"id", 0, 1, 0},
-    {"meta", 0, 1, 0},
-    {"implicitRules", 0, 1, 0},
-    {"language", 0, 1, 0},
-    {"text", 0, 1, 0},
-    {"contained", 0, UNB, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"identifier", 0, UNB, 0},
-    {"status", 1, 1, 0},
-    {"cancelationReason", 0, 1, 0},
-    {"serviceCategory", 0, UNB, 0},
-    {"serviceType", 0, UNB, 0},
-    {"specialty", 0, UNB, 0},
-    {"appointmentType", 0, 1, 0},
-    {"reasonCode", 0, UNB, 0},
-    {"reasonReference", 0, UNB, 0},
-    {"priority", 0, 1, 0},
-    {"description", 0, 1, 0},
-    {"supportingInformation", 0, UNB, 0},
-    {"start", 0, 1, 0},
-    {"end", 0, 1, 0},
-    {"minutesDuration", 0, 1, 0},
-    {"slot", 0, UNB, 0},
-    {"created", 0, 1, 0},
-    {"comment", 0, 1, 0},
-    {"patientInstruction", 0, 1, 0},
-    {"basedOn", 0, UNB, 0},
-    {"participant", 1, UNB, 0},
-    {"requestedPeriod", 0, UNB, 0},
+    {"id", 0, 1, 0, 1},
+    {"meta", 0, 1, 0, 1},
+    {"implicitRules", 0, 1, 0, 1},
+    {"language", 0, 1, 0, 0},
+    {"text", 0, 1, 0, 0},
+    {"contained", 0, UNB, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 0},
+    {"identifier", 0, UNB, 0, 1},
+    {"status", 1, 1, 0, 1},
+    {"cancelationReason", 0, 1, 0, 1},
+    {"serviceCategory", 0, UNB, 0, 1},
+    {"serviceType", 0, UNB, 0, 1},
+    {"specialty", 0, UNB, 0, 1},
+    {"appointmentType", 0, 1, 0, 1},
+    {"reasonCode", 0, UNB, 0, 1},
+    {"reasonReference", 0, UNB, 0, 0},
+    {"priority", 0, 1, 0, 0},
+    {"description", 0, 1, 0, 0},
+    {"supportingInformation", 0, UNB, 0, 0},
+    {"start", 0, 1, 0, 1},
+    {"end", 0, 1, 0, 1},
+    {"minutesDuration", 0, 1, 0, 0},
+    {"slot", 0, UNB, 0, 0},
+    {"created", 0, 1, 0, 0},
+    {"comment", 0, 1, 0, 0},
+    {"patientInstruction", 0, 1, 0, 0},
+    {"basedOn", 0, UNB, 0, 0},
+    {"participant", 1, UNB, 0, 0},
+    {"requestedPeriod", 0, UNB, 0, 0},
 };
 static const fhir_schema_element_t elements_Appointment[] = {
     {"appointmentType", 14, FHIR_SCHEMA_T_CODEABLECONCEPT, 0, C, NONE, 0},
@@ -440,14 +440,14 @@ static const fhir_schema_element_t elements_Appointment[] = {
 };
 /* Appointment.participant */
 static const fhir_schema_slot_t slots_Appointment_participant[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"type", 0, UNB, 0},
-    {"actor", 0, 1, 0},
-    {"required", 0, 1, 0},
-    {"status", 1, 1, 0},
-    {"period", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"type", 0, UNB, 0, 1},
+    {"actor", 0, 1, 0, 1},
+    {"required", 0, 1, 0, 1},
+    {"status", 1, 1, 0, 1},
+    {"period", 0, 1, 0, 0},
 };
 static const fhir_schema_element_t elements_Appointment_participant[] = {
     {"actor", 4, FHIR_SCHEMA_T_REFERENCE, 0, C, NONE, 0},
@@ -461,22 +461,22 @@ static const fhir_schema_element_t elements_Appointment_participant[] = {
 };
 /* AppointmentResponse */
 static const fhir_schema_slot_t slots_AppointmentResponse[] = {
-    {"id", 0, 1, 0},
-    {"meta", 0, 1, 0},
-    {"implicitRules", 0, 1, 0},
-    {"language", 0, 1, 0},
-    {"text", 0, 1, 0},
-    {"contained", 0, UNB, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"identifier", 0, UNB, 0},
-    {"appointment", 1, 1, 0},
-    {"start", 0, 1, 0},
-    {"end", 0, 1, 0},
-    {"participantType", 0, UNB, 0},
-    {"actor", 0, 1, 0},
-    {"participantStatus", 1, 1, 0},
-    {"comment", 0, 1, 0},
+    {"id", 0, 1, 0, 1},
+    {"meta", 0, 1, 0, 1},
+    {"implicitRules", 0, 1, 0, 1},
+    {"language", 0, 1, 0, 0},
+    {"text", 0, 1, 0, 0},
+    {"contained", 0, UNB, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 0},
+    {"identifier", 0, UNB, 0, 1},
+    {"appointment", 1, 1, 0, 1},
+    {"start", 0, 1, 0, 0},
+    {"end", 0, 1, 0, 0},
+    {"participantType", 0, UNB, 0, 1},
+    {"actor", 0, 1, 0, 1},
+    {"participantStatus", 1, 1, 0, 1},
+    {"comment", 0, 1, 0, 0},
 };
 static const fhir_schema_element_t elements_AppointmentResponse[] = {
     {"actor", 13, FHIR_SCHEMA_T_REFERENCE, 0, C, NONE, 0},
@@ -498,16 +498,16 @@ static const fhir_schema_element_t elements_AppointmentResponse[] = {
 };
 /* Attachment */
 static const fhir_schema_slot_t slots_Attachment[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"contentType", 0, 1, 0},
-    {"language", 0, 1, 0},
-    {"data", 0, 1, 0},
-    {"url", 0, 1, 0},
-    {"size", 0, 1, 0},
-    {"hash", 0, 1, 0},
-    {"title", 0, 1, 0},
-    {"creation", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"contentType", 0, 1, 0, 1},
+    {"language", 0, 1, 0, 1},
+    {"data", 0, 1, 0, 0},
+    {"url", 0, 1, 0, 1},
+    {"size", 0, 1, 0, 1},
+    {"hash", 0, 1, 0, 1},
+    {"title", 0, 1, 0, 1},
+    {"creation", 0, 1, 0, 1},
 };
 static const fhir_schema_element_t elements_Attachment[] = {
     {"contentType", 2, 0, 0, P, FHIR_SCHEMA_PRIM_CODE, 0},
@@ -523,17 +523,17 @@ static const fhir_schema_element_t elements_Attachment[] = {
 };
 /* Bundle */
 static const fhir_schema_slot_t slots_Bundle[] = {
-    {"id", 0, 1, 0},
-    {"meta", 0, 1, 0},
-    {"implicitRules", 0, 1, 0},
-    {"language", 0, 1, 0},
-    {"identifier", 0, 1, 0},
-    {"type", 1, 1, 0},
-    {"timestamp", 0, 1, 0},
-    {"total", 0, 1, 0},
-    {"link", 0, UNB, 0},
-    {"entry", 0, UNB, 0},
-    {"signature", 0, 1, 0},
+    {"id", 0, 1, 0, 1},
+    {"meta", 0, 1, 0, 1},
+    {"implicitRules", 0, 1, 0, 1},
+    {"language", 0, 1, 0, 0},
+    {"identifier", 0, 1, 0, 1},
+    {"type", 1, 1, 0, 1},
+    {"timestamp", 0, 1, 0, 1},
+    {"total", 0, 1, 0, 1},
+    {"link", 0, UNB, 0, 1},
+    {"entry", 0, UNB, 0, 1},
+    {"signature", 0, 1, 0, 1},
 };
 static const fhir_schema_element_t elements_Bundle[] = {
     {"entry", 9, FHIR_SCHEMA_T_BUNDLE_ENTRY, 0, C, NONE, 0},
@@ -550,15 +550,15 @@ static const fhir_schema_element_t elements_Bundle[] = {
 };
 /* Bundle.entry */
 static const fhir_schema_slot_t slots_Bundle_entry[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"link", 0, UNB, 0},
-    {"fullUrl", 0, 1, 0},
-    {"resource", 0, 1, 0},
-    {"search", 0, 1, 0},
-    {"request", 0, 1, 0},
-    {"response", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"link", 0, UNB, 0, 1},
+    {"fullUrl", 0, 1, 0, 1},
+    {"resource", 0, 1, 0, 1},
+    {"search", 0, 1, 0, 1},
+    {"request", 0, 1, 0, 1},
+    {"response", 0, 1, 0, 1},
 };
 static const fhir_schema_element_t elements_Bundle_entry[] = {
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
@@ -573,15 +573,15 @@ static const fhir_schema_element_t elements_Bundle_entry[] = {
 };
 /* Bundle.entry.request */
 static const fhir_schema_slot_t slots_Bundle_entry_request[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"method", 1, 1, 0},
-    {"url", 1, 1, 0},
-    {"ifNoneMatch", 0, 1, 0},
-    {"ifModifiedSince", 0, 1, 0},
-    {"ifMatch", 0, 1, 0},
-    {"ifNoneExist", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"method", 1, 1, 0, 1},
+    {"url", 1, 1, 0, 1},
+    {"ifNoneMatch", 0, 1, 0, 1},
+    {"ifModifiedSince", 0, 1, 0, 1},
+    {"ifMatch", 0, 1, 0, 1},
+    {"ifNoneExist", 0, 1, 0, 1},
 };
 static const fhir_schema_element_t elements_Bundle_entry_request[] = {
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
@@ -596,14 +596,14 @@ static const fhir_schema_element_t elements_Bundle_entry_request[] = {
 };
 /* Bundle.entry.response */
 static const fhir_schema_slot_t slots_Bundle_entry_response[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"status", 1, 1, 0},
-    {"location", 0, 1, 0},
-    {"etag", 0, 1, 0},
-    {"lastModified", 0, 1, 0},
-    {"outcome", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"status", 1, 1, 0, 1},
+    {"location", 0, 1, 0, 1},
+    {"etag", 0, 1, 0, 1},
+    {"lastModified", 0, 1, 0, 1},
+    {"outcome", 0, 1, 0, 1},
 };
 static const fhir_schema_element_t elements_Bundle_entry_response[] = {
     {"etag", 5, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
@@ -617,11 +617,11 @@ static const fhir_schema_element_t elements_Bundle_entry_response[] = {
 };
 /* Bundle.entry.search */
 static const fhir_schema_slot_t slots_Bundle_entry_search[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"mode", 0, 1, 0},
-    {"score", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"mode", 0, 1, 0, 1},
+    {"score", 0, 1, 0, 1},
 };
 static const fhir_schema_element_t elements_Bundle_entry_search[] = {
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
@@ -632,11 +632,11 @@ static const fhir_schema_element_t elements_Bundle_entry_search[] = {
 };
 /* Bundle.link */
 static const fhir_schema_slot_t slots_Bundle_link[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"relation", 1, 1, 0},
-    {"url", 1, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"relation", 1, 1, 0, 1},
+    {"url", 1, 1, 0, 1},
 };
 static const fhir_schema_element_t elements_Bundle_link[] = {
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
@@ -647,40 +647,40 @@ static const fhir_schema_element_t elements_Bundle_link[] = {
 };
 /* CapabilityStatement */
 static const fhir_schema_slot_t slots_CapabilityStatement[] = {
-    {"id", 0, 1, 0},
-    {"meta", 0, 1, 0},
-    {"implicitRules", 0, 1, 0},
-    {"language", 0, 1, 0},
-    {"text", 0, 1, 0},
-    {"contained", 0, UNB, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"url", 0, 1, 0},
-    {"version", 0, 1, 0},
-    {"name", 0, 1, 0},
-    {"title", 0, 1, 0},
-    {"status", 1, 1, 0},
-    {"experimental", 0, 1, 0},
-    {"date", 1, 1, 0},
-    {"publisher", 0, 1, 0},
-    {"contact", 0, UNB, 0},
-    {"description", 0, 1, 0},
-    {"useContext", 0, UNB, 0},
-    {"jurisdiction", 0, UNB, 0},
-    {"purpose", 0, 1, 0},
-    {"copyright", 0, 1, 0},
-    {"kind", 1, 1, 0},
-    {"instantiates", 0, UNB, 0},
-    {"imports", 0, UNB, 0},
-    {"software", 0, 1, 0},
-    {"implementation", 0, 1, 0},
-    {"fhirVersion", 1, 1, 0},
-    {"format", 1, UNB, 0},
-    {"patchFormat", 0, UNB, 0},
-    {"implementationGuide", 0, UNB, 0},
-    {"rest", 0, UNB, 0},
-    {"messaging", 0, UNB, 0},
-    {"document", 0, UNB, 0},
+    {"id", 0, 1, 0, 1},
+    {"meta", 0, 1, 0, 1},
+    {"implicitRules", 0, 1, 0, 1},
+    {"language", 0, 1, 0, 0},
+    {"text", 0, 1, 0, 0},
+    {"contained", 0, UNB, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 0},
+    {"url", 0, 1, 0, 1},
+    {"version", 0, 1, 0, 1},
+    {"name", 0, 1, 0, 1},
+    {"title", 0, 1, 0, 1},
+    {"status", 1, 1, 0, 1},
+    {"experimental", 0, 1, 0, 1},
+    {"date", 1, 1, 0, 1},
+    {"publisher", 0, 1, 0, 1},
+    {"contact", 0, UNB, 0, 1},
+    {"description", 0, 1, 0, 0},
+    {"useContext", 0, UNB, 0, 1},
+    {"jurisdiction", 0, UNB, 0, 1},
+    {"purpose", 0, 1, 0, 0},
+    {"copyright", 0, 1, 0, 0},
+    {"kind", 1, 1, 0, 1},
+    {"instantiates", 0, UNB, 0, 1},
+    {"imports", 0, UNB, 0, 1},
+    {"software", 0, 1, 0, 1},
+    {"implementation", 0, 1, 0, 1},
+    {"fhirVersion", 1, 1, 0, 1},
+    {"format", 1, UNB, 0, 1},
+    {"patchFormat", 0, UNB, 0, 1},
+    {"implementationGuide", 0, UNB, 0, 1},
+    {"rest", 0, UNB, 0, 1},
+    {"messaging", 0, UNB, 0, 1},
+    {"document", 0, UNB, 0, 1},
 };
 static const fhir_schema_element_t elements_CapabilityStatement[] = {
     {"contact", 16, FHIR_SCHEMA_T_CONTACTDETAIL, 0, C, NONE, 0},
@@ -720,12 +720,12 @@ static const fhir_schema_element_t elements_CapabilityStatement[] = {
 };
 /* CapabilityStatement.document */
 static const fhir_schema_slot_t slots_CapabilityStatement_document[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"mode", 1, 1, 0},
-    {"documentation", 0, 1, 0},
-    {"profile", 1, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"mode", 1, 1, 0, 1},
+    {"documentation", 0, 1, 0, 0},
+    {"profile", 1, 1, 0, 1},
 };
 static const fhir_schema_element_t elements_CapabilityStatement_document[] = {
     {"documentation", 4, 0, 0, P, FHIR_SCHEMA_PRIM_MARKDOWN, 0},
@@ -737,12 +737,12 @@ static const fhir_schema_element_t elements_CapabilityStatement_document[] = {
 };
 /* CapabilityStatement.implementation */
 static const fhir_schema_slot_t slots_CapabilityStatement_implementation[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"description", 1, 1, 0},
-    {"url", 0, 1, 0},
-    {"custodian", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"description", 1, 1, 0, 1},
+    {"url", 0, 1, 0, 1},
+    {"custodian", 0, 1, 0, 1},
 };
 static const fhir_schema_element_t elements_CapabilityStatement_implementation[] = {
     {"custodian", 5, FHIR_SCHEMA_T_REFERENCE, 0, C, NONE, 0},
@@ -754,13 +754,13 @@ static const fhir_schema_element_t elements_CapabilityStatement_implementation[]
 };
 /* CapabilityStatement.messaging */
 static const fhir_schema_slot_t slots_CapabilityStatement_messaging[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"endpoint", 0, UNB, 0},
-    {"reliableCache", 0, 1, 0},
-    {"documentation", 0, 1, 0},
-    {"supportedMessage", 0, UNB, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"endpoint", 0, UNB, 0, 0},
+    {"reliableCache", 0, 1, 0, 0},
+    {"documentation", 0, 1, 0, 0},
+    {"supportedMessage", 0, UNB, 0, 1},
 };
 static const fhir_schema_element_t elements_CapabilityStatement_messaging[] = {
     {"documentation", 5, 0, 0, P, FHIR_SCHEMA_PRIM_MARKDOWN, 0},
@@ -773,11 +773,11 @@ static const fhir_schema_element_t elements_CapabilityStatement_messaging[] = {
 };
 /* CapabilityStatement.messaging.endpoint */
 static const fhir_schema_slot_t slots_CapabilityStatement_messaging_endpoint[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"protocol", 1, 1, 0},
-    {"address", 1, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"protocol", 1, 1, 0, 0},
+    {"address", 1, 1, 0, 0},
 };
 static const fhir_schema_element_t elements_CapabilityStatement_messaging_endpoint[] = {
     {"address", 4, 0, 0, P, FHIR_SCHEMA_PRIM_URL, 0},
@@ -788,11 +788,11 @@ static const fhir_schema_element_t elements_CapabilityStatement_messaging_endpoi
 };
 /* CapabilityStatement.messaging.supportedMessage */
 static const fhir_schema_slot_t slots_CapabilityStatement_messaging_supportedMessage[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"mode", 1, 1, 0},
-    {"definition", 1, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"mode", 1, 1, 0, 1},
+    {"definition", 1, 1, 0, 1},
 };
 static const fhir_schema_element_t elements_CapabilityStatement_messaging_supportedMessage[] = {
     {"definition", 4, 0, 0, P, FHIR_SCHEMA_PRIM_CANONICAL, 0},
@@ -803,17 +803,17 @@ static const fhir_schema_element_t elements_CapabilityStatement_messaging_suppor
 };
 /* CapabilityStatement.rest */
 static const fhir_schema_slot_t slots_CapabilityStatement_rest[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"mode", 1, 1, 0},
-    {"documentation", 0, 1, 0},
-    {"security", 0, 1, 0},
-    {"resource", 0, UNB, 0},
-    {"interaction", 0, UNB, 0},
-    {"searchParam", 0, UNB, 0},
-    {"operation", 0, UNB, 0},
-    {"compartment", 0, UNB, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"mode", 1, 1, 0, 1},
+    {"documentation", 0, 1, 0, 0},
+    {"security", 0, 1, 0, 1},
+    {"resource", 0, UNB, 0, 1},
+    {"interaction", 0, UNB, 0, 0},
+    {"searchParam", 0, UNB, 0, 0},
+    {"operation", 0, UNB, 0, 1},
+    {"compartment", 0, UNB, 0, 0},
 };
 static const fhir_schema_element_t elements_CapabilityStatement_rest[] = {
     {"compartment", 10, 0, 0, P, FHIR_SCHEMA_PRIM_CANONICAL, 0},
@@ -830,11 +830,11 @@ static const fhir_schema_element_t elements_CapabilityStatement_rest[] = {
 };
 /* CapabilityStatement.rest.interaction */
 static const fhir_schema_slot_t slots_CapabilityStatement_rest_interaction[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"code", 1, 1, 0},
-    {"documentation", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"code", 1, 1, 0, 0},
+    {"documentation", 0, 1, 0, 0},
 };
 static const fhir_schema_element_t elements_CapabilityStatement_rest_interaction[] = {
     {"code", 3, 0, 42, P, FHIR_SCHEMA_PRIM_CODE, 0},
@@ -845,26 +845,26 @@ static const fhir_schema_element_t elements_CapabilityStatement_rest_interaction
 };
 /* CapabilityStatement.rest.resource */
 static const fhir_schema_slot_t slots_CapabilityStatement_rest_resource[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"type", 1, 1, 0},
-    {"profile", 0, 1, 0},
-    {"supportedProfile", 0, UNB, 0},
-    {"documentation", 0, 1, 0},
-    {"interaction", 0, UNB, 0},
-    {"versioning", 0, 1, 0},
-    {"readHistory", 0, 1, 0},
-    {"updateCreate", 0, 1, 0},
-    {"conditionalCreate", 0, 1, 0},
-    {"conditionalRead", 0, 1, 0},
-    {"conditionalUpdate", 0, 1, 0},
-    {"conditionalDelete", 0, 1, 0},
-    {"referencePolicy", 0, UNB, 0},
-    {"searchInclude", 0, UNB, 0},
-    {"searchRevInclude", 0, UNB, 0},
-    {"searchParam", 0, UNB, 0},
-    {"operation", 0, UNB, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"type", 1, 1, 0, 1},
+    {"profile", 0, 1, 0, 1},
+    {"supportedProfile", 0, UNB, 0, 1},
+    {"documentation", 0, 1, 0, 0},
+    {"interaction", 0, UNB, 0, 0},
+    {"versioning", 0, 1, 0, 0},
+    {"readHistory", 0, 1, 0, 0},
+    {"updateCreate", 0, 1, 0, 0},
+    {"conditionalCreate", 0, 1, 0, 0},
+    {"conditionalRead", 0, 1, 0, 0},
+    {"conditionalUpdate", 0, 1, 0, 0},
+    {"conditionalDelete", 0, 1, 0, 0},
+    {"referencePolicy", 0, UNB, 0, 0},
+    {"searchInclude", 0, UNB, 0, 0},
+    {"searchRevInclude", 0, UNB, 0, 0},
+    {"searchParam", 0, UNB, 0, 0},
+    {"operation", 0, UNB, 0, 1},
 };
 static const fhir_schema_element_t elements_CapabilityStatement_rest_resource[] = {
     {"conditionalCreate", 11, 0, 0, P, FHIR_SCHEMA_PRIM_BOOLEAN, 0},
@@ -890,11 +890,11 @@ static const fhir_schema_element_t elements_CapabilityStatement_rest_resource[] 
 };
 /* CapabilityStatement.rest.resource.interaction */
 static const fhir_schema_slot_t slots_CapabilityStatement_rest_resource_interaction[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"code", 1, 1, 0},
-    {"documentation", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"code", 1, 1, 0, 0},
+    {"documentation", 0, 1, 0, 0},
 };
 static const fhir_schema_element_t elements_CapabilityStatement_rest_resource_interaction[] = {
     {"code", 3, 0, 44, P, FHIR_SCHEMA_PRIM_CODE, 0},
@@ -905,12 +905,12 @@ static const fhir_schema_element_t elements_CapabilityStatement_rest_resource_in
 };
 /* CapabilityStatement.rest.resource.operation */
 static const fhir_schema_slot_t slots_CapabilityStatement_rest_resource_operation[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"name", 1, 1, 0},
-    {"definition", 1, 1, 0},
-    {"documentation", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"name", 1, 1, 0, 1},
+    {"definition", 1, 1, 0, 1},
+    {"documentation", 0, 1, 0, 0},
 };
 static const fhir_schema_element_t elements_CapabilityStatement_rest_resource_operation[] = {
     {"definition", 4, 0, 0, P, FHIR_SCHEMA_PRIM_CANONICAL, 0},
@@ -922,13 +922,13 @@ static const fhir_schema_element_t elements_CapabilityStatement_rest_resource_op
 };
 /* CapabilityStatement.rest.resource.searchParam */
 static const fhir_schema_slot_t slots_CapabilityStatement_rest_resource_searchParam[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"name", 1, 1, 0},
-    {"definition", 0, 1, 0},
-    {"type", 1, 1, 0},
-    {"documentation", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"name", 1, 1, 0, 0},
+    {"definition", 0, 1, 0, 0},
+    {"type", 1, 1, 0, 0},
+    {"documentation", 0, 1, 0, 0},
 };
 static const fhir_schema_element_t elements_CapabilityStatement_rest_resource_searchParam[] = {
     {"definition", 4, 0, 0, P, FHIR_SCHEMA_PRIM_CANONICAL, 0},
@@ -941,12 +941,12 @@ static const fhir_schema_element_t elements_CapabilityStatement_rest_resource_se
 };
 /* CapabilityStatement.rest.security */
 static const fhir_schema_slot_t slots_CapabilityStatement_rest_security[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"cors", 0, 1, 0},
-    {"service", 0, UNB, 0},
-    {"description", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"cors", 0, 1, 0, 1},
+    {"service", 0, UNB, 0, 1},
+    {"description", 0, 1, 0, 0},
 };
 static const fhir_schema_element_t elements_CapabilityStatement_rest_security[] = {
     {"cors", 3, 0, 0, P, FHIR_SCHEMA_PRIM_BOOLEAN, 0},
@@ -958,12 +958,12 @@ static const fhir_schema_element_t elements_CapabilityStatement_rest_security[] 
 };
 /* CapabilityStatement.software */
 static const fhir_schema_slot_t slots_CapabilityStatement_software[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"name", 1, 1, 0},
-    {"version", 0, 1, 0},
-    {"releaseDate", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"name", 1, 1, 0, 1},
+    {"version", 0, 1, 0, 1},
+    {"releaseDate", 0, 1, 0, 1},
 };
 static const fhir_schema_element_t elements_CapabilityStatement_software[] = {
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
@@ -975,10 +975,10 @@ static const fhir_schema_element_t elements_CapabilityStatement_software[] = {
 };
 /* CodeableConcept */
 static const fhir_schema_slot_t slots_CodeableConcept[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"coding", 0, UNB, 0},
-    {"text", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"coding", 0, UNB, 0, 1},
+    {"text", 0, 1, 0, 1},
 };
 static const fhir_schema_element_t elements_CodeableConcept[] = {
     {"coding", 2, FHIR_SCHEMA_T_CODING, 0, C, NONE, 0},
@@ -988,13 +988,13 @@ static const fhir_schema_element_t elements_CodeableConcept[] = {
 };
 /* Coding */
 static const fhir_schema_slot_t slots_Coding[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"system", 0, 1, 0},
-    {"version", 0, 1, 0},
-    {"code", 0, 1, 0},
-    {"display", 0, 1, 0},
-    {"userSelected", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"system", 0, 1, 0, 1},
+    {"version", 0, 1, 0, 1},
+    {"code", 0, 1, 0, 1},
+    {"display", 0, 1, 0, 1},
+    {"userSelected", 0, 1, 0, 1},
 };
 static const fhir_schema_element_t elements_Coding[] = {
     {"code", 4, 0, 0, P, FHIR_SCHEMA_PRIM_CODE, 0},
@@ -1007,10 +1007,10 @@ static const fhir_schema_element_t elements_Coding[] = {
 };
 /* ContactDetail */
 static const fhir_schema_slot_t slots_ContactDetail[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"name", 0, 1, 0},
-    {"telecom", 0, UNB, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"name", 0, 1, 0, 1},
+    {"telecom", 0, UNB, 0, 1},
 };
 static const fhir_schema_element_t elements_ContactDetail[] = {
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
@@ -1020,13 +1020,13 @@ static const fhir_schema_element_t elements_ContactDetail[] = {
 };
 /* ContactPoint */
 static const fhir_schema_slot_t slots_ContactPoint[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"system", 0, 1, 0},
-    {"value", 0, 1, 0},
-    {"use", 0, 1, 0},
-    {"rank", 0, 1, 0},
-    {"period", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"system", 0, 1, 0, 1},
+    {"value", 0, 1, 0, 1},
+    {"use", 0, 1, 0, 1},
+    {"rank", 0, 1, 0, 1},
+    {"period", 0, 1, 0, 1},
 };
 static const fhir_schema_element_t elements_ContactPoint[] = {
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
@@ -1039,11 +1039,11 @@ static const fhir_schema_element_t elements_ContactPoint[] = {
 };
 /* Contributor */
 static const fhir_schema_slot_t slots_Contributor[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"type", 1, 1, 0},
-    {"name", 1, 1, 0},
-    {"contact", 0, UNB, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"type", 1, 1, 0, 1},
+    {"name", 1, 1, 0, 1},
+    {"contact", 0, UNB, 0, 1},
 };
 static const fhir_schema_element_t elements_Contributor[] = {
     {"contact", 4, FHIR_SCHEMA_T_CONTACTDETAIL, 0, C, NONE, 0},
@@ -1054,13 +1054,13 @@ static const fhir_schema_element_t elements_Contributor[] = {
 };
 /* Count */
 static const fhir_schema_slot_t slots_Count[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"value", 0, 1, 0},
-    {"comparator", 0, 1, 0},
-    {"unit", 0, 1, 0},
-    {"system", 0, 1, 0},
-    {"code", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"value", 0, 1, 0, 1},
+    {"comparator", 0, 1, 0, 1},
+    {"unit", 0, 1, 0, 1},
+    {"system", 0, 1, 0, 1},
+    {"code", 0, 1, 0, 1},
 };
 static const fhir_schema_element_t elements_Count[] = {
     {"code", 6, 0, 0, P, FHIR_SCHEMA_PRIM_CODE, 0},
@@ -1073,16 +1073,16 @@ static const fhir_schema_element_t elements_Count[] = {
 };
 /* DataRequirement */
 static const fhir_schema_slot_t slots_DataRequirement[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"type", 1, 1, 0},
-    {"profile", 0, UNB, 0},
-    {"subject[x]", 0, 1, 1},
-    {"mustSupport", 0, UNB, 0},
-    {"codeFilter", 0, UNB, 0},
-    {"dateFilter", 0, UNB, 0},
-    {"limit", 0, 1, 0},
-    {"sort", 0, UNB, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"type", 1, 1, 0, 1},
+    {"profile", 0, UNB, 0, 1},
+    {"subject[x]", 0, 1, 1, 1},
+    {"mustSupport", 0, UNB, 0, 1},
+    {"codeFilter", 0, UNB, 0, 1},
+    {"dateFilter", 0, UNB, 0, 1},
+    {"limit", 0, 1, 0, 1},
+    {"sort", 0, UNB, 0, 1},
 };
 static const fhir_schema_element_t elements_DataRequirement[] = {
     {"codeFilter", 6, FHIR_SCHEMA_T_DATAREQUIREMENT_CODEFILTER, 0, C, NONE, 0},
@@ -1099,12 +1099,12 @@ static const fhir_schema_element_t elements_DataRequirement[] = {
 };
 /* DataRequirement.codeFilter */
 static const fhir_schema_slot_t slots_DataRequirement_codeFilter[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"path", 0, 1, 0},
-    {"searchParam", 0, 1, 0},
-    {"valueSet", 0, 1, 0},
-    {"code", 0, UNB, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"path", 0, 1, 0, 1},
+    {"searchParam", 0, 1, 0, 1},
+    {"valueSet", 0, 1, 0, 1},
+    {"code", 0, UNB, 0, 1},
 };
 static const fhir_schema_element_t elements_DataRequirement_codeFilter[] = {
     {"code", 5, FHIR_SCHEMA_T_CODING, 0, C, NONE, 0},
@@ -1116,11 +1116,11 @@ static const fhir_schema_element_t elements_DataRequirement_codeFilter[] = {
 };
 /* DataRequirement.dateFilter */
 static const fhir_schema_slot_t slots_DataRequirement_dateFilter[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"path", 0, 1, 0},
-    {"searchParam", 0, 1, 0},
-    {"value[x]", 0, 1, 1},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"path", 0, 1, 0, 1},
+    {"searchParam", 0, 1, 0, 1},
+    {"value[x]", 0, 1, 1, 1},
 };
 static const fhir_schema_element_t elements_DataRequirement_dateFilter[] = {
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
@@ -1133,10 +1133,10 @@ static const fhir_schema_element_t elements_DataRequirement_dateFilter[] = {
 };
 /* DataRequirement.sort */
 static const fhir_schema_slot_t slots_DataRequirement_sort[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"path", 1, 1, 0},
-    {"direction", 1, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"path", 1, 1, 0, 1},
+    {"direction", 1, 1, 0, 1},
 };
 static const fhir_schema_element_t elements_DataRequirement_sort[] = {
     {"direction", 3, 0, 39, P, FHIR_SCHEMA_PRIM_CODE, 0},
@@ -1146,13 +1146,13 @@ static const fhir_schema_element_t elements_DataRequirement_sort[] = {
 };
 /* Distance */
 static const fhir_schema_slot_t slots_Distance[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"value", 0, 1, 0},
-    {"comparator", 0, 1, 0},
-    {"unit", 0, 1, 0},
-    {"system", 0, 1, 0},
-    {"code", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"value", 0, 1, 0, 1},
+    {"comparator", 0, 1, 0, 1},
+    {"unit", 0, 1, 0, 1},
+    {"system", 0, 1, 0, 1},
+    {"code", 0, 1, 0, 1},
 };
 static const fhir_schema_element_t elements_Distance[] = {
     {"code", 6, 0, 0, P, FHIR_SCHEMA_PRIM_CODE, 0},
@@ -1165,22 +1165,22 @@ static const fhir_schema_element_t elements_Distance[] = {
 };
 /* Dosage */
 static const fhir_schema_slot_t slots_Dosage[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"sequence", 0, 1, 0},
-    {"text", 0, 1, 0},
-    {"additionalInstruction", 0, UNB, 0},
-    {"patientInstruction", 0, 1, 0},
-    {"timing", 0, 1, 0},
-    {"asNeeded[x]", 0, 1, 1},
-    {"site", 0, 1, 0},
-    {"route", 0, 1, 0},
-    {"method", 0, 1, 0},
-    {"doseAndRate", 0, UNB, 0},
-    {"maxDosePerPeriod", 0, 1, 0},
-    {"maxDosePerAdministration", 0, 1, 0},
-    {"maxDosePerLifetime", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"sequence", 0, 1, 0, 1},
+    {"text", 0, 1, 0, 1},
+    {"additionalInstruction", 0, UNB, 0, 1},
+    {"patientInstruction", 0, 1, 0, 1},
+    {"timing", 0, 1, 0, 1},
+    {"asNeeded[x]", 0, 1, 1, 1},
+    {"site", 0, 1, 0, 1},
+    {"route", 0, 1, 0, 1},
+    {"method", 0, 1, 0, 1},
+    {"doseAndRate", 0, UNB, 0, 1},
+    {"maxDosePerPeriod", 0, 1, 0, 1},
+    {"maxDosePerAdministration", 0, 1, 0, 1},
+    {"maxDosePerLifetime", 0, 1, 0, 1},
 };
 static const fhir_schema_element_t elements_Dosage[] = {
     {"additionalInstruction", 5, FHIR_SCHEMA_T_CODEABLECONCEPT, 0, C, NONE, 0},
@@ -1203,11 +1203,11 @@ static const fhir_schema_element_t elements_Dosage[] = {
 };
 /* Dosage.doseAndRate */
 static const fhir_schema_slot_t slots_Dosage_doseAndRate[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"type", 0, 1, 0},
-    {"dose[x]", 0, 1, 1},
-    {"rate[x]", 0, 1, 1},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"type", 0, 1, 0, 1},
+    {"dose[x]", 0, 1, 1, 1},
+    {"rate[x]", 0, 1, 1, 1},
 };
 static const fhir_schema_element_t elements_Dosage_doseAndRate[] = {
     {"doseQuantity", 3, FHIR_SCHEMA_T_QUANTITY, 0, C, NONE, 0},
@@ -1221,13 +1221,13 @@ static const fhir_schema_element_t elements_Dosage_doseAndRate[] = {
 };
 /* Duration */
 static const fhir_schema_slot_t slots_Duration[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"value", 0, 1, 0},
-    {"comparator", 0, 1, 0},
-    {"unit", 0, 1, 0},
-    {"system", 0, 1, 0},
-    {"code", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"value", 0, 1, 0, 1},
+    {"comparator", 0, 1, 0, 1},
+    {"unit", 0, 1, 0, 1},
+    {"system", 0, 1, 0, 1},
+    {"code", 0, 1, 0, 1},
 };
 static const fhir_schema_element_t elements_Duration[] = {
     {"code", 6, 0, 0, P, FHIR_SCHEMA_PRIM_CODE, 0},
@@ -1240,8 +1240,8 @@ static const fhir_schema_element_t elements_Duration[] = {
 };
 /* Element */
 static const fhir_schema_slot_t slots_Element[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
 };
 static const fhir_schema_element_t elements_Element[] = {
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
@@ -1249,13 +1249,13 @@ static const fhir_schema_element_t elements_Element[] = {
 };
 /* Expression */
 static const fhir_schema_slot_t slots_Expression[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"description", 0, 1, 0},
-    {"name", 0, 1, 0},
-    {"language", 1, 1, 0},
-    {"expression", 0, 1, 0},
-    {"reference", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"description", 0, 1, 0, 1},
+    {"name", 0, 1, 0, 1},
+    {"language", 1, 1, 0, 1},
+    {"expression", 0, 1, 0, 1},
+    {"reference", 0, 1, 0, 1},
 };
 static const fhir_schema_element_t elements_Expression[] = {
     {"description", 2, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
@@ -1268,10 +1268,10 @@ static const fhir_schema_element_t elements_Expression[] = {
 };
 /* Extension */
 static const fhir_schema_slot_t slots_Extension[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"url", 1, 1, 0},
-    {"value[x]", 0, 1, 1},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"url", 1, 1, 0, 0},
+    {"value[x]", 0, 1, 1, 0},
 };
 static const fhir_schema_element_t elements_Extension[] = {
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
@@ -1330,38 +1330,38 @@ static const fhir_schema_element_t elements_Extension[] = {
 };
 /* HealthcareService */
 static const fhir_schema_slot_t slots_HealthcareService[] = {
-    {"id", 0, 1, 0},
-    {"meta", 0, 1, 0},
-    {"implicitRules", 0, 1, 0},
-    {"language", 0, 1, 0},
-    {"text", 0, 1, 0},
-    {"contained", 0, UNB, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"identifier", 0, UNB, 0},
-    {"active", 0, 1, 0},
-    {"providedBy", 0, 1, 0},
-    {"category", 0, UNB, 0},
-    {"type", 0, UNB, 0},
-    {"specialty", 0, UNB, 0},
-    {"location", 0, UNB, 0},
-    {"name", 0, 1, 0},
-    {"comment", 0, 1, 0},
-    {"extraDetails", 0, 1, 0},
-    {"photo", 0, 1, 0},
-    {"telecom", 0, UNB, 0},
-    {"coverageArea", 0, UNB, 0},
-    {"serviceProvisionCode", 0, UNB, 0},
-    {"eligibility", 0, UNB, 0},
-    {"program", 0, UNB, 0},
-    {"characteristic", 0, UNB, 0},
-    {"communication", 0, UNB, 0},
-    {"referralMethod", 0, UNB, 0},
-    {"appointmentRequired", 0, 1, 0},
-    {"availableTime", 0, UNB, 0},
-    {"notAvailable", 0, UNB, 0},
-    {"availabilityExceptions", 0, 1, 0},
-    {"endpoint", 0, UNB, 0},
+    {"id", 0, 1, 0, 1},
+    {"meta", 0, 1, 0, 1},
+    {"implicitRules", 0, 1, 0, 1},
+    {"language", 0, 1, 0, 0},
+    {"text", 0, 1, 0, 0},
+    {"contained", 0, UNB, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 0},
+    {"identifier", 0, UNB, 0, 1},
+    {"active", 0, 1, 0, 1},
+    {"providedBy", 0, 1, 0, 1},
+    {"category", 0, UNB, 0, 1},
+    {"type", 0, UNB, 0, 1},
+    {"specialty", 0, UNB, 0, 1},
+    {"location", 0, UNB, 0, 1},
+    {"name", 0, 1, 0, 1},
+    {"comment", 0, 1, 0, 1},
+    {"extraDetails", 0, 1, 0, 0},
+    {"photo", 0, 1, 0, 1},
+    {"telecom", 0, UNB, 0, 0},
+    {"coverageArea", 0, UNB, 0, 0},
+    {"serviceProvisionCode", 0, UNB, 0, 0},
+    {"eligibility", 0, UNB, 0, 0},
+    {"program", 0, UNB, 0, 0},
+    {"characteristic", 0, UNB, 0, 0},
+    {"communication", 0, UNB, 0, 0},
+    {"referralMethod", 0, UNB, 0, 0},
+    {"appointmentRequired", 0, 1, 0, 0},
+    {"availableTime", 0, UNB, 0, 0},
+    {"notAvailable", 0, UNB, 0, 0},
+    {"availabilityExceptions", 0, 1, 0, 0},
+    {"endpoint", 0, UNB, 0, 0},
 };
 static const fhir_schema_element_t elements_HealthcareService[] = {
     {"active", 9, 0, 0, P, FHIR_SCHEMA_PRIM_BOOLEAN, 0},
@@ -1399,13 +1399,13 @@ static const fhir_schema_element_t elements_HealthcareService[] = {
 };
 /* HealthcareService.availableTime */
 static const fhir_schema_slot_t slots_HealthcareService_availableTime[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"daysOfWeek", 0, UNB, 0},
-    {"allDay", 0, 1, 0},
-    {"availableStartTime", 0, 1, 0},
-    {"availableEndTime", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"daysOfWeek", 0, UNB, 0, 0},
+    {"allDay", 0, 1, 0, 0},
+    {"availableStartTime", 0, 1, 0, 0},
+    {"availableEndTime", 0, 1, 0, 0},
 };
 static const fhir_schema_element_t elements_HealthcareService_availableTime[] = {
     {"allDay", 4, 0, 0, P, FHIR_SCHEMA_PRIM_BOOLEAN, 0},
@@ -1418,11 +1418,11 @@ static const fhir_schema_element_t elements_HealthcareService_availableTime[] = 
 };
 /* HealthcareService.eligibility */
 static const fhir_schema_slot_t slots_HealthcareService_eligibility[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"code", 0, 1, 0},
-    {"comment", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"code", 0, 1, 0, 0},
+    {"comment", 0, 1, 0, 0},
 };
 static const fhir_schema_element_t elements_HealthcareService_eligibility[] = {
     {"code", 3, FHIR_SCHEMA_T_CODEABLECONCEPT, 0, C, NONE, 0},
@@ -1433,11 +1433,11 @@ static const fhir_schema_element_t elements_HealthcareService_eligibility[] = {
 };
 /* HealthcareService.notAvailable */
 static const fhir_schema_slot_t slots_HealthcareService_notAvailable[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"description", 1, 1, 0},
-    {"during", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"description", 1, 1, 0, 0},
+    {"during", 0, 1, 0, 0},
 };
 static const fhir_schema_element_t elements_HealthcareService_notAvailable[] = {
     {"description", 3, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
@@ -1448,15 +1448,15 @@ static const fhir_schema_element_t elements_HealthcareService_notAvailable[] = {
 };
 /* HumanName */
 static const fhir_schema_slot_t slots_HumanName[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"use", 0, 1, 0},
-    {"text", 0, 1, 0},
-    {"family", 0, 1, 0},
-    {"given", 0, UNB, 0},
-    {"prefix", 0, UNB, 0},
-    {"suffix", 0, UNB, 0},
-    {"period", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"use", 0, 1, 0, 1},
+    {"text", 0, 1, 0, 1},
+    {"family", 0, 1, 0, 1},
+    {"given", 0, UNB, 0, 1},
+    {"prefix", 0, UNB, 0, 1},
+    {"suffix", 0, UNB, 0, 1},
+    {"period", 0, 1, 0, 1},
 };
 static const fhir_schema_element_t elements_HumanName[] = {
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
@@ -1471,14 +1471,14 @@ static const fhir_schema_element_t elements_HumanName[] = {
 };
 /* Identifier */
 static const fhir_schema_slot_t slots_Identifier[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"use", 0, 1, 0},
-    {"type", 0, 1, 0},
-    {"system", 0, 1, 0},
-    {"value", 0, 1, 0},
-    {"period", 0, 1, 0},
-    {"assigner", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"use", 0, 1, 0, 1},
+    {"type", 0, 1, 0, 1},
+    {"system", 0, 1, 0, 1},
+    {"value", 0, 1, 0, 1},
+    {"period", 0, 1, 0, 1},
+    {"assigner", 0, 1, 0, 1},
 };
 static const fhir_schema_element_t elements_Identifier[] = {
     {"assigner", 7, FHIR_SCHEMA_T_REFERENCE, 0, C, NONE, 0},
@@ -1492,31 +1492,31 @@ static const fhir_schema_element_t elements_Identifier[] = {
 };
 /* Location */
 static const fhir_schema_slot_t slots_Location[] = {
-    {"id", 0, 1, 0},
-    {"meta", 0, 1, 0},
-    {"implicitRules", 0, 1, 0},
-    {"language", 0, 1, 0},
-    {"text", 0, 1, 0},
-    {"contained", 0, UNB, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"identifier", 0, UNB, 0},
-    {"status", 0, 1, 0},
-    {"operationalStatus", 0, 1, 0},
-    {"name", 0, 1, 0},
-    {"alias", 0, UNB, 0},
-    {"description", 0, 1, 0},
-    {"mode", 0, 1, 0},
-    {"type", 0, UNB, 0},
-    {"telecom", 0, UNB, 0},
-    {"address", 0, 1, 0},
-    {"physicalType", 0, 1, 0},
-    {"position", 0, 1, 0},
-    {"managingOrganization", 0, 1, 0},
-    {"partOf", 0, 1, 0},
-    {"hoursOfOperation", 0, UNB, 0},
-    {"availabilityExceptions", 0, 1, 0},
-    {"endpoint", 0, UNB, 0},
+    {"id", 0, 1, 0, 1},
+    {"meta", 0, 1, 0, 1},
+    {"implicitRules", 0, 1, 0, 1},
+    {"language", 0, 1, 0, 0},
+    {"text", 0, 1, 0, 0},
+    {"contained", 0, UNB, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 0},
+    {"identifier", 0, UNB, 0, 1},
+    {"status", 0, 1, 0, 1},
+    {"operationalStatus", 0, 1, 0, 1},
+    {"name", 0, 1, 0, 1},
+    {"alias", 0, UNB, 0, 0},
+    {"description", 0, 1, 0, 1},
+    {"mode", 0, 1, 0, 1},
+    {"type", 0, UNB, 0, 1},
+    {"telecom", 0, UNB, 0, 0},
+    {"address", 0, 1, 0, 0},
+    {"physicalType", 0, 1, 0, 1},
+    {"position", 0, 1, 0, 0},
+    {"managingOrganization", 0, 1, 0, 1},
+    {"partOf", 0, 1, 0, 0},
+    {"hoursOfOperation", 0, UNB, 0, 0},
+    {"availabilityExceptions", 0, 1, 0, 0},
+    {"endpoint", 0, UNB, 0, 0},
 };
 static const fhir_schema_element_t elements_Location[] = {
     {"address", 17, FHIR_SCHEMA_T_ADDRESS, 0, C, NONE, 0},
@@ -1547,13 +1547,13 @@ static const fhir_schema_element_t elements_Location[] = {
 };
 /* Location.hoursOfOperation */
 static const fhir_schema_slot_t slots_Location_hoursOfOperation[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"daysOfWeek", 0, UNB, 0},
-    {"allDay", 0, 1, 0},
-    {"openingTime", 0, 1, 0},
-    {"closingTime", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"daysOfWeek", 0, UNB, 0, 0},
+    {"allDay", 0, 1, 0, 0},
+    {"openingTime", 0, 1, 0, 0},
+    {"closingTime", 0, 1, 0, 0},
 };
 static const fhir_schema_element_t elements_Location_hoursOfOperation[] = {
     {"allDay", 4, 0, 0, P, FHIR_SCHEMA_PRIM_BOOLEAN, 0},
@@ -1566,12 +1566,12 @@ static const fhir_schema_element_t elements_Location_hoursOfOperation[] = {
 };
 /* Location.position */
 static const fhir_schema_slot_t slots_Location_position[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"longitude", 1, 1, 0},
-    {"latitude", 1, 1, 0},
-    {"altitude", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"longitude", 1, 1, 0, 0},
+    {"latitude", 1, 1, 0, 0},
+    {"altitude", 0, 1, 0, 0},
 };
 static const fhir_schema_element_t elements_Location_position[] = {
     {"altitude", 5, 0, 0, P, FHIR_SCHEMA_PRIM_DECIMAL, 0},
@@ -1583,14 +1583,14 @@ static const fhir_schema_element_t elements_Location_position[] = {
 };
 /* Meta */
 static const fhir_schema_slot_t slots_Meta[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"versionId", 0, 1, 0},
-    {"lastUpdated", 0, 1, 0},
-    {"source", 0, 1, 0},
-    {"profile", 0, UNB, 0},
-    {"security", 0, UNB, 0},
-    {"tag", 0, UNB, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"versionId", 0, 1, 0, 1},
+    {"lastUpdated", 0, 1, 0, 1},
+    {"source", 0, 1, 0, 1},
+    {"profile", 0, UNB, 0, 1},
+    {"security", 0, UNB, 0, 1},
+    {"tag", 0, UNB, 0, 1},
 };
 static const fhir_schema_element_t elements_Meta[] = {
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
@@ -1604,10 +1604,10 @@ static const fhir_schema_element_t elements_Meta[] = {
 };
 /* Money */
 static const fhir_schema_slot_t slots_Money[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"value", 0, 1, 0},
-    {"currency", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"value", 0, 1, 0, 1},
+    {"currency", 0, 1, 0, 1},
 };
 static const fhir_schema_element_t elements_Money[] = {
     {"currency", 3, 0, 0, P, FHIR_SCHEMA_PRIM_CODE, 0},
@@ -1617,10 +1617,10 @@ static const fhir_schema_element_t elements_Money[] = {
 };
 /* Narrative */
 static const fhir_schema_slot_t slots_Narrative[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"status", 1, 1, 0},
-    {"div", 1, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"status", 1, 1, 0, 0},
+    {"div", 1, 1, 0, 0},
 };
 static const fhir_schema_element_t elements_Narrative[] = {
     {"div", 3, 0, 0, P, FHIR_SCHEMA_PRIM_XHTML, ATTR},
@@ -1630,15 +1630,15 @@ static const fhir_schema_element_t elements_Narrative[] = {
 };
 /* OperationOutcome */
 static const fhir_schema_slot_t slots_OperationOutcome[] = {
-    {"id", 0, 1, 0},
-    {"meta", 0, 1, 0},
-    {"implicitRules", 0, 1, 0},
-    {"language", 0, 1, 0},
-    {"text", 0, 1, 0},
-    {"contained", 0, UNB, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"issue", 1, UNB, 0},
+    {"id", 0, 1, 0, 1},
+    {"meta", 0, 1, 0, 1},
+    {"implicitRules", 0, 1, 0, 1},
+    {"language", 0, 1, 0, 0},
+    {"text", 0, 1, 0, 0},
+    {"contained", 0, UNB, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 0},
+    {"issue", 1, UNB, 0, 1},
 };
 static const fhir_schema_element_t elements_OperationOutcome[] = {
     {"contained", 5, 0, 0, R, NONE, 0},
@@ -1653,15 +1653,15 @@ static const fhir_schema_element_t elements_OperationOutcome[] = {
 };
 /* OperationOutcome.issue */
 static const fhir_schema_slot_t slots_OperationOutcome_issue[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"severity", 1, 1, 0},
-    {"code", 1, 1, 0},
-    {"details", 0, 1, 0},
-    {"diagnostics", 0, 1, 0},
-    {"location", 0, UNB, 0},
-    {"expression", 0, UNB, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"severity", 1, 1, 0, 1},
+    {"code", 1, 1, 0, 1},
+    {"details", 0, 1, 0, 1},
+    {"diagnostics", 0, 1, 0, 1},
+    {"location", 0, UNB, 0, 1},
+    {"expression", 0, UNB, 0, 1},
 };
 static const fhir_schema_element_t elements_OperationOutcome_issue[] = {
     {"code", 4, 0, 21, P, FHIR_SCHEMA_PRIM_CODE, 0},
@@ -1676,15 +1676,15 @@ static const fhir_schema_element_t elements_OperationOutcome_issue[] = {
 };
 /* ParameterDefinition */
 static const fhir_schema_slot_t slots_ParameterDefinition[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"name", 0, 1, 0},
-    {"use", 1, 1, 0},
-    {"min", 0, 1, 0},
-    {"max", 0, 1, 0},
-    {"documentation", 0, 1, 0},
-    {"type", 1, 1, 0},
-    {"profile", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"name", 0, 1, 0, 1},
+    {"use", 1, 1, 0, 1},
+    {"min", 0, 1, 0, 1},
+    {"max", 0, 1, 0, 1},
+    {"documentation", 0, 1, 0, 1},
+    {"type", 1, 1, 0, 1},
+    {"profile", 0, 1, 0, 1},
 };
 static const fhir_schema_element_t elements_ParameterDefinition[] = {
     {"documentation", 6, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
@@ -1699,11 +1699,11 @@ static const fhir_schema_element_t elements_ParameterDefinition[] = {
 };
 /* Parameters */
 static const fhir_schema_slot_t slots_Parameters[] = {
-    {"id", 0, 1, 0},
-    {"meta", 0, 1, 0},
-    {"implicitRules", 0, 1, 0},
-    {"language", 0, 1, 0},
-    {"parameter", 0, UNB, 0},
+    {"id", 0, 1, 0, 1},
+    {"meta", 0, 1, 0, 1},
+    {"implicitRules", 0, 1, 0, 1},
+    {"language", 0, 1, 0, 0},
+    {"parameter", 0, UNB, 0, 1},
 };
 static const fhir_schema_element_t elements_Parameters[] = {
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_ID, ATTR},
@@ -1714,13 +1714,13 @@ static const fhir_schema_element_t elements_Parameters[] = {
 };
 /* Parameters.parameter */
 static const fhir_schema_slot_t slots_Parameters_parameter[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"name", 1, 1, 0},
-    {"value[x]", 0, 1, 1},
-    {"resource", 0, 1, 0},
-    {"part", 0, UNB, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"name", 1, 1, 0, 1},
+    {"value[x]", 0, 1, 1, 1},
+    {"resource", 0, 1, 0, 1},
+    {"part", 0, UNB, 0, 1},
 };
 static const fhir_schema_element_t elements_Parameters_parameter[] = {
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
@@ -1782,30 +1782,30 @@ static const fhir_schema_element_t elements_Parameters_parameter[] = {
 };
 /* Patient */
 static const fhir_schema_slot_t slots_Patient[] = {
-    {"id", 0, 1, 0},
-    {"meta", 0, 1, 0},
-    {"implicitRules", 0, 1, 0},
-    {"language", 0, 1, 0},
-    {"text", 0, 1, 0},
-    {"contained", 0, UNB, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"identifier", 0, UNB, 0},
-    {"active", 0, 1, 0},
-    {"name", 0, UNB, 0},
-    {"telecom", 0, UNB, 0},
-    {"gender", 0, 1, 0},
-    {"birthDate", 0, 1, 0},
-    {"deceased[x]", 0, 1, 1},
-    {"address", 0, UNB, 0},
-    {"maritalStatus", 0, 1, 0},
-    {"multipleBirth[x]", 0, 1, 1},
-    {"photo", 0, UNB, 0},
-    {"contact", 0, UNB, 0},
-    {"communication", 0, UNB, 0},
-    {"generalPractitioner", 0, UNB, 0},
-    {"managingOrganization", 0, 1, 0},
-    {"link", 0, UNB, 0},
+    {"id", 0, 1, 0, 1},
+    {"meta", 0, 1, 0, 1},
+    {"implicitRules", 0, 1, 0, 1},
+    {"language", 0, 1, 0, 0},
+    {"text", 0, 1, 0, 0},
+    {"contained", 0, UNB, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 0},
+    {"identifier", 0, UNB, 0, 1},
+    {"active", 0, 1, 0, 1},
+    {"name", 0, UNB, 0, 1},
+    {"telecom", 0, UNB, 0, 1},
+    {"gender", 0, 1, 0, 1},
+    {"birthDate", 0, 1, 0, 1},
+    {"deceased[x]", 0, 1, 1, 1},
+    {"address", 0, UNB, 0, 1},
+    {"maritalStatus", 0, 1, 0, 0},
+    {"multipleBirth[x]", 0, 1, 1, 0},
+    {"photo", 0, UNB, 0, 0},
+    {"contact", 0, UNB, 0, 0},
+    {"communication", 0, UNB, 0, 0},
+    {"generalPractitioner", 0, UNB, 0, 0},
+    {"managingOrganization", 0, 1, 0, 1},
+    {"link", 0, UNB, 0, 1},
 };
 static const fhir_schema_element_t elements_Patient[] = {
     {"active", 9, 0, 0, P, FHIR_SCHEMA_PRIM_BOOLEAN, 0},
@@ -1837,11 +1837,11 @@ static const fhir_schema_element_t elements_Patient[] = {
 };
 /* Patient.communication */
 static const fhir_schema_slot_t slots_Patient_communication[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"language", 1, 1, 0},
-    {"preferred", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"language", 1, 1, 0, 0},
+    {"preferred", 0, 1, 0, 0},
 };
 static const fhir_schema_element_t elements_Patient_communication[] = {
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
@@ -1852,16 +1852,16 @@ static const fhir_schema_element_t elements_Patient_communication[] = {
 };
 /* Patient.contact */
 static const fhir_schema_slot_t slots_Patient_contact[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"relationship", 0, UNB, 0},
-    {"name", 0, 1, 0},
-    {"telecom", 0, UNB, 0},
-    {"address", 0, 1, 0},
-    {"gender", 0, 1, 0},
-    {"organization", 0, 1, 0},
-    {"period", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"relationship", 0, UNB, 0, 0},
+    {"name", 0, 1, 0, 0},
+    {"telecom", 0, UNB, 0, 0},
+    {"address", 0, 1, 0, 0},
+    {"gender", 0, 1, 0, 0},
+    {"organization", 0, 1, 0, 0},
+    {"period", 0, 1, 0, 0},
 };
 static const fhir_schema_element_t elements_Patient_contact[] = {
     {"address", 6, FHIR_SCHEMA_T_ADDRESS, 0, C, NONE, 0},
@@ -1877,11 +1877,11 @@ static const fhir_schema_element_t elements_Patient_contact[] = {
 };
 /* Patient.link */
 static const fhir_schema_slot_t slots_Patient_link[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"other", 1, 1, 0},
-    {"type", 1, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"other", 1, 1, 0, 1},
+    {"type", 1, 1, 0, 1},
 };
 static const fhir_schema_element_t elements_Patient_link[] = {
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
@@ -1892,10 +1892,10 @@ static const fhir_schema_element_t elements_Patient_link[] = {
 };
 /* Period */
 static const fhir_schema_slot_t slots_Period[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"start", 0, 1, 0},
-    {"end", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"start", 0, 1, 0, 1},
+    {"end", 0, 1, 0, 1},
 };
 static const fhir_schema_element_t elements_Period[] = {
     {"end", 3, 0, 0, P, FHIR_SCHEMA_PRIM_DATETIME, 0},
@@ -1905,24 +1905,24 @@ static const fhir_schema_element_t elements_Period[] = {
 };
 /* Practitioner */
 static const fhir_schema_slot_t slots_Practitioner[] = {
-    {"id", 0, 1, 0},
-    {"meta", 0, 1, 0},
-    {"implicitRules", 0, 1, 0},
-    {"language", 0, 1, 0},
-    {"text", 0, 1, 0},
-    {"contained", 0, UNB, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"identifier", 0, UNB, 0},
-    {"active", 0, 1, 0},
-    {"name", 0, UNB, 0},
-    {"telecom", 0, UNB, 0},
-    {"address", 0, UNB, 0},
-    {"gender", 0, 1, 0},
-    {"birthDate", 0, 1, 0},
-    {"photo", 0, UNB, 0},
-    {"qualification", 0, UNB, 0},
-    {"communication", 0, UNB, 0},
+    {"id", 0, 1, 0, 1},
+    {"meta", 0, 1, 0, 1},
+    {"implicitRules", 0, 1, 0, 1},
+    {"language", 0, 1, 0, 0},
+    {"text", 0, 1, 0, 0},
+    {"contained", 0, UNB, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 0},
+    {"identifier", 0, UNB, 0, 1},
+    {"active", 0, 1, 0, 1},
+    {"name", 0, UNB, 0, 1},
+    {"telecom", 0, UNB, 0, 1},
+    {"address", 0, UNB, 0, 1},
+    {"gender", 0, 1, 0, 1},
+    {"birthDate", 0, 1, 0, 1},
+    {"photo", 0, UNB, 0, 0},
+    {"qualification", 0, UNB, 0, 0},
+    {"communication", 0, UNB, 0, 0},
 };
 static const fhir_schema_element_t elements_Practitioner[] = {
     {"active", 9, 0, 0, P, FHIR_SCHEMA_PRIM_BOOLEAN, 0},
@@ -1946,13 +1946,13 @@ static const fhir_schema_element_t elements_Practitioner[] = {
 };
 /* Practitioner.qualification */
 static const fhir_schema_slot_t slots_Practitioner_qualification[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"identifier", 0, UNB, 0},
-    {"code", 1, 1, 0},
-    {"period", 0, 1, 0},
-    {"issuer", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"identifier", 0, UNB, 0, 0},
+    {"code", 1, 1, 0, 0},
+    {"period", 0, 1, 0, 0},
+    {"issuer", 0, 1, 0, 0},
 };
 static const fhir_schema_element_t elements_Practitioner_qualification[] = {
     {"code", 4, FHIR_SCHEMA_T_CODEABLECONCEPT, 0, C, NONE, 0},
@@ -1965,28 +1965,28 @@ static const fhir_schema_element_t elements_Practitioner_qualification[] = {
 };
 /* PractitionerRole */
 static const fhir_schema_slot_t slots_PractitionerRole[] = {
-    {"id", 0, 1, 0},
-    {"meta", 0, 1, 0},
-    {"implicitRules", 0, 1, 0},
-    {"language", 0, 1, 0},
-    {"text", 0, 1, 0},
-    {"contained", 0, UNB, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"identifier", 0, UNB, 0},
-    {"active", 0, 1, 0},
-    {"period", 0, 1, 0},
-    {"practitioner", 0, 1, 0},
-    {"organization", 0, 1, 0},
-    {"code", 0, UNB, 0},
-    {"specialty", 0, UNB, 0},
-    {"location", 0, UNB, 0},
-    {"healthcareService", 0, UNB, 0},
-    {"telecom", 0, UNB, 0},
-    {"availableTime", 0, UNB, 0},
-    {"notAvailable", 0, UNB, 0},
-    {"availabilityExceptions", 0, 1, 0},
-    {"endpoint", 0, UNB, 0},
+    {"id", 0, 1, 0, 1},
+    {"meta", 0, 1, 0, 1},
+    {"implicitRules", 0, 1, 0, 1},
+    {"language", 0, 1, 0, 0},
+    {"text", 0, 1, 0, 0},
+    {"contained", 0, UNB, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 0},
+    {"identifier", 0, UNB, 0, 1},
+    {"active", 0, 1, 0, 1},
+    {"period", 0, 1, 0, 1},
+    {"practitioner", 0, 1, 0, 1},
+    {"organization", 0, 1, 0, 1},
+    {"code", 0, UNB, 0, 1},
+    {"specialty", 0, UNB, 0, 1},
+    {"location", 0, UNB, 0, 1},
+    {"healthcareService", 0, UNB, 0, 0},
+    {"telecom", 0, UNB, 0, 1},
+    {"availableTime", 0, UNB, 0, 0},
+    {"notAvailable", 0, UNB, 0, 0},
+    {"availabilityExceptions", 0, 1, 0, 0},
+    {"endpoint", 0, UNB, 0, 0},
 };
 static const fhir_schema_element_t elements_PractitionerRole[] = {
     {"active", 9, 0, 0, P, FHIR_SCHEMA_PRIM_BOOLEAN, 0},
@@ -2014,13 +2014,13 @@ static const fhir_schema_element_t elements_PractitionerRole[] = {
 };
 /* PractitionerRole.availableTime */
 static const fhir_schema_slot_t slots_PractitionerRole_availableTime[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"daysOfWeek", 0, UNB, 0},
-    {"allDay", 0, 1, 0},
-    {"availableStartTime", 0, 1, 0},
-    {"availableEndTime", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"daysOfWeek", 0, UNB, 0, 0},
+    {"allDay", 0, 1, 0, 0},
+    {"availableStartTime", 0, 1, 0, 0},
+    {"availableEndTime", 0, 1, 0, 0},
 };
 static const fhir_schema_element_t elements_PractitionerRole_availableTime[] = {
     {"allDay", 4, 0, 0, P, FHIR_SCHEMA_PRIM_BOOLEAN, 0},
@@ -2033,11 +2033,11 @@ static const fhir_schema_element_t elements_PractitionerRole_availableTime[] = {
 };
 /* PractitionerRole.notAvailable */
 static const fhir_schema_slot_t slots_PractitionerRole_notAvailable[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"description", 1, 1, 0},
-    {"during", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"description", 1, 1, 0, 0},
+    {"during", 0, 1, 0, 0},
 };
 static const fhir_schema_element_t elements_PractitionerRole_notAvailable[] = {
     {"description", 3, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
@@ -2048,13 +2048,13 @@ static const fhir_schema_element_t elements_PractitionerRole_notAvailable[] = {
 };
 /* Quantity */
 static const fhir_schema_slot_t slots_Quantity[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"value", 0, 1, 0},
-    {"comparator", 0, 1, 0},
-    {"unit", 0, 1, 0},
-    {"system", 0, 1, 0},
-    {"code", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"value", 0, 1, 0, 1},
+    {"comparator", 0, 1, 0, 1},
+    {"unit", 0, 1, 0, 1},
+    {"system", 0, 1, 0, 1},
+    {"code", 0, 1, 0, 1},
 };
 static const fhir_schema_element_t elements_Quantity[] = {
     {"code", 6, 0, 0, P, FHIR_SCHEMA_PRIM_CODE, 0},
@@ -2067,10 +2067,10 @@ static const fhir_schema_element_t elements_Quantity[] = {
 };
 /* Range */
 static const fhir_schema_slot_t slots_Range[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"low", 0, 1, 0},
-    {"high", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"low", 0, 1, 0, 1},
+    {"high", 0, 1, 0, 1},
 };
 static const fhir_schema_element_t elements_Range[] = {
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
@@ -2080,10 +2080,10 @@ static const fhir_schema_element_t elements_Range[] = {
 };
 /* Ratio */
 static const fhir_schema_slot_t slots_Ratio[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"numerator", 0, 1, 0},
-    {"denominator", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"numerator", 0, 1, 0, 1},
+    {"denominator", 0, 1, 0, 1},
 };
 static const fhir_schema_element_t elements_Ratio[] = {
     {"denominator", 3, FHIR_SCHEMA_T_QUANTITY, 0, C, NONE, 0},
@@ -2093,12 +2093,12 @@ static const fhir_schema_element_t elements_Ratio[] = {
 };
 /* Reference */
 static const fhir_schema_slot_t slots_Reference[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"reference", 0, 1, 0},
-    {"type", 0, 1, 0},
-    {"identifier", 0, 1, 0},
-    {"display", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"reference", 0, 1, 0, 1},
+    {"type", 0, 1, 0, 1},
+    {"identifier", 0, 1, 0, 1},
+    {"display", 0, 1, 0, 1},
 };
 static const fhir_schema_element_t elements_Reference[] = {
     {"display", 5, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
@@ -2110,15 +2110,15 @@ static const fhir_schema_element_t elements_Reference[] = {
 };
 /* RelatedArtifact */
 static const fhir_schema_slot_t slots_RelatedArtifact[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"type", 1, 1, 0},
-    {"label", 0, 1, 0},
-    {"display", 0, 1, 0},
-    {"citation", 0, 1, 0},
-    {"url", 0, 1, 0},
-    {"document", 0, 1, 0},
-    {"resource", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"type", 1, 1, 0, 1},
+    {"label", 0, 1, 0, 1},
+    {"display", 0, 1, 0, 1},
+    {"citation", 0, 1, 0, 1},
+    {"url", 0, 1, 0, 1},
+    {"document", 0, 1, 0, 1},
+    {"resource", 0, 1, 0, 1},
 };
 static const fhir_schema_element_t elements_RelatedArtifact[] = {
     {"citation", 5, 0, 0, P, FHIR_SCHEMA_PRIM_MARKDOWN, 0},
@@ -2133,15 +2133,15 @@ static const fhir_schema_element_t elements_RelatedArtifact[] = {
 };
 /* SampledData */
 static const fhir_schema_slot_t slots_SampledData[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"origin", 1, 1, 0},
-    {"period", 1, 1, 0},
-    {"factor", 0, 1, 0},
-    {"lowerLimit", 0, 1, 0},
-    {"upperLimit", 0, 1, 0},
-    {"dimensions", 1, 1, 0},
-    {"data", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"origin", 1, 1, 0, 1},
+    {"period", 1, 1, 0, 1},
+    {"factor", 0, 1, 0, 1},
+    {"lowerLimit", 0, 1, 0, 1},
+    {"upperLimit", 0, 1, 0, 1},
+    {"dimensions", 1, 1, 0, 1},
+    {"data", 0, 1, 0, 0},
 };
 static const fhir_schema_element_t elements_SampledData[] = {
     {"data", 8, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
@@ -2156,22 +2156,22 @@ static const fhir_schema_element_t elements_SampledData[] = {
 };
 /* Schedule */
 static const fhir_schema_slot_t slots_Schedule[] = {
-    {"id", 0, 1, 0},
-    {"meta", 0, 1, 0},
-    {"implicitRules", 0, 1, 0},
-    {"language", 0, 1, 0},
-    {"text", 0, 1, 0},
-    {"contained", 0, UNB, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"identifier", 0, UNB, 0},
-    {"active", 0, 1, 0},
-    {"serviceCategory", 0, UNB, 0},
-    {"serviceType", 0, UNB, 0},
-    {"specialty", 0, UNB, 0},
-    {"actor", 1, UNB, 0},
-    {"planningHorizon", 0, 1, 0},
-    {"comment", 0, 1, 0},
+    {"id", 0, 1, 0, 1},
+    {"meta", 0, 1, 0, 1},
+    {"implicitRules", 0, 1, 0, 1},
+    {"language", 0, 1, 0, 0},
+    {"text", 0, 1, 0, 0},
+    {"contained", 0, UNB, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 0},
+    {"identifier", 0, UNB, 0, 1},
+    {"active", 0, 1, 0, 1},
+    {"serviceCategory", 0, UNB, 0, 1},
+    {"serviceType", 0, UNB, 0, 1},
+    {"specialty", 0, UNB, 0, 1},
+    {"actor", 1, UNB, 0, 1},
+    {"planningHorizon", 0, 1, 0, 1},
+    {"comment", 0, 1, 0, 0},
 };
 static const fhir_schema_element_t elements_Schedule[] = {
     {"active", 9, 0, 0, P, FHIR_SCHEMA_PRIM_BOOLEAN, 0},
@@ -2193,15 +2193,15 @@ static const fhir_schema_element_t elements_Schedule[] = {
 };
 /* Signature */
 static const fhir_schema_slot_t slots_Signature[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"type", 1, UNB, 0},
-    {"when", 1, 1, 0},
-    {"who", 1, 1, 0},
-    {"onBehalfOf", 0, 1, 0},
-    {"targetFormat", 0, 1, 0},
-    {"sigFormat", 0, 1, 0},
-    {"data", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"type", 1, UNB, 0, 1},
+    {"when", 1, 1, 0, 1},
+    {"who", 1, 1, 0, 1},
+    {"onBehalfOf", 0, 1, 0, 1},
+    {"targetFormat", 0, 1, 0, 0},
+    {"sigFormat", 0, 1, 0, 0},
+    {"data", 0, 1, 0, 0},
 };
 static const fhir_schema_element_t elements_Signature[] = {
     {"data", 8, 0, 0, P, FHIR_SCHEMA_PRIM_BASE64BINARY, 0},
@@ -2216,25 +2216,25 @@ static const fhir_schema_element_t elements_Signature[] = {
 };
 /* Slot */
 static const fhir_schema_slot_t slots_Slot[] = {
-    {"id", 0, 1, 0},
-    {"meta", 0, 1, 0},
-    {"implicitRules", 0, 1, 0},
-    {"language", 0, 1, 0},
-    {"text", 0, 1, 0},
-    {"contained", 0, UNB, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"identifier", 0, UNB, 0},
-    {"serviceCategory", 0, UNB, 0},
-    {"serviceType", 0, UNB, 0},
-    {"specialty", 0, UNB, 0},
-    {"appointmentType", 0, 1, 0},
-    {"schedule", 1, 1, 0},
-    {"status", 1, 1, 0},
-    {"start", 1, 1, 0},
-    {"end", 1, 1, 0},
-    {"overbooked", 0, 1, 0},
-    {"comment", 0, 1, 0},
+    {"id", 0, 1, 0, 1},
+    {"meta", 0, 1, 0, 1},
+    {"implicitRules", 0, 1, 0, 1},
+    {"language", 0, 1, 0, 0},
+    {"text", 0, 1, 0, 0},
+    {"contained", 0, UNB, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 0},
+    {"identifier", 0, UNB, 0, 1},
+    {"serviceCategory", 0, UNB, 0, 1},
+    {"serviceType", 0, UNB, 0, 1},
+    {"specialty", 0, UNB, 0, 1},
+    {"appointmentType", 0, 1, 0, 1},
+    {"schedule", 1, 1, 0, 1},
+    {"status", 1, 1, 0, 1},
+    {"start", 1, 1, 0, 1},
+    {"end", 1, 1, 0, 1},
+    {"overbooked", 0, 1, 0, 0},
+    {"comment", 0, 1, 0, 0},
 };
 static const fhir_schema_element_t elements_Slot[] = {
     {"appointmentType", 12, FHIR_SCHEMA_T_CODEABLECONCEPT, 0, C, NONE, 0},
@@ -2259,21 +2259,21 @@ static const fhir_schema_element_t elements_Slot[] = {
 };
 /* Subscription */
 static const fhir_schema_slot_t slots_Subscription[] = {
-    {"id", 0, 1, 0},
-    {"meta", 0, 1, 0},
-    {"implicitRules", 0, 1, 0},
-    {"language", 0, 1, 0},
-    {"text", 0, 1, 0},
-    {"contained", 0, UNB, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"status", 1, 1, 0},
-    {"contact", 0, UNB, 0},
-    {"end", 0, 1, 0},
-    {"reason", 1, 1, 0},
-    {"criteria", 1, 1, 0},
-    {"error", 0, 1, 0},
-    {"channel", 1, 1, 0},
+    {"id", 0, 1, 0, 1},
+    {"meta", 0, 1, 0, 1},
+    {"implicitRules", 0, 1, 0, 1},
+    {"language", 0, 1, 0, 0},
+    {"text", 0, 1, 0, 0},
+    {"contained", 0, UNB, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 0},
+    {"status", 1, 1, 0, 1},
+    {"contact", 0, UNB, 0, 1},
+    {"end", 0, 1, 0, 1},
+    {"reason", 1, 1, 0, 1},
+    {"criteria", 1, 1, 0, 1},
+    {"error", 0, 1, 0, 1},
+    {"channel", 1, 1, 0, 1},
 };
 static const fhir_schema_element_t elements_Subscription[] = {
     {"channel", 14, FHIR_SCHEMA_T_SUBSCRIPTION_CHANNEL, 0, C, NONE, 0},
@@ -2294,13 +2294,13 @@ static const fhir_schema_element_t elements_Subscription[] = {
 };
 /* Subscription.channel */
 static const fhir_schema_slot_t slots_Subscription_channel[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"type", 1, 1, 0},
-    {"endpoint", 0, 1, 0},
-    {"payload", 0, 1, 0},
-    {"header", 0, UNB, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"type", 1, 1, 0, 1},
+    {"endpoint", 0, 1, 0, 1},
+    {"payload", 0, 1, 0, 1},
+    {"header", 0, UNB, 0, 1},
 };
 static const fhir_schema_element_t elements_Subscription_channel[] = {
     {"endpoint", 4, 0, 0, P, FHIR_SCHEMA_PRIM_URL, 0},
@@ -2313,12 +2313,12 @@ static const fhir_schema_element_t elements_Subscription_channel[] = {
 };
 /* Timing */
 static const fhir_schema_slot_t slots_Timing[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"modifierExtension", 0, UNB, 0},
-    {"event", 0, UNB, 0},
-    {"repeat", 0, 1, 0},
-    {"code", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"event", 0, UNB, 0, 1},
+    {"repeat", 0, 1, 0, 1},
+    {"code", 0, 1, 0, 1},
 };
 static const fhir_schema_element_t elements_Timing[] = {
     {"code", 5, FHIR_SCHEMA_T_CODEABLECONCEPT, 0, C, NONE, 0},
@@ -2330,23 +2330,23 @@ static const fhir_schema_element_t elements_Timing[] = {
 };
 /* Timing.repeat */
 static const fhir_schema_slot_t slots_Timing_repeat[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"bounds[x]", 0, 1, 1},
-    {"count", 0, 1, 0},
-    {"countMax", 0, 1, 0},
-    {"duration", 0, 1, 0},
-    {"durationMax", 0, 1, 0},
-    {"durationUnit", 0, 1, 0},
-    {"frequency", 0, 1, 0},
-    {"frequencyMax", 0, 1, 0},
-    {"period", 0, 1, 0},
-    {"periodMax", 0, 1, 0},
-    {"periodUnit", 0, 1, 0},
-    {"dayOfWeek", 0, UNB, 0},
-    {"timeOfDay", 0, UNB, 0},
-    {"when", 0, UNB, 0},
-    {"offset", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"bounds[x]", 0, 1, 1, 1},
+    {"count", 0, 1, 0, 1},
+    {"countMax", 0, 1, 0, 1},
+    {"duration", 0, 1, 0, 1},
+    {"durationMax", 0, 1, 0, 1},
+    {"durationUnit", 0, 1, 0, 1},
+    {"frequency", 0, 1, 0, 1},
+    {"frequencyMax", 0, 1, 0, 1},
+    {"period", 0, 1, 0, 1},
+    {"periodMax", 0, 1, 0, 1},
+    {"periodUnit", 0, 1, 0, 1},
+    {"dayOfWeek", 0, UNB, 0, 1},
+    {"timeOfDay", 0, UNB, 0, 1},
+    {"when", 0, UNB, 0, 1},
+    {"offset", 0, 1, 0, 1},
 };
 static const fhir_schema_element_t elements_Timing_repeat[] = {
     {"boundsDuration", 2, FHIR_SCHEMA_T_DURATION, 0, C, NONE, 0},
@@ -2371,13 +2371,13 @@ static const fhir_schema_element_t elements_Timing_repeat[] = {
 };
 /* TriggerDefinition */
 static const fhir_schema_slot_t slots_TriggerDefinition[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"type", 1, 1, 0},
-    {"name", 0, 1, 0},
-    {"timing[x]", 0, 1, 1},
-    {"data", 0, UNB, 0},
-    {"condition", 0, 1, 0},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"type", 1, 1, 0, 1},
+    {"name", 0, 1, 0, 1},
+    {"timing[x]", 0, 1, 1, 1},
+    {"data", 0, UNB, 0, 1},
+    {"condition", 0, 1, 0, 1},
 };
 static const fhir_schema_element_t elements_TriggerDefinition[] = {
     {"condition", 6, FHIR_SCHEMA_T_EXPRESSION, 0, C, NONE, 0},
@@ -2393,10 +2393,10 @@ static const fhir_schema_element_t elements_TriggerDefinition[] = {
 };
 /* UsageContext */
 static const fhir_schema_slot_t slots_UsageContext[] = {
-    {"id", 0, 1, 0},
-    {"extension", 0, UNB, 0},
-    {"code", 1, 1, 0},
-    {"value[x]", 1, 1, 1},
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"code", 1, 1, 0, 1},
+    {"value[x]", 1, 1, 1, 1},
 };
 static const fhir_schema_element_t elements_UsageContext[] = {
     {"code", 2, FHIR_SCHEMA_T_CODING, 0, C, NONE, 0},

@@ -147,8 +147,9 @@ enum {
 typedef struct st_fhir_schema_slot_t {
     const char *name;
     uint16_t min;
-    uint16_t max;   /* FHIR_SCHEMA_UNBOUNDED for "*"; a JSON array when > 1 */
-    uint8_t choice; /* a [x] element: at most one of its JSON names may appear */
+    uint16_t max;       /* FHIR_SCHEMA_UNBOUNDED for "*"; a JSON array when > 1 */
+    uint8_t choice;     /* a [x] element: at most one of its JSON names may appear */
+    uint8_t is_summary; /* ElementDefinition.isSummary: kept by _summary=true */
 } fhir_schema_slot_t;
 
 /** One JSON property name of a structure; choice elements appear once per type (valueString, valueBoolean, ...). */
