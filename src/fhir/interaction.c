@@ -1226,9 +1226,16 @@ int fhir_ix_route(fhir_ix_request_t *req, const char *method, const char *path, 
         if (slash != NULL && p == end)
             return fhir_outcome_fail(oo, 404, "not-found", NULL, "no such endpoint (trailing slash)");
     }
+    bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    /* system-level search: GET [base]?_type=... or POST [base]/_search */
+    if ((n == 0 && get && path_len == 0) || (n == 1 && util_str_eq(seg[0], seglen[0], "_search") && strcmp(method, "POST") == 0)) {
+        req->kind = FHIR_IX_SEARCH;
+        req->type = NULL;
+        req->query = util_xstrdup(query != NULL ? query : "");
+        return 0;
+    }
     if (p < end || n == 0)
         return fhir_outcome_fail(oo, 404, "not-found", NULL, "no such endpoint");
-    bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
     if (n == 1 && util_str_eq(seg[0], seglen[0], "_history")) {
         if (!get)
             return fhir_outcome_fail(oo, 405, "not-supported", NULL, "%s is not allowed on /_history", method);

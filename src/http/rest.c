@@ -403,18 +403,28 @@ static int fill_request(http_req_t *hr, fhir_ix_t *ix)
     return 0;
 }
 
+/* Whether the request body is declared as an HTML form (parameters may follow the media type). */
+static bool is_form_content(h2o_req_t *req)
+{
+    size_t len;
+    const char *ct = header_value(req, "content-type", &len);
+    static const char form[] = "application/x-www-form-urlencoded";
+    return ct != NULL && len >= sizeof(form) - 1 && strncasecmp(ct, form, sizeof(form) - 1) == 0 &&
+           (len == sizeof(form) - 1 || ct[sizeof(form) - 1] == ';' || ct[sizeof(form) - 1] == ' ');
+}
+
 static int serve_fhir(http_req_t *hr, const char *path, size_t path_len)
 {
     h2o_req_t *req = hr->req;
     char *method = util_xstrndup(req->method.base, req->method.len);
     char *query = req->query_at != SIZE_MAX ? util_xstrndup(req->path.base + req->query_at + 1, req->path.len - req->query_at - 1)
                                             : NULL;
-    if (path_len == 0) {
+    if (path_len == 0 && strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
         if (strcmp(method, "POST") == 0) {
             if (check_content_type(hr, false) == 0)
                 serve_bundle(hr);
         } else {
-            http_send_error(hr, 405, "not-supported", "the base URL takes POST (batch or transaction Bundles)");
+            http_send_error(hr, 405, "not-supported", "the base URL takes POST (batch or transaction Bundles) and GET (search)");
         }
         goto Exit;
     }
@@ -436,11 +446,25 @@ static int serve_fhir(http_req_t *hr, const char *path, size_t path_len)
     }
     /* POST _search: form parameters in the body join the URL's */
     if (ix->req.kind == FHIR_IX_SEARCH && strcmp(method, "POST") == 0 && req->entity.len != 0) {
-        char *merged = util_asprintf("%s%s%.*s", ix->req.query != NULL ? ix->req.query : "",
-                                     ix->req.query != NULL && ix->req.query[0] != '\0' ? "&" : "", (int)req->entity.len,
-                                     req->entity.base);
+        if (!is_form_content(req)) {
+            http_send_error(hr, 415, "not-supported", "POST _search takes an application/x-www-form-urlencoded body");
+            fhir_ix_destroy(ix);
+            goto Exit;
+        }
+        util_buf_t merged;
+        util_buf_init(&merged);
+        if (ix->req.query != NULL && ix->req.query[0] != '\0')
+            util_buf_printf(&merged, "%s&", ix->req.query);
+        /* in a form body '+' is a space */
+        for (size_t i = 0; i != req->entity.len; ++i) {
+            if (req->entity.base[i] == '+')
+                util_buf_puts(&merged, "%20");
+            else
+                util_buf_append(&merged, req->entity.base + i, 1);
+        }
         free(ix->req.query);
-        ix->req.query = merged;
+        ix->req.query = util_xstrndup(merged.base != NULL ? merged.base : "", merged.len);
+        util_buf_dispose(&merged);
     }
     if (fill_request(hr, ix) != 0) {
         fhir_ix_destroy(ix);
