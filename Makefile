@@ -5,7 +5,7 @@
 
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: deps build build-asan demo demo-reset test clean
+.PHONY: deps build build-asan demo demo-reset test docs clean
 
 deps:
 	scripts/deps.sh
@@ -31,6 +31,10 @@ demo-reset:
 test:
 	$(MAKE) --no-print-directory deps
 	scripts/test.sh
+
+# Generated documentation (a unit test fails when it is out of date).
+docs: build
+	build/fhirsched search-params > docs/search.md
 
 # Test clusters live in var/test/run.*/pg (scripts/test.sh); stop any left over.
 clean:

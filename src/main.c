@@ -19,7 +19,8 @@ static void usage(FILE *fp)
           "\n"
           "commands:\n"
           "  serve     serve FHIR R4 over HTTP (refuses to start while migrations are pending)\n"
-          "  migrate   apply pending database migrations\n"
+          "  migrate   apply pending database migrations and rebuild stale search indexes\n"
+          "  search-params  print the supported search parameters (Markdown, as in docs/search.md)\n"
           "  version   print the version\n"
           "\n"
           "Every setting has a built-in default, may be set in the YAML file given with --config,\n"
@@ -113,6 +114,14 @@ int main(int argc, char **argv)
     }
     if (strcmp(command, "version") == 0 || strcmp(command, "--version") == 0) {
         printf("fhirsched %s (FHIR R4 4.0.1, schema version %d)\n", FHIRSCHED_VERSION, store_migrations_known());
+        return 0;
+    }
+    if (strcmp(command, "search-params") == 0) {
+        util_buf_t md;
+        util_buf_init(&md);
+        fhir_search_registry_markdown(&md);
+        fwrite(md.base, 1, md.len, stdout);
+        util_buf_dispose(&md);
         return 0;
     }
     if (strcmp(command, "help") == 0 || strcmp(command, "--help") == 0 || strcmp(command, "-h") == 0) {

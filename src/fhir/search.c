@@ -558,7 +558,8 @@ static int value_condition(builder_t *b, util_buf_t *out, const char *alias, con
     switch (param->search_type) {
     case FHIR_SEARCH_TOKEN:
     case FHIR_SEARCH_URI:
-        if (mod[0] != '\0' && strcmp(mod, "not") != 0 && strcmp(mod, "text") != 0 &&
+        if (mod[0] != '\0' && strcmp(mod, "not") != 0 &&
+            !(strcmp(mod, "text") == 0 && param->search_type == FHIR_SEARCH_TOKEN && param->element != FHIR_EL_ID) &&
             !(strcmp(mod, "of-type") == 0 && param->element == FHIR_EL_IDENTIFIER))
             goto BadModifier;
         if (strcmp(mod, "text") == 0) {

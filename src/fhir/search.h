@@ -72,6 +72,8 @@ const fhir_search_param_t *fhir_search_param_find(const char *type, const char *
 const fhir_search_param_t *fhir_search_registry_at(size_t i);
 /** Name of a search type as in SearchParameter.type ("token", ...). */
 const char *fhir_search_type_name(fhir_search_type_t type);
+/** docs/search.md: every parameter with its type, expression, targets and modifiers, from the registry. */
+void fhir_search_registry_markdown(util_buf_t *out);
 /** Whether `target` is a possible target type of reference parameter `param`. */
 bool fhir_search_param_targets(const fhir_search_param_t *param, const char *target);
 

@@ -434,7 +434,8 @@ json_t *fhir_search_index(const char *type, json_t *resource)
     const fhir_search_param_t *param;
     for (size_t i = 0; (param = fhir_search_param_at(type, i)) != NULL; ++i)
         extract_param(&x, param, resource);
-    qsort(x.tokens, x.ntokens, sizeof(*x.tokens), compare_entries);
+    if (x.ntokens != 0)
+        qsort(x.tokens, x.ntokens, sizeof(*x.tokens), compare_entries);
     json_t *tokens = json_array();
     for (size_t i = 0; i != x.ntokens; ++i)
         if (i == 0 || strcmp(x.tokens[i], x.tokens[i - 1]) != 0)

@@ -174,3 +174,88 @@ bool fhir_search_param_targets(const fhir_search_param_t *param, const char *tar
     }
     return false;
 }
+
+/* ---- docs/search.md ---- */
+
+static const char *modifiers_of(const fhir_search_param_t *p)
+{
+    switch (p->search_type) {
+    case FHIR_SEARCH_TOKEN:
+        if (p->element == FHIR_EL_ID)
+            return "`:not`";
+        return p->element == FHIR_EL_IDENTIFIER ? "`:missing` `:not` `:text` `:of-type`" : "`:missing` `:not` `:text`";
+    case FHIR_SEARCH_STRING:
+        return "`:missing` `:exact` `:contains`";
+    case FHIR_SEARCH_REFERENCE:
+        return "`:missing` `:[type]` `:identifier`, chaining";
+    case FHIR_SEARCH_DATE:
+        return p->element == FHIR_EL_LAST_UPDATED ? "prefixes" : "`:missing`, prefixes";
+    case FHIR_SEARCH_URI:
+        return "`:missing` `:not`";
+    case FHIR_SEARCH_SPECIAL:
+        return "`lat\\|long\\|distance\\|units`";
+    }
+    return "";
+}
+
+/* A table cell: '|' would end the cell even inside backticks, so it is escaped (or turned into `sep`). */
+static void markdown_cell(util_buf_t *out, const char *text, const char *bar)
+{
+    for (const char *p = text; *p != '\0'; ++p) {
+        if (*p == '|')
+            util_buf_puts(out, bar);
+        else
+            util_buf_append(out, p, 1);
+    }
+}
+
+static void markdown_row(util_buf_t *out, const fhir_search_param_t *p)
+{
+    util_buf_printf(out, "| `%s` | %s | `", p->code, fhir_search_type_name(p->search_type));
+    markdown_cell(out, p->expression, "\\|");
+    util_buf_puts(out, "` | ");
+    markdown_cell(out, p->targets == NULL ? "" : strcmp(p->targets, "*") == 0 ? "any" : p->targets, ", ");
+    util_buf_printf(out, " | %s | [%s](%s) |\n", modifiers_of(p), p->definition + strlen("http://hl7.org/fhir/SearchParameter/"),
+                    p->definition);
+}
+
+void fhir_search_registry_markdown(util_buf_t *out)
+{
+    util_buf_puts(out,
+                  "# Search parameters\n"
+                  "\n"
+                  "<!-- Generated from the registry in src/fhir/search_registry.c by `fhirsched search-params`; do not edit.\n"
+                  "     Regenerate with `make docs`. tests/unit/fhir/test_search.c fails when this file is out of date. -->\n"
+                  "\n"
+                  "Every parameter below is the official FHIR R4 SearchParameter it links to, restricted to the resource type. "
+                  "How values, prefixes, modifiers, chaining, `_has`, `_include`, sorting and paging behave is described in "
+                  "[api.md](api.md#search).\n"
+                  "\n"
+                  "Modifiers by parameter type:\n"
+                  "\n"
+                  "- **token**: `code`, `system|code`, `|code`, `system|`; `:not`, `:text` (starts-with on the display/text, "
+                  "case- and accent-insensitive), `:of-type` (identifiers: `typeSystem|typeCode|value`), `:missing`.\n"
+                  "- **string**: case- and accent-insensitive starts-with; `:exact`, `:contains`, `:missing`.\n"
+                  "- **reference**: `Type/id`, `id`, an absolute URL on this server's base; `:[type]` (e.g. `:Patient`), "
+                  "`:identifier` (`system|value` of Reference.identifier), `:missing`; chaining (`param.param`, "
+                  "`param:Type.param`).\n"
+                  "- **date**: prefixes `eq ne gt lt ge le sa eb ap` on any precision; `:missing`.\n"
+                  "- **uri**: exact match; `:not`, `:missing`.\n"
+                  "- **special** (`near`): `latitude|longitude|distance|units`, units `km` (default), `m`, `mi`; distance "
+                  "defaults to 50 km.\n"
+                  "\n"
+                  "Result parameters on every type: `_count`, `_sort`, `_total`, `_summary`, `_elements`, `_include`, "
+                  "`_revinclude` (both with `:iterate`), `_has`; system search: `_type`.\n");
+    util_buf_puts(out, "\n## All types\n\n| Parameter | Type | Expression | Targets | Modifiers | Definition |\n|---|---|---|---|---|---|\n");
+    for (size_t i = 0; i != REGISTRY_SIZE; ++i)
+        if (registry[i].type == NULL)
+            markdown_row(out, &registry[i]);
+    for (int t = 0; t != FHIR_RESOURCE_TYPE_COUNT; ++t) {
+        const char *type = fhir_resource_types[t];
+        util_buf_printf(out, "\n## %s\n\n| Parameter | Type | Expression | Targets | Modifiers | Definition |\n|---|---|---|---|---|---|\n",
+                        type);
+        for (size_t i = 0; i != REGISTRY_SIZE; ++i)
+            if (registry[i].type != NULL && strcmp(registry[i].type, type) == 0)
+                markdown_row(out, &registry[i]);
+    }
+}
