@@ -192,6 +192,8 @@ function commonRows(type) {
         [`_id=${one}`, [one]],
         [`_id=${one},${two}`, [one, two]],
         [`_id=${p}-99`, []],
+        [`_id=${one}&_id=${two}`, []],
+        [`_id=${one},${two}&_id=${two}`, [two]],
         [`_tag=${TAGSYS}|vip`, [one]],
         ['_tag=vip', [one, two]],
         [`_tag=${TAGSYS2}|vip`, [two]],
@@ -306,6 +308,8 @@ const ROWS = {
         ['name=zzz', []],
         ['name:contains=JONES', ['prac-2']],
         ['name:contains=akk', ['prac-1']],
+        ['name:contains=ÜLLE', ['prac-2']],
+        ['name:contains=ulle', ['prac-2']],
         ['name:contains=xyz', []],
         ['name:exact=Bakker', ['prac-1']],
         ['name:exact=bakker', []],
@@ -347,6 +351,7 @@ const ROWS = {
         ['gender=http://hl7.org/fhir/administrative-gender|', ['prac-1', 'prac-2']],
         ['gender=http://example.org/other|female', []],
         ['gender=|female', []],
+        ['gender=MALE', []],
         ['gender=male,female', ['prac-1', 'prac-2']],
         ['gender:not=male', ['prac-2', 'prac-3', 'prac-4']],
         ['gender:missing=true', ['prac-3', 'prac-4']],
@@ -510,25 +515,26 @@ const ROWS = {
         [`practitioner:identifier=${UZI}|UZI-42`, ['role-3']],
         [`practitioner:identifier=${UZI}|UZI-43`, []],
         ['practitioner:missing=false', ['role-1', 'role-2', 'role-3']],
-        ['practitioner:missing=true', []],
+        ['practitioner:missing=true', ['role-4']],
         ['location=Location/loc-1', ['role-1', 'role-2']],
         ['location=loc-2', ['role-2']],
         ['location=loc-3', []],
         ['location=Location/loc-1&location=Location/loc-2', ['role-2']],
-        ['location:missing=true', ['role-3']],
+        ['location:missing=true', ['role-3', 'role-4']],
         ['service=HealthcareService/hs-1', ['role-1']],
         ['service=hs-2', []],
         ['service:HealthcareService=hs-1', ['role-1']],
-        ['service:missing=true', ['role-2', 'role-3']],
+        ['service:missing=true', ['role-2', 'role-3', 'role-4']],
         ['specialty=394814009', ['role-1']],
         [`specialty=${SCT}|419772000`, ['role-2']],
         [`specialty=${SCT}|`, ['role-1', 'role-2']],
         ['specialty=http://loinc.org|394814009', []],
         ['specialty:text=general', ['role-1']],
         ['specialty:text=FAMILY', ['role-2']],
+        ['specialty:text=GÉNÉRAL PRAC', ['role-1']],
         ['specialty:text=surgery', []],
-        ['specialty:not=394814009', ['role-2', 'role-3']],
-        ['specialty:missing=true', ['role-3']],
+        ['specialty:not=394814009', ['role-2', 'role-3', 'role-4']],
+        ['specialty:missing=true', ['role-3', 'role-4']],
         ['role=doctor', ['role-1']],
         [`role=${ROLE_SYS}|nurse`, ['role-2']],
         ['role=pharmacist', []],
@@ -536,30 +542,37 @@ const ROWS = {
         ['role:text=doc', ['role-1']],
         ['role:text=practice', ['role-2']],
         ['role:text=xyz', []],
-        ['role:missing=true', ['role-3']],
+        ['role:missing=true', ['role-3', 'role-4']],
         ['organization=Organization/org-1', ['role-1']],
         ['organization=org-2', ['role-2']],
         ['organization=Organization/org-3', []],
-        ['organization:missing=true', ['role-3']],
+        ['organization:missing=true', ['role-3', 'role-4']],
         ['active=true', ['role-1']],
         ['active=false', ['role-2']],
-        ['active:missing=true', ['role-3']],
-        // date, Period: role-1 2020-01-01..2024-12-31, role-2 from 2025-05-31T22:00Z open-ended, role-3 none
+        ['active:missing=true', ['role-3', 'role-4']],
+        // date, Period: role-1 2020-01-01..2024-12-31, role-2 from 2025-05-31T22:00Z open-ended, role-3 none,
+        // role-4 up to 2019-06-30 with no start
         ['date=2022', []],
         ['date=2020-01-01', []],
-        ['date=lt2025-01-01', ['role-1']],
+        ['date=2019', []],
+        ['date=lt2025-01-01', ['role-1', 'role-4']],
         ['date=gt2025-01-01', ['role-2']],
+        ['date=gt2019', ['role-1', 'role-2']],
         ['date=ge2030', ['role-2']],
-        ['date=le2019', []],
-        ['date=eb2025', ['role-1']],
+        ['date=le2019', ['role-4']],
+        ['date=lt1900', ['role-4']],
+        ['date=eb2025', ['role-1', 'role-4']],
+        ['date=eb2019-08', ['role-4']],
         ['date=sa2024', ['role-2']],
         ['date=sa2019', ['role-1', 'role-2']],
-        ['date=lt2025-06-01', ['role-1', 'role-2']],
-        ['date=lt2025-05-31', ['role-1']],
-        ['date=lt2025-06-01T00:00:00+02:00', ['role-1']],
-        ['date=ne2022', { has: ['role-1', 'role-2'] }],
+        ['date=sa1900', ['role-1', 'role-2']],
+        ['date=lt2025-06-01', ['role-1', 'role-2', 'role-4']],
+        ['date=lt2025-05-31', ['role-1', 'role-4']],
+        ['date=lt2025-06-01T00:00:00+02:00', ['role-1', 'role-4']],
+        ['date=ne2022', { has: ['role-1', 'role-2', 'role-4'] }],
         ['date=ge2020-01-01&date=le2024-12-31', ['role-1']],
         ['date:missing=true', ['role-3']],
+        ['date:missing=false', ['role-1', 'role-2', 'role-4']],
     ],
 
     Location: [
@@ -743,6 +756,7 @@ const ROWS = {
         ['status=http://example.org/other|free', []],
         ['status=|free', []],
         ['status=bus', []],
+        ['status=FREE', []],
         ['status=busy-unavailable', ['slot-4']],
         ['status=busy,busy-tentative', ['slot-2', 'slot-5']],
         ['status:not=free', ['slot-2', 'slot-4', 'slot-5', 'slot-6']],
@@ -772,6 +786,7 @@ const ROWS = {
         ['start=eq2026-11-22', ['slot-1', 'slot-2', 'slot-3', 'slot-4']],
         ['start=2026-11-23', []],
         ['start=2026-11-22T10:00Z', ['slot-1', 'slot-2']],
+        ['start=2026-11-22T10:00', ['slot-1', 'slot-2']],
         ['start=2026-11-22T10:00:00Z', ['slot-1']],
         ['start=2026-11-22T11:00+01:00', ['slot-1', 'slot-2']],
         ['start=2026-11-22T12:30:00+01:00', ['slot-3']],
@@ -819,6 +834,7 @@ const ROWS = {
         ['practitioner=prac-2', ['appt-3']],
         ['practitioner=role-2', []],
         ['practitioner={base}/Practitioner/prac-1', ['appt-1']],
+        ['actor={base}/Practitioner/pat-1', []],
         ['practitioner:Practitioner=prac-1', ['appt-1']],
         ['practitioner:missing=true', ['appt-2', 'appt-4']],
         ['practitioner:missing=false', ['appt-1', 'appt-3']],
@@ -937,6 +953,8 @@ const ROWS = {
         ['url=https://hooks.example.org/fhir/appointments', ['sub-1']],
         ['url=mailto:desk@example.org', ['sub-2']],
         ['url=https://hooks.example.org', []],
+        ['url:missing=false', ['sub-1', 'sub-2', 'sub-3']],
+        ['criteria:missing=true', []],
         ['url=https://hooks.example.org/other,mailto:desk@example.org', ['sub-2', 'sub-3']],
     ],
 };
@@ -1038,6 +1056,17 @@ describe('unknown parameters', () => {
         const oo = expectOutcome(res, 400);
         assert.match(outcomeText(oo), /birthdate/);
     });
+    test('system level: a parameter not every listed type defines is unknown (lenient: outcome entry)', async () => {
+        const b = checkSearchset(await get('?_type=Patient,Practitioner&_id=pat-1,prac-1&birthdate=1980'));
+        assert.deepEqual(keys(b), ['Patient/pat-1', 'Practitioner/prac-1'], 'birthdate is ignored');
+        const outcomes = (b.entry || []).filter((e) => e.search?.mode === 'outcome');
+        assert.equal(outcomes.length, 1, 'one outcome entry');
+        assert.match(outcomeText(outcomes[0].resource), /birthdate/);
+    });
+    test('system level: a parameter not every listed type defines, strict: 400', async () => {
+        const oo = expectOutcome(await get('?_type=Patient,Practitioner&birthdate=1980', { Prefer: 'handling=strict' }), 400);
+        assert.match(outcomeText(oo), /birthdate/);
+    });
     test('POST _search: an unknown body parameter is ignored by default', async () => {
         const b = checkSearchset(await postForm('/Patient/_search', 'family=bakker&foo-bar=1'));
         assert.deepEqual(ids(b), ['pat-2', 'pat-5']);
@@ -1059,6 +1088,7 @@ describe('unknown modifiers and malformed values: 400 naming the parameter', () 
         ['/Patient?birthdate=xx2020', 'birthdate'],
         ['/Slot?start=gt', 'start'],
         ['/Slot?start=2026-11-22T25:00:00Z', 'start'],
+        ['/Slot?start=2026-11-22T10Z', 'start'],
         ['/Appointment?date=2026-11-22T10:00:00+25:00', 'date'],
         ['/Schedule?date=2026-02-30', 'date'],
         ['/Patient?_lastUpdated=2026-02-30', '_lastUpdated'],
