@@ -209,3 +209,128 @@ it('errors reach the client as OperationOutcomes', async () => {
         assert.equal(e.response.data.resourceType, 'OperationOutcome');
     }
 });
+
+// ---- search and paging (issue 3) ----
+
+/** Walks a search with client.nextPage until there is no next page; returns the pages. */
+async function nextPages(first) {
+    const pages = [first];
+    for (let page = first; pages.length < 50; ) {
+        page = await client.nextPage({ bundle: page });
+        if (!page) return pages;
+        assert.equal(page.type, 'searchset');
+        pages.push(page);
+    }
+    assert.fail('more than 50 pages');
+}
+
+const matchIds = (b) => (b.entry || []).filter((e) => e.search?.mode === 'match').map((e) => e.resource.id);
+const includeRefs = (b) =>
+    (b.entry || []).filter((e) => e.search?.mode === 'include').map((e) => `${e.resource.resourceType}/${e.resource.id}`);
+
+it('search with a date range, _sort and _include; nextPage to the end and prevPage back to the start', async () => {
+    const sched = await client.create({ resourceType: 'Schedule', body: sample('Schedule') });
+    const made = [];
+    for (let i = 0; i < 12; i++) {
+        const start = new Date(Date.UTC(2035, 0, 2, 8, 0) + ((i * 5) % 12) * 15 * 60_000);
+        const end = new Date(start.getTime() + 15 * 60_000);
+        const body = sample('Slot', {
+            schedule: { reference: `Schedule/${sched.id}` },
+            start: start.toISOString().replace('.000Z', 'Z'),
+            end: end.toISOString().replace('.000Z', 'Z'),
+        });
+        made.push(await client.create({ resourceType: 'Slot', body }));
+    }
+    // one outside the range
+    await client.create({
+        resourceType: 'Slot',
+        body: sample('Slot', { schedule: { reference: `Schedule/${sched.id}` }, start: '2035-01-03T08:00:00Z', end: '2035-01-03T08:15:00Z' }),
+    });
+    const byStart = [...made].sort((a, b) => a.start.localeCompare(b.start)).map((s) => s.id);
+
+    const first = await client.search({
+        resourceType: 'Slot',
+        searchParams: {
+            schedule: `Schedule/${sched.id}`,
+            start: ['ge2035-01-02', 'lt2035-01-03'],
+            _sort: 'start',
+            _include: 'Slot:schedule',
+            _count: 5,
+        },
+    });
+    assert.equal(first.type, 'searchset');
+    assert.equal(first.total, 12);
+    assert.equal(await client.prevPage({ bundle: first }), undefined, 'no previous page before the first');
+    const pages = await nextPages(first);
+    assert.equal(pages.length, 3);
+    assert.deepEqual(pages.map((p) => matchIds(p).length), [5, 5, 2]);
+    assert.deepEqual(pages.flatMap(matchIds), byStart, 'nextPage walks the matches in start order, each once');
+    for (const p of pages) assert.deepEqual(includeRefs(p), [`Schedule/${sched.id}`], 'each page includes the Schedule once');
+
+    // and back with prevPage
+    const back = [pages[pages.length - 1]];
+    for (let page = back[0]; ; ) {
+        page = await client.prevPage({ bundle: page });
+        if (!page) break;
+        back.push(page);
+        assert.ok(back.length <= 10, 'prevPage ends');
+    }
+    assert.equal(back.length, 3);
+    assert.deepEqual(back.reverse().flatMap(matchIds), byStart, 'prevPage walks back over the same pages');
+});
+
+it('POST _search (postSearch) with chaining, then nextPage', async () => {
+    const family = `Kit${uniq('').replace(/[^a-f]/g, '')}chain`;
+    const prac = await client.create({ resourceType: 'Practitioner', body: sample('Practitioner', { name: [{ family }] }) });
+    const made = [];
+    for (let i = 0; i < 3; i++) {
+        const body = sample('Appointment', {
+            participant: [{ actor: { reference: `Practitioner/${prac.id}` }, status: 'accepted' }],
+        });
+        made.push((await client.create({ resourceType: 'Appointment', body })).id);
+    }
+    const first = await client.search({
+        resourceType: 'Appointment',
+        searchParams: { 'practitioner.name': family, _count: 2 },
+        options: { postSearch: true },
+    });
+    assert.equal(first.total, 3);
+    const pages = await nextPages(first);
+    assert.equal(pages.length, 2);
+    const seen = pages.flatMap(matchIds);
+    assert.deepEqual([...seen].sort(), [...made].sort());
+});
+
+it('_revinclude and _has through the client', async () => {
+    const hs = await client.create({ resourceType: 'HealthcareService', body: sample('HealthcareService') });
+    const prac = await client.create({ resourceType: 'Practitioner', body: sample('Practitioner') });
+    const role = await client.create({
+        resourceType: 'PractitionerRole',
+        body: sample('PractitionerRole', {
+            practitioner: { reference: `Practitioner/${prac.id}` },
+            healthcareService: [{ reference: `HealthcareService/${hs.id}` }],
+        }),
+    });
+    const has = await client.search({
+        resourceType: 'Practitioner',
+        searchParams: { '_has:PractitionerRole:practitioner:service': `HealthcareService/${hs.id}`, _revinclude: 'PractitionerRole:practitioner' },
+    });
+    assert.equal(has.total, 1);
+    assert.deepEqual(matchIds(has), [prac.id]);
+    assert.deepEqual(includeRefs(has), [`PractitionerRole/${role.id}`]);
+});
+
+it('_summary=count and _elements through the client', async () => {
+    const value = uniq('kitsum');
+    for (let i = 0; i < 3; i++) await client.create({ resourceType: 'Patient', body: patientWithIdentifier(SYS, value) });
+    const count = await client.search({ resourceType: 'Patient', searchParams: { identifier: `${SYS}|${value}`, _summary: 'count' } });
+    assert.equal(count.total, 3);
+    assert.equal((count.entry || []).length, 0);
+    const el = await client.search({ resourceType: 'Patient', searchParams: { identifier: `${SYS}|${value}`, _elements: 'gender' } });
+    assert.equal(el.total, 3);
+    for (const e of el.entry) {
+        assert.equal(e.resource.gender, 'female');
+        assert.equal(e.resource.name, undefined);
+        assert.ok(e.resource.meta.tag.some((t) => t.code === 'SUBSETTED'));
+    }
+});
