@@ -179,6 +179,18 @@ static size_t split_values(const char *value, char ***parts)
     return n;
 }
 
+/* split_values keeps "\|" for token splitting; string and uri values mean a plain '|'. */
+static void unescape_bars(char *v)
+{
+    char *d = v;
+    for (const char *p = v; *p != '\0'; ++p) {
+        if (*p == '\\' && p[1] == '|')
+            ++p;
+        *d++ = *p;
+    }
+    *d = '\0';
+}
+
 static void free_values(char **values, size_t n)
 {
     for (size_t i = 0; i != n; ++i)
@@ -553,6 +565,9 @@ static int value_condition(builder_t *b, util_buf_t *out, const char *alias, con
             return fhir_outcome_fail(b->oo, 400, "value", NULL, "search parameter %s has an empty value", param->code);
         }
     }
+    if (param->search_type == FHIR_SEARCH_STRING || param->search_type == FHIR_SEARCH_URI)
+        for (size_t i = 0; i != n; ++i)
+            unescape_bars(values[i]);
     int ret = COND_OK;
     const char *type_modifier = NULL;
     switch (param->search_type) {
@@ -1031,6 +1046,9 @@ static int parse_control(fhir_search_t *s, const char *name, const char *value, 
         free(*cursor);
         *cursor = util_xstrdup(value);
     } else if (strcmp(name, "_sort") == 0) {
+        size_t n = strlen(value);
+        if (n == 0 || value[0] == ',' || value[n - 1] == ',' || strstr(value, ",,") != NULL)
+            return fhir_outcome_fail(oo, 400, "value", NULL, "_sort takes a comma-separated list of parameters, not \"%s\"", value);
         free(*sort);
         *sort = util_xstrdup(value);
     } else if (strcmp(name, "_total") == 0) {
