@@ -307,6 +307,13 @@ const ROWS = {
         ['name=Bakker', ['prac-1']],
         ['name=jose', ['prac-1']],
         ['name=JOSÉ', ['prac-1']],
+        ['name=Jose\u0301', ['prac-1']],
+        // SQL LIKE wildcards are plain characters
+        ['name=%', []],
+        ['name=_ak', []],
+        ['name:contains=%', []],
+        ['name:contains=_', []],
+        ["name=' OR 1=1 --", []],
         ['name=maria', ['prac-1']],
         ['name=dr', ['prac-1']],
         ['name=phd', ['prac-1']],
@@ -448,6 +455,8 @@ const ROWS = {
         ['given=san', ['pat-2']],
         ['given=garcia', []],
         ['given=jose,ole', ['pat-1', 'pat-5']],
+        ['identifier=T-00%', []],
+        ['identifier=T-00_', []],
         // date, Patient.birthDate (pat-3 has year precision: 1980; pat-4 has none)
         ['birthdate=1980', ['pat-1', 'pat-3']],
         ['birthdate=1980-05', ['pat-1']],
