@@ -1068,6 +1068,11 @@ describe('unknown parameters', () => {
         const oo = expectOutcome(res, 400);
         assert.match(outcomeText(oo), /foo-bar/, 'the outcome names the parameter');
     });
+    test('Prefer with several preferences (return=representation, handling=strict): 400', async () => {
+        const res = await get('/Patient?family=bakker&foo-bar=1', { Prefer: 'return=representation, handling=strict' });
+        const oo = expectOutcome(res, 400);
+        assert.match(outcomeText(oo), /foo-bar/, 'the outcome names the parameter');
+    });
     test('Prefer: handling=strict with only known parameters: 200', async () => {
         const b = checkSearchset(await get('/Patient?family=bakker', { Prefer: 'handling=strict' }));
         assert.deepEqual(ids(b), ['pat-2', 'pat-5']);
