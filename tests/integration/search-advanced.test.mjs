@@ -632,7 +632,7 @@ describe('keyset paging', () => {
         assert.deepEqual(pages.flatMap(ordered), made.map((s) => s.id).reverse());
     });
 
-    it('a tampered, truncated or made-up _cursor: 400', async () => {
+    it('a garbled, truncated or made-up _cursor: 400', async () => {
         const sched = await create(server, sample('Schedule'));
         for (let i = 0; i < 3; i++) await create(server, slot(sched, Date.UTC(2033, 2, 1, 9 + i)));
         const first = await search(`/Slot?schedule=${ref(sched)}&_sort=start&_count=1`);
@@ -664,6 +664,33 @@ describe('keyset paging', () => {
         }
         // the untouched link still works
         expectStatus(await fhir(server, 'GET', next), 200);
+    });
+
+    it('an altered but well-formed _cursor, and a cursor of a search with another _sort: 400', async () => {
+        const sched = await create(server, sample('Schedule'));
+        for (let i = 0; i < 3; i++) await create(server, slot(sched, Date.UTC(2033, 2, 2, 9 + i)));
+        const first = await search(`/Slot?schedule=${ref(sched)}&_sort=start&_count=1`);
+        const u = new URL(link(first, 'next'));
+        const cursor = u.searchParams.get('_cursor');
+        // one character near the end changed to the next one of its own alphabet (hex or base64), so that the
+        // cursor still decodes: only a server that authenticates its cursors can tell
+        const HEX = '0123456789abcdef';
+        const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+        const alphabet = /^[0-9a-f]+$/.test(cursor) ? HEX : B64;
+        const at = cursor.length - 5;
+        const c = cursor[at];
+        const altered = cursor.slice(0, at) + alphabet[(alphabet.indexOf(c) + 1) % alphabet.length] + cursor.slice(at + 1);
+        assert.notEqual(altered, cursor);
+        u.searchParams.set('_cursor', altered);
+        let res = await fhir(server, 'GET', u.toString());
+        expectOutcome(res, 400);
+        assert.match(JSON.stringify(res.json), /_cursor/);
+
+        // the same cursor on a search sorted differently
+        const other = new URL(`${server.base}/Slot?schedule=${ref(sched)}&_count=1`);
+        other.searchParams.set('_cursor', cursor);
+        res = await fhir(server, 'GET', other.toString());
+        expectOutcome(res, 400);
     });
 });
 
