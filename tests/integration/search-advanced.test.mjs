@@ -238,7 +238,7 @@ describe('reverse chaining (_has)', () => {
 // ---------------------------------------------------------------------------------------------------------------
 
 describe('_include and _revinclude', () => {
-    /** A Practitioner, a Schedule of theirs with three Slots, and an empty Schedule. */
+    /** A Practitioner and a Schedule of theirs with three Slots. */
     async function scheduleWithSlots() {
         const prac = await create(server, sample('Practitioner', { name: [{ family: word('inc') }] }));
         const sched = await create(server, sample('Schedule', { actor: [{ reference: ref(prac) }] }));

@@ -262,6 +262,8 @@ const arr = (...xs) => `ARRAY[${xs.map(lit).join(', ')}]::text[]`;
 /** src/fhir/search.c's date conditions for prefixed values on sp_date. */
 const dateGe = (v) => `(r.sp_date && tstzrange(upper(fhir_date_range(${lit(v)})), NULL) OR r.sp_date <@ fhir_date_range(${lit(v)}))`;
 const dateLt = (v) => `r.sp_date && tstzrange(NULL, lower(fhir_date_range(${lit(v)})))`;
+/** The redundant window search.c adds for a ge/lt pair, so that the planner estimates one range, not two halves. */
+const dateWindow = (lo, hi) => `r.sp_date && fhir_window(lower(fhir_date_range(${lit(lo)})), lower(fhir_date_range(${lit(hi)})))`;
 
 function handBuilt(type, conditions, count) {
     const where = `r.res_type = ${lit(type)} AND NOT r.deleted AND ${conditions.join(' AND ')}`;
@@ -286,7 +288,13 @@ const HOT = [
                      AND body::jsonb ->> 'status' = 'free'`,
         sql: handBuilt(
             'Slot',
-            [`r.sp_tokens && ${arr('schedule=Schedule/scale-sched-7')}`, dateGe('2034-01-15'), dateLt('2034-01-16'), `(r.sp_tokens && ${arr('status=free')})`],
+            [
+                `r.sp_tokens && ${arr('schedule=Schedule/scale-sched-7')}`,
+                dateGe('2034-01-15'),
+                dateLt('2034-01-16'),
+                `(r.sp_tokens && ${arr('status=free')})`,
+                dateWindow('2034-01-15', '2034-01-16'),
+            ],
             50,
         ),
     },
@@ -315,6 +323,7 @@ const HOT = [
                 dateGe('2034-01-10'),
                 dateLt('2034-01-17'),
                 `(r.sp_tokens && ${arr('status=booked')})`,
+                dateWindow('2034-01-10', '2034-01-17'),
             ],
             50,
         ),
