@@ -410,6 +410,7 @@ const ROWS = {
         ['address-city=amster', ['prac-1']],
         ['address-city=ROTTERDAM', ['prac-2']],
         ['address-city=keizers', []],
+        ['address-city:contains=DAM', ['prac-1', 'prac-2']],
         ['address-city:exact=Rotterdam', ['prac-2']],
         ['address-city:missing=true', ['prac-3', 'prac-4']],
         // token, CodeableConcept
@@ -673,6 +674,8 @@ const ROWS = {
         ['near=52.0907|5.1214|5|km', ['loc-2']],
         ['near=0|0|10|km', []],
         ['near=52.3676|4.9041|1|km&status=inactive', ['loc-3']],
+        ['near=52.3676|4.9041|1|km&near=52.3702|4.8952|0.1|km', ['loc-3']],
+        ['near=52.3676|4.9041|0.5|km,52.0907|5.1214|1|km', ['loc-1', 'loc-2']],
     ],
 
     HealthcareService: [
@@ -861,6 +864,7 @@ const ROWS = {
         ['actor={base}/Patient/pat-2', ['appt-2']],
         [`actor:identifier=${BSN}|999999990`, ['appt-3']],
         [`actor:identifier=${BSN}|111222333`, []],
+        ['actor:identifier=999999990', ['appt-3']],
         ['actor=Patient/pat-9', []],
         ['actor=Patient/pat-1&actor=Location/loc-2', ['appt-4']],
         ['practitioner=Practitioner/prac-1', ['appt-1']],
@@ -1134,6 +1138,13 @@ describe('unknown modifiers and malformed values: 400 naming the parameter', () 
         ['/Slot?status=', 'status'],
         ['/Slot?start=', 'start'],
         ['/Patient?_lastUpdated=xx2020', '_lastUpdated'],
+        ['/Slot?start=2026-11-22T10:00:00+0100', 'start'],
+        ['/Slot?start=2026-1-22', 'start'],
+        ['/Patient?birthdate=1980-05-01T', 'birthdate'],
+        ['/Location?near=52.3676|4.9041|-1|km', 'near'],
+        ['/Location?near=52.3676|200|1|km', 'near'],
+        ['/Patient?family:exact:contains=bakker', 'family'],
+        ['/Patient?gender:Patient=male', 'gender'],
         ['/Patient?_count=abc', '_count'],
         // modifiers that exist, but not for the parameter's type
         ['/Patient?family:not=bakker', 'family'],
