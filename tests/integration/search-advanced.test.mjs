@@ -138,6 +138,21 @@ describe('chaining', () => {
         assert.equal((await search(`/Appointment?practitioner.identifier=${enc(v1)}`)).total, 0);
     });
 
+    it('a chain without a type modifier searches every target type that has the parameter: actor.name', async () => {
+        const name = word('chany');
+        const prac = await create(server, sample('Practitioner', { name: [{ family: name }] }));
+        const loc = await create(server, sample('Location', { name: `${name} room` }));
+        const pat = await create(server, sample('Patient', { name: [{ family: name }] }));
+        const other = await create(server, sample('Practitioner', { name: [{ family: word('chany') }] }));
+        const a1 = await create(server, appointment([prac]));
+        const a2 = await create(server, appointment([loc, other]));
+        const a3 = await create(server, appointment([pat]));
+        await create(server, appointment([other]));
+        assert.deepEqual(ids(await search(`/Appointment?actor.name=${name}`)), sorted([a1.id, a2.id, a3.id]));
+        assert.deepEqual(ids(await search(`/Appointment?actor:Location.name=${name}`)), [a2.id]);
+        assert.deepEqual(ids(await search(`/Appointment?location.name=${name}`)), [a2.id]);
+    });
+
     it('two levels: Slot?schedule.actor:Practitioner.name, and no match', async () => {
         const fam = word('chtwo');
         const prac = await create(server, sample('Practitioner', { name: [{ family: fam }] }));
