@@ -389,6 +389,18 @@ describe('_include and _revinclude', () => {
         assert.deepEqual(included(b2), [ref(wanted === p1 ? p2 : p1)]);
     });
 
+    it('_summary=count and _count=0 include nothing; a deleted Slot is not revincluded', async () => {
+        const { sched, slots } = await scheduleWithSlots();
+        for (const p of ['_summary=count', '_count=0']) {
+            const b = await search(`/Slot?schedule=${ref(sched)}&_include=Slot:schedule&${p}`);
+            assert.equal(b.total, 3, p);
+            assert.equal((b.entry || []).filter((e) => e.search?.mode !== 'outcome').length, 0, `${p}: no entries`);
+        }
+        expectStatus(await fhir(server, 'DELETE', `/Slot/${slots[1].id}`), [200, 204]);
+        const b = await search(`/Schedule?_id=${sched.id}&_revinclude=Slot:schedule`);
+        assert.deepEqual(included(b), sorted([ref(slots[0]), ref(slots[2])]));
+    });
+
     it('an unknown include parameter: 400 under handling=strict', async () => {
         const res = await fhir(server, 'GET', `/Slot?_include=Slot:nosuchparam`, { headers: { Prefer: 'handling=strict' } });
         expectOutcome(res, 400);
@@ -651,6 +663,30 @@ describe('keyset paging', () => {
             assert.deepEqual(backSeen, seen.slice(0, backSeen.length), `_sort=${sortKey}: previous pages hold the same rows in the same order`);
             assert.equal(backSeen.length, seen.length - matches(pages[pages.length - 1]).length);
         }
+    });
+
+    it('paging on _lastUpdated, on a string key with ties, and on a date some rows lack: every row once', async () => {
+        const v = uniq('pgk');
+        const fam = word('pgk');
+        const made = [];
+        for (let i = 0; i < 7; i++) {
+            const extra = { name: [{ family: `${fam}${'abc'[i % 3]}` }] };
+            if (i % 3 !== 1) extra.birthDate = `19${50 + i}-01-01`;
+            made.push(await create(server, patientWithIdentifier(SYS, v, extra)));
+        }
+        const all = sorted(made.map((p) => p.id));
+        for (const key of ['_lastUpdated', '-_lastUpdated', 'family', '-family,_id', 'birthdate', '-birthdate']) {
+            const first = await search(`/Patient?identifier=${enc(`${SYS}|${v}`)}&_sort=${key}&_count=2`);
+            assert.equal(first.total, 7);
+            const pages = await walk(first, 'next');
+            const seen = pages.flatMap(ordered);
+            assert.equal(pages.length, 4, `_sort=${key}: 4 pages`);
+            assert.deepEqual(sorted(seen), all, `_sort=${key}: every row once (${JSON.stringify(seen)})`);
+            const one = await search(`/Patient?identifier=${enc(`${SYS}|${v}`)}&_sort=${key}&_count=100`);
+            assert.deepEqual(seen, ordered(one), `_sort=${key}: pages follow the order of one big page`);
+        }
+        const lu = ordered(await search(`/Patient?identifier=${enc(`${SYS}|${v}`)}&_sort=_lastUpdated&_count=100`));
+        assert.deepEqual(lu, made.map((p) => p.id), '_lastUpdated ascending is creation order');
     });
 
     it('POST _search pages the same way, and its links are GET-able', async () => {
