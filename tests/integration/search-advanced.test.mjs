@@ -389,6 +389,29 @@ describe('_include and _revinclude', () => {
         assert.deepEqual(included(b2), [ref(wanted === p1 ? p2 : p1)]);
     });
 
+    it(':iterate follows a chain to its end and stops on a cycle', async () => {
+        // site <- building <- floor <- room, and two Locations that are part of each other
+        const site = await create(server, sample('Location', { name: word('itsite') }));
+        const building = await create(server, sample('Location', { name: word('itb'), partOf: { reference: ref(site) } }));
+        const floor = await create(server, sample('Location', { name: word('itf'), partOf: { reference: ref(building) } }));
+        const room = await create(server, sample('Location', { name: word('itr'), partOf: { reference: ref(floor) } }));
+        let b = await search(`/Location?_id=${room.id}&_include:iterate=Location:partof`);
+        assert.deepEqual(ids(b), [room.id]);
+        assert.deepEqual(included(b), sorted([ref(floor), ref(building), ref(site)]));
+        b = await search(`/Location?_id=${room.id}&_include=Location:partof`);
+        assert.deepEqual(included(b), [ref(floor)], 'without :iterate one step only');
+        b = await search(`/Location?_id=${site.id}&_revinclude:iterate=Location:partof`);
+        assert.deepEqual(included(b), sorted([ref(building), ref(floor), ref(room)]));
+
+        const x = await create(server, sample('Location', { name: word('itx') }));
+        const y = await create(server, sample('Location', { name: word('ity'), partOf: { reference: ref(x) } }));
+        expectStatus(await fhir(server, 'PUT', `/Location/${x.id}`, { body: { ...x, meta: undefined, partOf: { reference: ref(y) } } }), 200);
+        b = await search(`/Location?_id=${x.id}&_include:iterate=Location:partof`);
+        assert.deepEqual(ids(b), [x.id]);
+        assert.deepEqual(included(b), [ref(y)], 'a cycle: the match is not included again');
+        assertNoDuplicateEntries(b);
+    });
+
     it('_summary=count and _count=0 include nothing; a deleted Slot is not revincluded', async () => {
         const { sched, slots } = await scheduleWithSlots();
         for (const p of ['_summary=count', '_count=0']) {
