@@ -712,6 +712,28 @@ describe('keyset paging', () => {
         assert.deepEqual(lu, made.map((p) => p.id), '_lastUpdated ascending is creation order');
     });
 
+    it('a system-level search (_type) pages across types: every resource once', async () => {
+        const code = uniq('systag');
+        const tag = { meta: { tag: [{ system: SYS, code }] } };
+        const made = [];
+        for (let i = 0; i < 3; i++) {
+            made.push(await create(server, sample('Patient', tag)));
+            made.push(await create(server, sample('Practitioner', tag)));
+        }
+        const want = sorted(made.map(ref));
+        for (const extra of ['', '&_sort=-_lastUpdated']) {
+            const first = checkSearchset(await fhir(server, 'GET', `?_type=Patient,Practitioner&_tag=${enc(`${SYS}|${code}`)}&_count=4${extra}`));
+            assert.equal(first.total, 6);
+            const pages = await walk(first, 'next');
+            assert.equal(pages.length, 2);
+            const seen = pages.flatMap((p) => matches(p).map((e) => ref(e.resource)));
+            assert.deepEqual(sorted(seen), want, `every resource once${extra}`);
+            if (extra) assert.deepEqual(seen, [...made].reverse().map(ref), 'newest first across types');
+            const back = await walk(pages[1], 'previous');
+            assert.deepEqual(matches(back[1]).map((e) => ref(e.resource)), seen.slice(0, 4), 'previous gives the first page back');
+        }
+    });
+
     it('POST _search pages the same way, and its links are GET-able', async () => {
         const sched = await create(server, sample('Schedule'));
         const made = [];
