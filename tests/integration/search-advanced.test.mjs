@@ -939,6 +939,19 @@ describe('_total, _count, _summary, _elements', () => {
                 assert.equal(r[gone], undefined, `${gone} removed`);
             }
         }
+        // the next page keeps _elements, _summary and _total
+        let page = await search(`${q}&_elements=gender&_count=2&_total=none`, { total: false });
+        for (let n = 0; link(page, 'next'); n++) {
+            assert.ok(n < 5);
+            page = checkSearchset(await fhir(server, 'GET', link(page, 'next')), { total: false });
+            assert.equal(page.total, undefined, 'next page keeps _total=none');
+            for (const { resource: r } of matches(page)) {
+                assert.ok(hasSubsetted(r) && r.gender && r.name === undefined, 'next page keeps _elements');
+            }
+        }
+        page = await search(`${q}&_summary=text&_count=2`);
+        page = checkSearchset(await fhir(server, 'GET', link(page, 'next')));
+        for (const { resource: r } of matches(page)) assert.ok(hasSubsetted(r) && r.text && r.name === undefined, 'next page keeps _summary');
         // Slot: schedule, status, start and end are mandatory (1..1) and stay
         const sched = await create(server, sample('Schedule'));
         const s = await create(server, slot(sched, '2033-04-01T09:00:00Z', { comment: 'bring forms', serviceType: [{ text: 'x' }] }));
