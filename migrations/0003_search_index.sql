@@ -27,6 +27,21 @@ CREATE INDEX resource_sp_tokens ON resource USING gin (sp_tokens);
 CREATE INDEX resource_sp_text ON resource USING gin (sp_text gin_trgm_ops);
 CREATE INDEX resource_sp_date ON resource USING gist (sp_date);
 
+-- The range from the start of one date value to the end of another (a NULL side is unbounded); never fails, so a
+-- Period that ends before it starts (or an unreadable value) cannot make a write fail.
+CREATE FUNCTION fhir_period_range(lo_text text, hi_text text) RETURNS tstzrange
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+DECLARE
+    lo timestamptz := lower(fhir_date_range(lo_text));
+    hi timestamptz := upper(fhir_date_range(hi_text));
+BEGIN
+    IF lo IS NOT NULL AND hi IS NOT NULL AND lo > hi THEN
+        RETURN tstzrange(hi, lo, '[)');
+    END IF;
+    RETURN tstzrange(lo, hi, '[)');
+END
+$$;
+
 -- The columns of an extracted index document ({"v":version,"t":[...],"s":"...","d":["lo","hi"],"o":{...},
 -- "g":[lat,lon]}), computed once so that fhir_write() can store a row in one INSERT/UPDATE.
 CREATE FUNCTION fhir_index_row(p_index jsonb, OUT v smallint, OUT tokens text[], OUT txt text, OUT during tstzrange,
@@ -35,9 +50,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT (p_index ->> 'v')::smallint,
            ARRAY(SELECT jsonb_array_elements_text(coalesce(p_index -> 't', '[]'))),
            coalesce(p_index ->> 's', ''),
-           CASE WHEN p_index ? 'd' THEN
-               tstzrange(lower(fhir_date_range(p_index -> 'd' ->> 0)), upper(fhir_date_range(p_index -> 'd' ->> 1)), '[)')
-           END,
+           CASE WHEN p_index ? 'd' THEN fhir_period_range(p_index -> 'd' ->> 0, p_index -> 'd' ->> 1) END,
            coalesce(p_index -> 'o', '{}'),
            CASE WHEN p_index ? 'g' THEN point((p_index -> 'g' ->> 1)::float8, (p_index -> 'g' ->> 0)::float8) END
 $$;
@@ -70,6 +83,14 @@ CREATE FUNCTION fhir_approx_range(p tstzrange) RETURNS tstzrange
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT tstzrange(lower(p) - abs(extract(epoch FROM lower(p) - now())) * 0.1 * interval '1 second',
                      upper(p) + abs(extract(epoch FROM upper(p) - now())) * 0.1 * interval '1 second', '[)')
+$$;
+
+-- The window [lo, hi) that a date search bounded below and above must overlap; unbounded when the bounds cross (a
+-- long period can still match both). Added as a redundant condition so that the planner sees one narrow range
+-- instead of two independent half-lines, whose product it would overestimate.
+CREATE FUNCTION fhir_window(lo timestamptz, hi timestamptz) RETURNS tstzrange
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN lo < hi THEN tstzrange(lo, hi, '[)') ELSE tstzrange(NULL, NULL) END
 $$;
 
 -- Old signature (no index document) is replaced: every writer now hands over the extracted search index.

@@ -337,13 +337,21 @@ typedef struct {
     const char *unknown; /* the parameter that was not understood (for the warning) */
 } builder_t;
 
-/* The parameter `code` as every one of `types` defines it, all of the same search type; NULL if any lacks it. */
+static bool is_column(const fhir_search_param_t *p)
+{
+    return p->element == FHIR_EL_ID || p->element == FHIR_EL_LAST_UPDATED;
+}
+
+/*
+ * The parameter `code` as every one of `types` defines it, all of the same search type; NULL if any lacks it. The
+ * element kinds may differ (Practitioner.name is a HumanName, Location.name a string): both are searched the same way.
+ */
 static const fhir_search_param_t *param_for(const char *const *types, size_t ntypes, const char *code)
 {
     const fhir_search_param_t *first = NULL;
     for (size_t i = 0; i != ntypes; ++i) {
         const fhir_search_param_t *p = fhir_search_param_find(types[i], code);
-        if (p == NULL || (first != NULL && (p->search_type != first->search_type || p->element != first->element)))
+        if (p == NULL || (first != NULL && (p->search_type != first->search_type || is_column(p) != is_column(first))))
             return NULL;
         if (first == NULL)
             first = p;
@@ -1210,6 +1218,8 @@ int fhir_search_build(fhir_search_t *s, const char *type, const char *query, siz
         util_buf_printf(&where, "r.res_type = ANY($%d::text[]) AND NOT r.deleted", array_param(s, &a));
     }
     builder_t b = {.s = s, .oo = oo};
+    int window_lo = 0, window_hi = 0; /* bounds of one-valued date clauses on sp_date, see below */
+    const char *window_code = NULL, *window_lo_side = NULL, *window_hi_side = NULL;
     for (size_t i = 0; i != npairs; ++i) {
         const char *n = pairs[i].name;
         if (is_control(n) || (type == NULL && strcmp(n, "_type") == 0))
@@ -1233,7 +1243,29 @@ int fhir_search_build(fhir_search_t *s, const char *type, const char *query, siz
         util_buf_puts(&where, " AND ");
         util_buf_append(&where, clause.base, clause.len);
         note_used(s, n, pairs[i].value);
+        /* remember a lower (ge/gt/sa) and an upper (le/lt/eb) bound given as one value on the type's date parameter */
+        const fhir_search_param_t *param = param_for(s->types, s->ntypes, n);
+        if (param != NULL && param->search_type == FHIR_SEARCH_DATE && !is_column(param) && strchr(pairs[i].value, ',') == NULL &&
+            (window_code == NULL || strcmp(window_code, param->code) == 0)) {
+            const char *v = pairs[i].value, *prefix = date_prefix(&v);
+            window_code = param->code;
+            if (strcmp(prefix, "ge") == 0 || strcmp(prefix, "gt") == 0 || strcmp(prefix, "sa") == 0) {
+                window_lo = s->nparams;
+                window_lo_side = strcmp(prefix, "ge") == 0 ? "lower" : "upper";
+            } else if (strcmp(prefix, "le") == 0 || strcmp(prefix, "lt") == 0 || strcmp(prefix, "eb") == 0) {
+                window_hi = s->nparams;
+                window_hi_side = strcmp(prefix, "le") == 0 ? "upper" : "lower";
+            }
+        }
     }
+    /*
+     * start=ge..&start=lt.. : both half-lines imply overlapping the window between them. Stated once more as one
+     * range, it lets the planner estimate a day of Slots as a day, not as the product of two independent halves
+     * (which made it walk the primary key in id order, filtering, instead of using the GIN/GiST indexes).
+     */
+    if (window_lo != 0 && window_hi != 0)
+        util_buf_printf(&where, " AND r.sp_date && fhir_window(%s(fhir_date_range($%d::text)), %s(fhir_date_range($%d::text)))",
+                        window_lo_side, window_lo, window_hi_side, window_hi);
     s->nparams_where = s->nparams;
     util_buf_puts(&s->count_sql, "SELECT count(*) FROM resource r WHERE ");
     util_buf_append(&s->count_sql, where.base, where.len);

@@ -107,6 +107,15 @@ int fhir_search_reindex(const char *dsn, long *done, char *err, size_t errlen)
         if (ret != 0)
             break;
     }
+    /* the planner needs statistics of the new column values before it can choose the search indexes well */
+    if (ret == 0 && *done != 0) {
+        PGresult *res = PQexec(pg, "ANALYZE resource");
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            snprintf(err, errlen, "cannot analyze the re-indexed rows: %s", PQresultErrorMessage(res));
+            ret = -1;
+        }
+        PQclear(res);
+    }
     PQfinish(pg);
     return ret;
 }
