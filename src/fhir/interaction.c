@@ -578,14 +578,17 @@ static char *seed_literal(array_lit_t *a)
     return util_asprintf("{%.*s}", (int)a->buf.len, a->buf.base != NULL ? a->buf.base : "");
 }
 
-/* Appends one entry; with _summary/_elements the stored body is re-serialised subsetted, otherwise served as stored. */
+/*
+ * Appends one entry. With _summary/_elements a match is re-serialised subsetted; otherwise, and for included
+ * resources (which the client asked for whole, by reference), the stored body is served as it is.
+ */
 static void run_add_entry(fhir_ix_t *ix, const char *type, const char *id, const char *body, size_t len, const char *mode)
 {
     fhir_search_run_t *run = ix->_run;
     fhir_search_t *s = &ix->_search;
     util_buf_printf(&run->entries, "%s{\"fullUrl\":\"%s/%s/%s\",\"resource\":", run->nentries == 0 ? "" : ",", fhir_base_url, type, id);
     char *subset = NULL;
-    if (s->summary != FHIR_SUMMARY_FALSE || s->nelements != 0) {
+    if ((s->summary != FHIR_SUMMARY_FALSE || s->nelements != 0) && strcmp(mode, "match") == 0) {
         json_t *doc = json_loadb(body, len, 0, NULL);
         if (doc != NULL && fhir_subset_apply(doc, s->summary, s->elements, s->nelements) == 0)
             subset = json_dumps(doc, JSON_COMPACT);
