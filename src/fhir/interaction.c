@@ -541,29 +541,40 @@ static void seeds_reset(fhir_search_run_t *run)
     run->seed_types.n = run->seed_ids.n = 0;
 }
 
-/* Records "type/id" as in the Bundle; false if it already was. */
-static bool run_mark_seen(fhir_search_run_t *run, const char *type, const char *id)
+/* Where "type/id" is (or would go) in the sorted `seen` list; true when it is there. */
+static bool run_seen_find(const fhir_search_run_t *run, const char *key, size_t *pos)
 {
-    char *key = util_asprintf("%s/%s", type, id);
     size_t lo = 0, hi = run->nseen;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
         int c = strcmp(run->seen[mid], key);
         if (c == 0) {
-            free(key);
-            return false;
+            *pos = mid;
+            return true;
         }
         if (c < 0)
             lo = mid + 1;
         else
             hi = mid;
     }
+    *pos = lo;
+    return false;
+}
+
+/* Records "type/id" as in the Bundle. */
+static void run_mark_seen(fhir_search_run_t *run, const char *type, const char *id)
+{
+    char *key = util_asprintf("%s/%s", type, id);
+    size_t pos;
+    if (run_seen_find(run, key, &pos)) {
+        free(key);
+        return;
+    }
     if (run->nseen == run->seen_cap)
         run->seen = util_xrealloc(run->seen, (run->seen_cap = run->seen_cap ? run->seen_cap * 2 : 64) * sizeof(*run->seen));
-    memmove(run->seen + lo + 1, run->seen + lo, (run->nseen - lo) * sizeof(*run->seen));
-    run->seen[lo] = key;
+    memmove(run->seen + pos + 1, run->seen + pos, (run->nseen - pos) * sizeof(*run->seen));
+    run->seen[pos] = key;
     ++run->nseen;
-    return true;
 }
 
 static void seed_add(array_lit_t *a, const char *value)
@@ -684,20 +695,11 @@ static void on_included(fhir_ix_t *ix, PGresult *res)
     size_t before = run->nentries;
     for (int i = 0; i != n; ++i) {
         const char *type = PQgetvalue(res, i, 0), *id = PQgetvalue(res, i, 1);
-        char key[160];
-        snprintf(key, sizeof(key), "%s/%s", type, id);
-        bool known = false;
-        for (size_t lo = 0, hi = run->nseen; lo < hi && !known;) {
-            size_t mid = (lo + hi) / 2;
-            int c = strcmp(run->seen[mid], key);
-            known = c == 0;
-            if (c < 0)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        if (!known)
+        char *key = util_asprintf("%s/%s", type, id);
+        size_t pos;
+        if (!run_seen_find(run, key, &pos))
             run_add_entry(ix, type, id, PQgetvalue(res, i, 3), (size_t)PQgetlength(res, i, 3), "include");
+        free(key);
     }
     run->included += (unsigned)(run->nentries - before);
     if ((unsigned)n >= room) {

@@ -376,7 +376,7 @@ static const char *date_prefix(const char **value)
  * One date value against a stored range (`col` is a tstzrange) or a stored instant (`point`), with the search value
  * R = fhir_date_range($n). Written with range operators so that the GiST/btree indexes serve them.
  */
-static void date_condition(builder_t *b, util_buf_t *out, const char *col, bool point, const char *prefix, int n)
+static void date_condition(util_buf_t *out, const char *col, bool point, const char *prefix, int n)
 {
     char r[48];
     snprintf(r, sizeof(r), "fhir_date_range($%d::text)", n);
@@ -415,7 +415,6 @@ static void date_condition(builder_t *b, util_buf_t *out, const char *col, bool 
         util_buf_printf(out, "%s << tstzrange(lower(%s), NULL)", col, r);
     else
         util_buf_printf(out, "%s && fhir_approx_range(%s)", col, r);
-    (void)b;
 }
 
 /* The sp_tokens entries a token value stands for ("code=v", "code=sys|v", "code=|v", "code=sys|"). */
@@ -520,7 +519,7 @@ static void text_condition(builder_t *b, util_buf_t *out, const char *alias, con
 /* `near=latitude|longitude|distance|units` (distance defaults to 50 km; units km, m, mi or [mi_i]). */
 static int near_condition(builder_t *b, util_buf_t *out, const char *alias, const char *value)
 {
-    char *parts[4] = {NULL, NULL, NULL, NULL}, *copy = util_xstrdup(value), *save = NULL;
+    char *parts[4] = {NULL, NULL, NULL, NULL}, *copy = util_xstrdup(value);
     size_t n = 0;
     for (char *p = copy; n < 4;) {
         char *bar = strchr(p, '|');
@@ -530,7 +529,6 @@ static int near_condition(builder_t *b, util_buf_t *out, const char *alias, cons
         *bar = '\0';
         p = bar + 1;
     }
-    (void)save;
     double lat, lon, dist = 50, factor = 1;
     bool ok = n >= 2 && parse_double(parts[0], &lat) && parse_double(parts[1], &lon) && lat >= -90 && lat <= 90 && lon >= -180 &&
               lon <= 180 && strchr(parts[n - 1], '|') == NULL;
@@ -682,7 +680,7 @@ static int value_condition(builder_t *b, util_buf_t *out, const char *alias, con
             bool point = param->element == FHIR_EL_LAST_UPDATED;
             char col[40];
             snprintf(col, sizeof(col), "%s.%s", alias, point ? "last_updated" : "sp_date");
-            date_condition(b, out, col, point, prefix, add_param(b->s, v));
+            date_condition(out, col, point, prefix, add_param(b->s, v));
         }
         util_buf_puts(out, ")");
         break;
