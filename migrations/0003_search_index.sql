@@ -12,6 +12,14 @@
 
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
 
+-- A secret shared by every server instance on this database: it authenticates what the server hands to clients and
+-- takes back (search paging cursors), so that any instance can verify what another issued.
+CREATE TABLE server_secret (
+    only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    secret   text    NOT NULL
+);
+INSERT INTO server_secret (secret) VALUES (replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''));
+
 ALTER TABLE resource
     ADD COLUMN sp_version smallint NOT NULL DEFAULT 0,
     ADD COLUMN sp_tokens  text[]   NOT NULL DEFAULT '{}',

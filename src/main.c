@@ -88,9 +88,17 @@ static int cmd_serve(util_config_t *cfg)
         fprintf(stderr, "fhirsched serve: %ld resources have an out-of-date search index; run `fhirsched migrate`\n", stale);
         return 1;
     }
+    char *secret;
+    if (store_server_secret(cfg->database_url, &secret, err, sizeof(err)) != 0) {
+        fprintf(stderr, "fhirsched serve: %s\n", err);
+        return 1;
+    }
+    fhir_search_set_cursor_key(secret);
+    free(secret);
     fhir_capability_init(cfg->base_url, FHIRSCHED_VERSION);
     int ret = http_server_run(cfg);
     fhir_capability_dispose();
+    fhir_search_set_cursor_key(NULL);
     return ret;
 }
 

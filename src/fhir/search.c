@@ -5,6 +5,9 @@
  */
 #include <ctype.h>
 #include <math.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <stdlib.h>
 #include <string.h>
 #include "fhir/interaction.h"
@@ -843,6 +846,34 @@ static int sort_key(fhir_search_t *s, const char *key, sort_key_t *out, fhir_out
 
 static const char hex_digits[] = "0123456789abcdef";
 
+/* Cursors are JSON, hex-encoded (URL-safe without another escaping layer), followed by an HMAC tag. */
+#define CURSOR_TAG_BYTES 16
+static char *cursor_key;
+
+void fhir_search_set_cursor_key(const char *key)
+{
+    free(cursor_key);
+    cursor_key = key != NULL ? util_xstrdup(key) : NULL;
+}
+
+static void hex_append(util_buf_t *out, const unsigned char *bytes, size_t len)
+{
+    for (size_t i = 0; i != len; ++i) {
+        char pair[2] = {hex_digits[bytes[i] >> 4], hex_digits[bytes[i] & 15]};
+        util_buf_append(out, pair, 2);
+    }
+}
+
+/* The tag of `text`: HMAC-SHA256 under the server secret, truncated. Without a key (unit tests) a fixed one. */
+static void cursor_tag(const char *text, size_t len, unsigned char tag[CURSOR_TAG_BYTES])
+{
+    const char *key = cursor_key != NULL ? cursor_key : "fhirsched-unkeyed";
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int maclen = 0;
+    HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)text, len, mac, &maclen);
+    memcpy(tag, mac, CURSOR_TAG_BYTES);
+}
+
 char *fhir_search_cursor(const fhir_search_t *s, bool backward, const char *const *keys)
 {
     json_t *arr = json_array();
@@ -851,35 +882,39 @@ char *fhir_search_cursor(const fhir_search_t *s, bool backward, const char *cons
         json_array_append_new(arr, json_string(keys[i]));
     char *text = json_dumps(arr, JSON_COMPACT);
     json_decref(arr);
-    /* hex keeps the cursor URL-safe without a further escaping layer */
-    size_t len = strlen(text);
-    char *out = util_xmalloc(len * 2 + 1);
-    for (size_t i = 0; i != len; ++i) {
-        out[2 * i] = hex_digits[(unsigned char)text[i] >> 4];
-        out[2 * i + 1] = hex_digits[(unsigned char)text[i] & 15];
-    }
-    out[len * 2] = '\0';
+    unsigned char tag[CURSOR_TAG_BYTES];
+    cursor_tag(text, strlen(text), tag);
+    util_buf_t out;
+    util_buf_init(&out);
+    hex_append(&out, (const unsigned char *)text, strlen(text));
+    hex_append(&out, tag, sizeof(tag));
     free(text);
-    return out;
+    char *cursor = util_xstrndup(out.base, out.len);
+    util_buf_dispose(&out);
+    return cursor;
 }
 
-/* Decodes a _cursor into its values (dir, keys..., res_type, id); NULL when it is not one of ours. */
+/* Decodes a _cursor into its values (dir, keys..., res_type, id); NULL when it is not one of ours, or was altered. */
 static json_t *decode_cursor(const char *cursor, size_t nkeys)
 {
     size_t len = strlen(cursor);
-    if (len == 0 || len % 2 != 0 || len > 8192)
+    if (len <= 2 * CURSOR_TAG_BYTES || len % 2 != 0 || len > 8192)
         return NULL;
-    char *text = util_xmalloc(len / 2 + 1);
-    for (size_t i = 0; i != len / 2; ++i) {
+    size_t nbytes = len / 2;
+    unsigned char *bytes = util_xmalloc(nbytes + 1);
+    for (size_t i = 0; i != nbytes; ++i) {
         const char *h1 = strchr(hex_digits, cursor[2 * i]), *h2 = strchr(hex_digits, cursor[2 * i + 1]);
         if (h1 == NULL || h2 == NULL || cursor[2 * i] == '\0' || cursor[2 * i + 1] == '\0') {
-            free(text);
+            free(bytes);
             return NULL;
         }
-        text[i] = (char)((h1 - hex_digits) * 16 + (h2 - hex_digits));
+        bytes[i] = (unsigned char)((h1 - hex_digits) * 16 + (h2 - hex_digits));
     }
-    json_t *arr = json_loadb(text, len / 2, 0, NULL);
-    free(text);
+    size_t textlen = nbytes - CURSOR_TAG_BYTES;
+    unsigned char tag[CURSOR_TAG_BYTES];
+    cursor_tag((const char *)bytes, textlen, tag);
+    json_t *arr = CRYPTO_memcmp(tag, bytes + textlen, CURSOR_TAG_BYTES) == 0 ? json_loadb((const char *)bytes, textlen, 0, NULL) : NULL;
+    free(bytes);
     bool ok = json_is_array(arr) && json_array_size(arr) == nkeys + 3;
     size_t i;
     json_t *v;

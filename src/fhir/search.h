@@ -169,6 +169,8 @@ void fhir_search_dispose(fhir_search_t *search);
  */
 int fhir_search_include_sql(const fhir_search_t *search, bool first_round, const char *types, const char *ids, unsigned limit,
                             util_buf_t *sql, char ***params);
+/** Sets the key that authenticates paging cursors (the database's shared server secret; set once at start-up). */
+void fhir_search_set_cursor_key(const char *key);
 /** The `_cursor` value that continues after (forward) or before (backward) a row's sort keys (caller frees). */
 char *fhir_search_cursor(const fhir_search_t *search, bool backward, const char *const *keys);
 /** Appends `value` as an element of a PostgreSQL array literal (quoted, escaped); the caller adds the braces and commas. */

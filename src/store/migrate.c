@@ -70,6 +70,24 @@ int store_migrate_current(const char *dsn, int *version, char *err, size_t errle
     return ret;
 }
 
+int store_server_secret(const char *dsn, char **secret, char *err, size_t errlen)
+{
+    PGconn *pg = connect_blocking(dsn, err, errlen);
+    if (pg == NULL)
+        return -1;
+    PGresult *res = PQexec(pg, "SELECT secret FROM server_secret");
+    int ret = -1;
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+        *secret = strdup(PQgetvalue(res, 0, 0));
+        ret = *secret != NULL ? 0 : -1;
+    } else {
+        snprintf(err, errlen, "cannot read the server secret: %s", PQresultErrorMessage(res));
+    }
+    PQclear(res);
+    PQfinish(pg);
+    return ret;
+}
+
 int store_migrate_run(const char *dsn, char *err, size_t errlen)
 {
     int ret = -1, current;

@@ -77,6 +77,8 @@ int store_migrations_known(void);
 int store_migrate_run(const char *dsn, char *err, size_t errlen);
 /** Reads the applied schema version (0 when none). -1 with `err` when the database cannot be reached. */
 int store_migrate_current(const char *dsn, int *version, char *err, size_t errlen);
+/** Reads the secret every instance on the database shares (blocking; caller frees *secret). 0, or -1 with err. */
+int store_server_secret(const char *dsn, char **secret, char *err, size_t errlen);
 /** Prepared statement that returns the applied schema version; used by /readyz. */
 #define STORE_STMT_SCHEMA_VERSION "schema_version"
 

@@ -617,6 +617,19 @@ static void test_cursor_round_trip(void **state)
     free(bad);
     free(next);
     free(prev);
+
+    /* cursors are authenticated by the server secret: another instance with the same secret accepts them, others not */
+    fhir_search_set_cursor_key("secret-a");
+    assert_int_equal(build(&s, "Slot", "_sort=-start", true, &oo), 0);
+    char *signed_a = fhir_search_cursor(&s, false, keys);
+    fhir_search_dispose(&s);
+    q = util_asprintf("_sort=-start&_cursor=%s", signed_a);
+    expect_ok("Slot", q, NULL, NULL);
+    fhir_search_set_cursor_key("secret-b");
+    expect_400("Slot", q, "_cursor");
+    fhir_search_set_cursor_key(NULL);
+    free(q);
+    free(signed_a);
     fhir_outcome_dispose(&oo);
 }
 
