@@ -482,7 +482,6 @@ describe('_sort', () => {
             .sort((x, y) => y.name[0].family.localeCompare(x.name[0].family) || x.birthDate.localeCompare(y.birthDate))
             .map((p) => p.id);
         assert.deepEqual(ordered(await search(`/Patient?family=${fam}&_sort=-family,birthdate`)), want2);
-        // repeated _sort parameters are the same as one list? Not specified; a single list is what clients send.
     });
 
     it('_lastUpdated: creation order, and an update moves a resource to the end', async () => {
@@ -962,7 +961,7 @@ describe('_total, _count, _summary, _elements', () => {
         assert.ok(r.schedule && r.status && r.end, 'mandatory elements stay');
         assert.equal(r.comment, undefined);
         assert.equal(r.serviceType, undefined);
-        // included resources are returned whole? The spec leaves it open; at least the matches are subsetted.
+        // (included resources: the spec leaves open whether they are subsetted too, so that is not checked)
     });
 });
 
