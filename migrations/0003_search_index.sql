@@ -71,7 +71,7 @@ DECLARE
 BEGIN
     UPDATE resource r SET sp_version = x.v, sp_tokens = x.tokens, sp_text = x.txt, sp_date = x.during,
                           sp_sort = x.sortkeys, sp_geo = x.geo
-      FROM (SELECT u.t, u.i, (fhir_index_row(u.d)).* FROM unnest(p_types, p_ids, p_indexes) AS u(t, i, d)) AS x
+      FROM (SELECT u.t, u.i, f.* FROM unnest(p_types, p_ids, p_indexes) AS u(t, i, d), LATERAL fhir_index_row(u.d) AS f) AS x
      WHERE r.res_type = x.t AND r.id = x.i;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;

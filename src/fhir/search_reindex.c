@@ -11,8 +11,9 @@
 
 #define REINDEX_BATCH 1000
 
+/* Each batch continues after the previous one's last key, so batches never rescan what is done. */
 static const char stale_rows_sql[] = "SELECT res_type, id, body FROM resource WHERE NOT deleted AND sp_version <> $1::smallint "
-                                     "ORDER BY res_type, id LIMIT " /* batch size appended below */;
+                                     "AND (res_type, id) > ($2::text, $3::text) ORDER BY res_type, id LIMIT " /* batch size */;
 
 static PGconn *connect_or_fail(const char *dsn, char *err, size_t errlen)
 {
@@ -55,9 +56,10 @@ int fhir_search_reindex(const char *dsn, long *done, char *err, size_t errlen)
     snprintf(version, sizeof(version), "%d", FHIR_SEARCH_INDEX_VERSION);
     snprintf(sql, sizeof(sql), "%s%d", stale_rows_sql, REINDEX_BATCH);
     int ret = 0;
+    char *last_type = util_xstrdup(""), *last_id = util_xstrdup("");
     for (;;) {
-        const char *params[] = {version};
-        PGresult *rows = PQexecParams(pg, sql, 1, NULL, params, NULL, NULL, 0);
+        const char *params[] = {version, last_type, last_id};
+        PGresult *rows = PQexecParams(pg, sql, 3, NULL, params, NULL, NULL, 0);
         if (PQresultStatus(rows) != PGRES_TUPLES_OK) {
             snprintf(err, errlen, "cannot read stale rows: %s", PQresultErrorMessage(rows));
             PQclear(rows);
@@ -90,6 +92,10 @@ int fhir_search_reindex(const char *dsn, long *done, char *err, size_t errlen)
         util_buf_puts(&types, "}");
         util_buf_puts(&ids, "}");
         util_buf_puts(&indexes, "}");
+        free(last_type);
+        free(last_id);
+        last_type = util_xstrdup(PQgetvalue(rows, n - 1, 0));
+        last_id = util_xstrdup(PQgetvalue(rows, n - 1, 1));
         PQclear(rows);
         const char *update_params[] = {types.base, ids.base, indexes.base};
         PGresult *res = PQexecParams(pg, "SELECT fhir_reindex($1::text[], $2::text[], $3::jsonb[])", 3, NULL, update_params, NULL,
@@ -107,6 +113,8 @@ int fhir_search_reindex(const char *dsn, long *done, char *err, size_t errlen)
         if (ret != 0)
             break;
     }
+    free(last_type);
+    free(last_id);
     /* the planner needs statistics of the new column values before it can choose the search indexes well */
     if (ret == 0 && *done != 0) {
         PGresult *res = PQexec(pg, "ANALYZE resource");
