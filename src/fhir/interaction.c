@@ -484,12 +484,6 @@ static void history_links(util_buf_t *buf, const char *path, const char *used, u
  * order), the total when the page alone cannot tell it, and rounds of _include/_revinclude seeded with what the
  * Bundle holds so far. The entries are written as they arrive, so no PGresult outlives its callback.
  */
-/* A PostgreSQL array literal being built, without its braces. */
-typedef struct {
-    util_buf_t buf;
-    size_t n;
-} array_lit_t;
-
 struct st_fhir_search_run_t {
     util_buf_t entries;
     size_t nentries;
@@ -497,7 +491,7 @@ struct st_fhir_search_run_t {
     char *next, *previous; /* cursors of the neighbouring pages */
     char **seen;           /* "Type/id" of every entry, sorted */
     size_t nseen, seen_cap;
-    array_lit_t seed_types, seed_ids;
+    store_array_t seed_types, seed_ids; /* seeds of the next include round */
     int round;
     unsigned included;
     util_buf_t sql; /* the statement in flight (total or includes) */
@@ -522,8 +516,8 @@ static void run_destroy(fhir_search_run_t *run)
     run_clear_statement(run);
     util_buf_dispose(&run->sql);
     util_buf_dispose(&run->entries);
-    util_buf_dispose(&run->seed_types.buf);
-    util_buf_dispose(&run->seed_ids.buf);
+    store_array_dispose(&run->seed_types);
+    store_array_dispose(&run->seed_ids);
     for (size_t i = 0; i != run->nseen; ++i)
         free(run->seen[i]);
     free(run->seen);
@@ -534,11 +528,10 @@ static void run_destroy(fhir_search_run_t *run)
 
 static void seeds_reset(fhir_search_run_t *run)
 {
-    util_buf_dispose(&run->seed_types.buf);
-    util_buf_dispose(&run->seed_ids.buf);
-    util_buf_init(&run->seed_types.buf);
-    util_buf_init(&run->seed_ids.buf);
-    run->seed_types.n = run->seed_ids.n = 0;
+    store_array_dispose(&run->seed_types);
+    store_array_dispose(&run->seed_ids);
+    store_array_init(&run->seed_types);
+    store_array_init(&run->seed_ids);
 }
 
 /* Where "type/id" is (or would go) in the sorted `seen` list; true when it is there. */
@@ -577,18 +570,6 @@ static void run_mark_seen(fhir_search_run_t *run, const char *type, const char *
     ++run->nseen;
 }
 
-static void seed_add(array_lit_t *a, const char *value)
-{
-    if (a->n++ != 0)
-        util_buf_puts(&a->buf, ",");
-    fhir_search_array_append(&a->buf, value);
-}
-
-static char *seed_literal(array_lit_t *a)
-{
-    return util_asprintf("{%.*s}", (int)a->buf.len, a->buf.base != NULL ? a->buf.base : "");
-}
-
 /*
  * Appends one entry. With _summary/_elements a match is re-serialised subsetted; otherwise, and for included
  * resources (which the client asked for whole, by reference), the stored body is served as it is.
@@ -613,8 +594,8 @@ static void run_add_entry(fhir_ix_t *ix, const char *type, const char *id, const
     util_buf_printf(&run->entries, ",\"search\":{\"mode\":\"%s\"}}", mode);
     ++run->nentries;
     run_mark_seen(run, type, id);
-    seed_add(&run->seed_types, type);
-    seed_add(&run->seed_ids, id);
+    store_array_add(&run->seed_types, type);
+    store_array_add(&run->seed_ids, id);
 }
 
 /* The link to this search with `cursor` (NULL: the first page). */
@@ -721,7 +702,7 @@ static void search_send_includes(fhir_ix_t *ix)
 {
     fhir_search_run_t *run = ix->_run;
     run_clear_statement(run);
-    char *types = seed_literal(&run->seed_types), *ids = seed_literal(&run->seed_ids);
+    char *types = store_array_literal(&run->seed_types), *ids = store_array_literal(&run->seed_ids);
     unsigned room = fhir_search_limits.max_includes - run->included;
     run->nparams = run->seed_types.n == 0 || room == 0
                        ? 0

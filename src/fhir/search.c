@@ -13,6 +13,7 @@
 #include "fhir/interaction.h"
 #include "fhir/search.h"
 #include "fhir/types.h"
+#include "store/store.h"
 #include "util/fold.h"
 
 /* Chains and _has nest subqueries; this bounds how deep a URL can make them. */
@@ -113,44 +114,12 @@ static int add_param_owned(fhir_search_t *s, char *value)
     return n;
 }
 
-void fhir_search_array_append(util_buf_t *buf, const char *value)
+/* Finishes an array literal into a parameter and returns its number. */
+static int array_param(fhir_search_t *s, store_array_t *a)
 {
-    util_buf_puts(buf, "\"");
-    for (const char *p = value; *p != '\0'; ++p) {
-        if (*p == '"' || *p == '\\')
-            util_buf_append(buf, "\\", 1);
-        util_buf_append(buf, p, 1);
-    }
-    util_buf_puts(buf, "\"");
-}
-
-/* A growing PostgreSQL array literal. */
-typedef struct {
-    util_buf_t buf;
-    size_t n;
-} array_t;
-
-static void array_init(array_t *a)
-{
-    util_buf_init(&a->buf);
-    util_buf_puts(&a->buf, "{");
-    a->n = 0;
-}
-
-static void array_add(array_t *a, const char *value)
-{
-    if (a->n++ != 0)
-        util_buf_puts(&a->buf, ",");
-    fhir_search_array_append(&a->buf, value);
-}
-
-/* Finishes the literal into a parameter and returns its number. */
-static int array_param(fhir_search_t *s, array_t *a)
-{
-    util_buf_puts(&a->buf, "}");
-    int n = add_param(s, a->buf.base);
-    util_buf_dispose(&a->buf);
-    return n;
+    char *literal = store_array_literal(a);
+    store_array_dispose(a);
+    return add_param_owned(s, literal);
 }
 
 /* Splits a parameter value on unescaped commas (FHIR escapes: \, \| \$ \\); '\|' stays escaped for split_token. */
@@ -421,19 +390,19 @@ static void date_condition(util_buf_t *out, const char *col, bool point, const c
 }
 
 /* The sp_tokens entries a token value stands for ("code=v", "code=sys|v", "code=|v", "code=sys|"). */
-static void token_entry(array_t *a, const char *code, const char *value)
+static void token_entry(store_array_t *a, const char *code, const char *value)
 {
     char *system, *c;
     split_token(value, &system, &c);
     char *entry = system == NULL ? util_asprintf("%s=%s", code, c) : util_asprintf("%s=%s|%s", code, system, c);
-    array_add(a, entry);
+    store_array_add(a, entry);
     free(entry);
     free(system);
     free(c);
 }
 
 /* The sp_tokens entry a reference value stands for, or -1 when the value cannot name a target of `param`. */
-static int reference_entry(builder_t *b, array_t *a, const fhir_search_param_t *param, const char *type_modifier, const char *value)
+static int reference_entry(builder_t *b, store_array_t *a, const fhir_search_param_t *param, const char *type_modifier, const char *value)
 {
     char *entry = NULL;
     if (type_modifier != NULL) {
@@ -454,7 +423,7 @@ static int reference_entry(builder_t *b, array_t *a, const fhir_search_param_t *
         entry = util_asprintf("%s=%s", param->code, local != NULL ? local : value);
         free(local);
     }
-    array_add(a, entry);
+    store_array_add(a, entry);
     free(entry);
     return 0;
 }
@@ -479,9 +448,9 @@ static int missing_condition(builder_t *b, util_buf_t *out, const char *alias, c
         util_buf_puts(out, missing ? "false" : "true");
         return COND_OK;
     }
-    array_t a;
-    array_init(&a);
-    array_add(&a, param->code);
+    store_array_t a;
+    store_array_init(&a);
+    store_array_add(&a, param->code);
     util_buf_printf(out, "%s(%s.sp_tokens @> $%d::text[])", missing ? "NOT " : "", alias, array_param(b->s, &a));
     return COND_OK;
 }
@@ -596,31 +565,31 @@ static int value_condition(builder_t *b, util_buf_t *out, const char *alias, con
             break;
         }
         if (param->element == FHIR_EL_ID) {
-            array_t a;
-            array_init(&a);
+            store_array_t a;
+            store_array_init(&a);
             for (size_t i = 0; i != n; ++i)
-                array_add(&a, values[i]);
+                store_array_add(&a, values[i]);
             util_buf_printf(out, "%s(%s.id = ANY($%d::text[]))", strcmp(mod, "not") == 0 ? "NOT " : "", alias, array_param(b->s, &a));
             break;
         }
-        array_t a;
-        array_init(&a);
+        store_array_t a;
+        store_array_init(&a);
         for (size_t i = 0; i != n; ++i) {
             if (param->search_type == FHIR_SEARCH_URI) {
                 char *entry = util_asprintf("%s=%s", param->code, values[i]);
-                array_add(&a, entry);
+                store_array_add(&a, entry);
                 free(entry);
             } else if (strcmp(mod, "of-type") == 0) {
                 /* typeSystem|typeCode|value, stored as written */
                 char *entry = util_asprintf("%s:of-type=%s", param->code, values[i]);
                 if (strchr(values[i], '|') == NULL || strchr(strchr(values[i], '|') + 1, '|') == NULL) {
                     free(entry);
-                    util_buf_dispose(&a.buf);
+                    store_array_dispose(&a);
                     free_values(values, n);
                     return fhir_outcome_fail(b->oo, 400, "value", NULL, "search parameter %s:of-type takes system|code|value",
                                              param->code);
                 }
-                array_add(&a, entry);
+                store_array_add(&a, entry);
                 free(entry);
             } else {
                 token_entry(&a, param->code, values[i]);
@@ -640,8 +609,8 @@ static int value_condition(builder_t *b, util_buf_t *out, const char *alias, con
         break;
     case FHIR_SEARCH_REFERENCE: {
         if (strcmp(mod, "identifier") == 0) {
-            array_t a;
-            array_init(&a);
+            store_array_t a;
+            store_array_init(&a);
             char *code = util_asprintf("%s:identifier", param->code);
             for (size_t i = 0; i != n; ++i)
                 token_entry(&a, code, values[i]);
@@ -656,12 +625,12 @@ static int value_condition(builder_t *b, util_buf_t *out, const char *alias, con
             if (type_modifier == NULL || !fhir_search_param_targets(param, mod))
                 goto BadModifier;
         }
-        array_t a;
-        array_init(&a);
+        store_array_t a;
+        store_array_init(&a);
         for (size_t i = 0; i != n && ret == COND_OK; ++i)
             ret = reference_entry(b, &a, param, type_modifier, values[i]);
         if (ret != COND_OK) {
-            util_buf_dispose(&a.buf);
+            store_array_dispose(&a);
             break;
         }
         util_buf_printf(out, "%s.sp_tokens && $%d::text[]", alias, array_param(b->s, &a));
@@ -776,10 +745,10 @@ static int chain_condition(builder_t *b, util_buf_t *out, const char *alias, con
             int alias_no = ++b->aliases;
             char sub[16];
             snprintf(sub, sizeof(sub), "c%d", alias_no);
-            array_t a;
-            array_init(&a);
+            store_array_t a;
+            store_array_init(&a);
             for (size_t i = 0; i != ntargets; ++i)
-                array_add(&a, targets[i]);
+                store_array_add(&a, targets[i]);
             int pt = array_param(b->s, &a);
             char *prefix = util_asprintf("%s=", code);
             int pp = add_param_owned(b->s, prefix);
@@ -1244,10 +1213,10 @@ int fhir_search_build(fhir_search_t *s, const char *type, const char *query, siz
     if (s->ntypes == 1) {
         util_buf_printf(&where, "r.res_type = $%d::text AND NOT r.deleted", add_param(s, s->types[0]));
     } else {
-        array_t a;
-        array_init(&a);
+        store_array_t a;
+        store_array_init(&a);
         for (size_t i = 0; i != s->ntypes; ++i)
-            array_add(&a, s->types[i]);
+            store_array_add(&a, s->types[i]);
         util_buf_printf(&where, "r.res_type = ANY($%d::text[]) AND NOT r.deleted", array_param(s, &a));
     }
     builder_t b = {.s = s, .oo = oo};

@@ -163,7 +163,7 @@ int fhir_search_build(fhir_search_t *search, const char *type, const char *query
 void fhir_search_dispose(fhir_search_t *search);
 /**
  * The query for one round of includes, seeded with the resources `types[i]/ids[i]` (PostgreSQL array literals, see
- * fhir_search_array_append): the first round applies every _include/_revinclude, later rounds only the :iterate ones.
+ * store_array_literal): the first round applies every _include/_revinclude, later rounds only the :iterate ones.
  * Rows: res_type, id, version_id, body. Returns the number of parameters (0: nothing to include); `params` are
  * malloc'd (free each and the array).
  */
@@ -173,8 +173,6 @@ int fhir_search_include_sql(const fhir_search_t *search, bool first_round, const
 void fhir_search_set_cursor_key(const char *key);
 /** The `_cursor` value that continues after (forward) or before (backward) a row's sort keys (caller frees). */
 char *fhir_search_cursor(const fhir_search_t *search, bool backward, const char *const *keys);
-/** Appends `value` as an element of a PostgreSQL array literal (quoted, escaped); the caller adds the braces and commas. */
-void fhir_search_array_append(util_buf_t *buf, const char *value);
 
 /* ---- URL coding ---- */
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "fhir/search.h"
+#include "store/store.h"
 
 #define REINDEX_BATCH 1000
 
@@ -71,35 +72,35 @@ int fhir_search_reindex(const char *dsn, long *done, char *err, size_t errlen)
             PQclear(rows);
             break;
         }
-        util_buf_t types, ids, indexes;
-        util_buf_init(&types);
-        util_buf_init(&ids);
-        util_buf_init(&indexes);
+        store_array_t types, ids, indexes;
+        store_array_init(&types);
+        store_array_init(&ids);
+        store_array_init(&indexes);
         for (int i = 0; i != n; ++i) {
             const char *type = PQgetvalue(rows, i, 0);
             json_t *doc = json_loadb(PQgetvalue(rows, i, 2), (size_t)PQgetlength(rows, i, 2), 0, NULL);
             /* an unreadable body still gets the current version, so that it is not read again forever */
             char *index = doc != NULL ? fhir_search_index_text(type, doc) : util_asprintf("{\"v\":%d}", FHIR_SEARCH_INDEX_VERSION);
             json_decref(doc);
-            util_buf_puts(&types, i == 0 ? "{" : ",");
-            util_buf_puts(&ids, i == 0 ? "{" : ",");
-            util_buf_puts(&indexes, i == 0 ? "{" : ",");
-            fhir_search_array_append(&types, type);
-            fhir_search_array_append(&ids, PQgetvalue(rows, i, 1));
-            fhir_search_array_append(&indexes, index);
+            store_array_add(&types, type);
+            store_array_add(&ids, PQgetvalue(rows, i, 1));
+            store_array_add(&indexes, index);
             free(index);
         }
-        util_buf_puts(&types, "}");
-        util_buf_puts(&ids, "}");
-        util_buf_puts(&indexes, "}");
         free(last_type);
         free(last_id);
         last_type = util_xstrdup(PQgetvalue(rows, n - 1, 0));
         last_id = util_xstrdup(PQgetvalue(rows, n - 1, 1));
         PQclear(rows);
-        const char *update_params[] = {types.base, ids.base, indexes.base};
+        char *literals[] = {store_array_literal(&types), store_array_literal(&ids), store_array_literal(&indexes)};
+        store_array_dispose(&types);
+        store_array_dispose(&ids);
+        store_array_dispose(&indexes);
+        const char *update_params[] = {literals[0], literals[1], literals[2]};
         PGresult *res = PQexecParams(pg, "SELECT fhir_reindex($1::text[], $2::text[], $3::jsonb[])", 3, NULL, update_params, NULL,
                                      NULL, 0);
+        for (int k = 0; k != 3; ++k)
+            free(literals[k]);
         if (PQresultStatus(res) != PGRES_TUPLES_OK) {
             snprintf(err, errlen, "cannot store search indexes: %s", PQresultErrorMessage(res));
             ret = -1;
@@ -107,9 +108,6 @@ int fhir_search_reindex(const char *dsn, long *done, char *err, size_t errlen)
             *done += atol(PQgetvalue(res, 0, 0));
         }
         PQclear(res);
-        util_buf_dispose(&types);
-        util_buf_dispose(&ids);
-        util_buf_dispose(&indexes);
         if (ret != 0)
             break;
     }

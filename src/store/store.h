@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <libpq-fe.h>
+#include "util/str.h"
 #define H2O_USE_LIBUV 0
 #include <h2o.h>
 
@@ -77,6 +78,21 @@ int store_migrations_known(void);
 int store_migrate_run(const char *dsn, char *err, size_t errlen);
 /** Reads the applied schema version (0 when none). -1 with `err` when the database cannot be reached. */
 int store_migrate_current(const char *dsn, int *version, char *err, size_t errlen);
+/** A PostgreSQL array literal being built, for a text[]/jsonb[] parameter. */
+typedef struct st_store_array_t {
+    util_buf_t buf;
+    size_t n; /* elements so far */
+} store_array_t;
+
+/** Starts an empty literal. */
+void store_array_init(store_array_t *a);
+/** Appends one element, quoted and escaped. */
+void store_array_add(store_array_t *a, const char *value);
+/** The literal so far, "{...}" (caller frees); more elements may still be added. */
+char *store_array_literal(const store_array_t *a);
+/** Frees the literal's buffer. */
+void store_array_dispose(store_array_t *a);
+
 /** Reads the secret every instance on the database shares (blocking; caller frees *secret). 0, or -1 with err. */
 int store_server_secret(const char *dsn, char **secret, char *err, size_t errlen);
 /** Prepared statement that returns the applied schema version; used by /readyz. */
