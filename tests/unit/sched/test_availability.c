@@ -620,6 +620,282 @@ static void test_several_actors(void **state)
     sched_tz_destroy(berlin);
 }
 
+/* The demo clinic (demo/README.md): Dr Eva de Jong works Mon-Thu 08:30-17:00 at a clinic open Mon-Fri 08:00-18:00 and
+ * Sat 09:00-13:00, Amsterdam time; a first consultation is 40 minutes on the default 15-minute grid. */
+static void test_demo_clinic_week(void **state)
+{
+    sched_tz_t *ams = load("Europe/Amsterdam");
+    sched_avail_rule_t eva[] = {hours(SCHED_DAY_MON | SCHED_DAY_TUE | SCHED_DAY_WED | SCHED_DAY_THU, 8, 30, 17, 0)};
+    sched_avail_rule_t clinic[] = {hours(WEEKDAYS, 8, 0, 18, 0), hours(SCHED_DAY_SAT, 9, 0, 13, 0)};
+    sched_avail_set_t p, c;
+    sched_avail_set_init(&p);
+    sched_avail_set_init(&c);
+    /* Monday 2026-11-23 (CET, +1), a full week. */
+    int64_t mon = utc(2026, 11, 23, 0, 0) - HOUR, sun_end = mon + 7 * DAY;
+    assert_int_equal(sched_avail_rules_expand(&p, eva, 1, ams, mon, sun_end), 0);
+    assert_int_equal(sched_avail_rules_expand(&c, clinic, 2, ams, mon, sun_end), 0);
+    const sched_avail_set_t *actors[] = {&p, &c};
+    assert_int_equal(sched_avail_set_intersect_all(&p, actors, 2), 0);
+    assert_int_equal(p.count, 4);
+    assert_int_equal(sched_avail_set_total(&p), 4 * (8 * HOUR + 30 * MIN));
+
+    int64_t starts[256];
+    sched_avail_query_t q = query(40 * MIN, 15);
+    size_t n = find(&p, ams, &q, starts, 256);
+    /* 08:30, 08:45, ... 16:15 (ends 16:55; 16:30 would end 17:10): 32 a day, four days. */
+    assert_int_equal(n, 4 * 32);
+    for (size_t i = 0; i != n; ++i) {
+        int64_t l = sched_tz_utc_to_local(ams, starts[i]);
+        int64_t wall = ((l % DAY) + DAY) % DAY;
+        int wd = sched_civil_weekday(sched_civil_day_of(l));
+        assert_true(wd <= 3); /* Monday .. Thursday, never Friday or Saturday */
+        assert_true(wall >= 8 * HOUR + 30 * MIN);
+        assert_true(wall + 40 * MIN <= 17 * HOUR);
+        assert_int_equal(wall % (15 * MIN), 0);
+        if (i > 0)
+            assert_true(starts[i] > starts[i - 1]);
+    }
+    assert_int_equal(starts[0], utc(2026, 11, 23, 7, 30));
+    assert_int_equal(starts[31], utc(2026, 11, 23, 15, 15));
+    assert_int_equal(starts[n - 1], utc(2026, 11, 26, 15, 15));
+
+    /* The week across the autumn change (Sunday 2026-10-25): the local hours are the same on both sides. */
+    int64_t before = utc(2026, 10, 19, 0, 0) - 2 * HOUR, after = utc(2026, 10, 26, 0, 0) - HOUR;
+    assert_int_equal(sched_avail_rules_expand(&p, eva, 1, ams, before, after + 7 * DAY), 0);
+    assert_int_equal(sched_avail_rules_expand(&c, clinic, 2, ams, before, after + 7 * DAY), 0);
+    assert_int_equal(sched_avail_set_intersect_all(&p, actors, 2), 0);
+    n = find(&p, ams, &q, starts, 256);
+    assert_int_equal(n, 8 * 32);
+    assert_int_equal(starts[0], utc(2026, 10, 19, 6, 30));  /* 08:30 CEST */
+    assert_int_equal(starts[128], utc(2026, 10, 26, 7, 30)); /* 08:30 CET */
+    for (size_t i = 0; i != 128; ++i)
+        assert_int_equal(starts[128 + i] - starts[i], 7 * DAY + HOUR);
+    sched_avail_set_dispose(&p);
+    sched_avail_set_dispose(&c);
+    sched_tz_destroy(ams);
+}
+
+/* Dr Mila Vos (Mon, Tue, Thu, Fri 08:30-17:00 at a clinic open Mon-Fri 08:00-18:00) is on leave from 2026-12-14 00:00
+ * to 2027-01-01 00:00 Amsterdam time: nothing in between, and the leave's end is exclusive. */
+static void test_demo_leave(void **state)
+{
+    sched_tz_t *ams = load("Europe/Amsterdam");
+    sched_avail_rule_t mila[] = {hours(SCHED_DAY_MON | SCHED_DAY_TUE | SCHED_DAY_THU | SCHED_DAY_FRI, 8, 30, 17, 0)};
+    sched_avail_rule_t clinic[] = {hours(WEEKDAYS, 8, 0, 18, 0)};
+    sched_avail_set_t p, c;
+    sched_avail_set_init(&p);
+    sched_avail_set_init(&c);
+    int64_t from = utc(2026, 12, 7, 0, 0) - HOUR, to = utc(2027, 1, 9, 0, 0) - HOUR;
+    assert_int_equal(sched_avail_rules_expand(&p, mila, 1, ams, from, to), 0);
+    assert_int_equal(sched_avail_rules_expand(&c, clinic, 1, ams, from, to), 0);
+    sched_avail_set_intersect(&p, &p, &c);
+    sched_interval_t leave[] = {{utc(2026, 12, 14, 0, 0) - HOUR, utc(2027, 1, 1, 0, 0) - HOUR}};
+    assert_int_equal(sched_avail_set_subtract_busy(&p, leave, 1, 0, 0), 0);
+
+    int64_t starts[512];
+    sched_avail_query_t q = query(20 * MIN, 15);
+    size_t n = find(&p, ams, &q, starts, 512);
+    size_t last_before = SIZE_MAX;
+    for (size_t i = 0; i != n; ++i) {
+        assert_false(starts[i] + 20 * MIN > leave[0].start && starts[i] < leave[0].end);
+        if (starts[i] < leave[0].start)
+            last_before = i;
+    }
+    assert_true(last_before != SIZE_MAX && last_before + 1 < n);
+    assert_int_equal(starts[last_before], utc(2026, 12, 11, 15, 30));    /* Friday 16:30 local, ends 16:50 */
+    assert_int_equal(starts[last_before + 1], utc(2027, 1, 1, 7, 30));   /* Friday 08:30 local, the day the leave ends */
+    /* Week 1 (Mon 7 .. Fri 11): 4 days; week 5 (Fri 1 Jan), week 6 (Mon 4 .. Fri 8): 1 + 4 days; 08:30 .. 16:30 is 33
+     * starts a day. */
+    assert_int_equal(n, 9 * 33);
+
+    /* Leave that spans the autumn change, from Saturday 2026-10-24 00:00 to Tuesday 2026-10-27 00:00 local. */
+    sched_avail_rule_t office[] = {hours(WEEKDAYS, 9, 0, 17, 0)};
+    assert_int_equal(sched_avail_rules_expand(&p, office, 1, ams, utc(2026, 10, 22, 0, 0), utc(2026, 10, 29, 0, 0)), 0);
+    sched_interval_t autumn[] = {{utc(2026, 10, 23, 22, 0), utc(2026, 10, 26, 23, 0)}};
+    assert_int_equal(sched_avail_set_subtract_busy(&p, autumn, 1, 0, 0), 0);
+    EXPECT_SET(&p, utc(2026, 10, 22, 7, 0), utc(2026, 10, 22, 15, 0), utc(2026, 10, 23, 7, 0), utc(2026, 10, 23, 15, 0),
+               utc(2026, 10, 27, 8, 0), utc(2026, 10, 27, 16, 0), utc(2026, 10, 28, 8, 0), utc(2026, 10, 28, 16, 0));
+    sched_avail_set_dispose(&p);
+    sched_avail_set_dispose(&c);
+    sched_tz_destroy(ams);
+}
+
+/* On both DST change days of New York and Berlin (and the days around them) a 09:00-17:00 day offers exactly the local
+ * starts 09:00, 09:30, ... 16:30. */
+static void test_dst_change_day_starts(void **state)
+{
+    static const struct {
+        const char *zone;
+        int64_t y;
+        unsigned m, d;
+    } days[] = {
+        {"America/New_York", 2026, 3, 7},  {"America/New_York", 2026, 3, 8},  {"America/New_York", 2026, 3, 9},
+        {"America/New_York", 2026, 10, 31}, {"America/New_York", 2026, 11, 1}, {"America/New_York", 2026, 11, 2},
+        {"Europe/Berlin", 2026, 3, 28},     {"Europe/Berlin", 2026, 3, 29},     {"Europe/Berlin", 2026, 3, 30},
+        {"Europe/Berlin", 2026, 10, 24},    {"Europe/Berlin", 2026, 10, 25},    {"Europe/Berlin", 2026, 10, 26},
+    };
+    sched_avail_rule_t office[] = {hours(SCHED_DAY_ALL, 9, 0, 17, 0)};
+    sched_avail_set_t s;
+    sched_avail_set_init(&s);
+    for (size_t k = 0; k != sizeof(days) / sizeof(days[0]); ++k) {
+        sched_tz_t *tz = load(days[k].zone);
+        int64_t local_midnight = utc(days[k].y, days[k].m, days[k].d, 0, 0);
+        /* A window of the whole UTC day plus a margin either side, clipped to the local date below. */
+        assert_int_equal(sched_avail_rules_expand(&s, office, 1, tz, local_midnight - DAY, local_midnight + 2 * DAY), 0);
+        int64_t starts[128];
+        sched_avail_query_t q = query(30 * MIN, 30);
+        size_t n = find(&s, tz, &q, starts, 128), on_day = 0;
+        for (size_t i = 0; i != n; ++i) {
+            int64_t l = sched_tz_utc_to_local(tz, starts[i]);
+            if (l < local_midnight || l >= local_midnight + DAY)
+                continue;
+            if (l != local_midnight + 9 * HOUR + (int64_t)on_day * 30 * MIN)
+                fail_msg("%s %lld-%02u-%02u: start %zu is local %lld s after midnight", days[k].zone, (long long)days[k].y,
+                         days[k].m, days[k].d, on_day, (long long)(l - local_midnight));
+            /* Each appointment lasts 30 real minutes and ends by 17:00 local. */
+            assert_true(sched_tz_utc_to_local(tz, starts[i] + 30 * MIN) <= local_midnight + 17 * HOUR);
+            ++on_day;
+        }
+        if (on_day != 16)
+            fail_msg("%s %lld-%02u-%02u: %zu starts, expected 16", days[k].zone, (long long)days[k].y, days[k].m, days[k].d,
+                     on_day);
+        sched_tz_destroy(tz);
+    }
+    sched_avail_set_dispose(&s);
+}
+
+/* Long appointments over midnight on the nights the clocks change: a 22:00-06:00 shift is 9 real hours in autumn, 7 in
+ * spring. A 45-minute grid on the spring day skips the wall times that do not exist. */
+static void test_midnight_across_dst(void **state)
+{
+    sched_tz_t *berlin = load("Europe/Berlin");
+    sched_avail_set_t s;
+    sched_avail_set_init(&s);
+    sched_avail_rule_t night[] = {hours(SCHED_DAY_SAT, 22, 0, 6, 0)};
+    int64_t starts[16];
+
+    /* Autumn (Saturday 2026-10-24): 20:00Z-05:00Z. Eight hours on the hour: 22:00 and 23:00 CEST. */
+    assert_int_equal(sched_avail_rules_expand(&s, night, 1, berlin, utc(2026, 10, 24, 0, 0), utc(2026, 10, 26, 0, 0)), 0);
+    sched_avail_query_t q = query(8 * HOUR, 60);
+    assert_int_equal(find(&s, berlin, &q, starts, 16), 2);
+    assert_int_equal(starts[0], utc(2026, 10, 24, 20, 0));
+    assert_int_equal(starts[1], utc(2026, 10, 24, 21, 0));
+    /* Spring (Saturday 2026-03-28): 21:00Z-04:00Z; eight hours do not fit, six fit twice (22:00 and 23:00 CET). */
+    assert_int_equal(sched_avail_rules_expand(&s, night, 1, berlin, utc(2026, 3, 28, 0, 0), utc(2026, 3, 30, 0, 0)), 0);
+    EXPECT_SET(&s, utc(2026, 3, 28, 21, 0), utc(2026, 3, 29, 4, 0));
+    assert_int_equal(find(&s, berlin, &q, starts, 16), 0);
+    q = query(6 * HOUR, 60);
+    assert_int_equal(find(&s, berlin, &q, starts, 16), 2);
+    assert_int_equal(starts[0], utc(2026, 3, 28, 21, 0));
+    assert_int_equal(starts[1], utc(2026, 3, 28, 22, 0));
+    /* An appointment crossing midnight with buffers on both sides: 5 h plus 30 min before and after. */
+    q = query(5 * HOUR, 60);
+    q.buffer_before = q.buffer_after = 30 * MIN;
+    assert_int_equal(find(&s, berlin, &q, starts, 16), 1);
+    assert_int_equal(starts[0], utc(2026, 3, 28, 22, 0)); /* 23:00 CET; buffer from 22:30 CET, until 05:30 CEST */
+
+    /* 45-minute grid from local midnight on 2026-03-29: 00:00, 00:45, 01:30, (02:15 does not exist), 03:00, 03:45, 04:30. */
+    sched_avail_set_clear(&s);
+    sched_avail_set_add(&s, utc(2026, 3, 28, 23, 0), utc(2026, 3, 29, 3, 0));
+    q = query(15 * MIN, 45);
+    assert_int_equal(find(&s, berlin, &q, starts, 16), 6);
+    int64_t expect[] = {utc(2026, 3, 28, 23, 0), utc(2026, 3, 28, 23, 45), utc(2026, 3, 29, 0, 30),
+                        utc(2026, 3, 29, 1, 0),  utc(2026, 3, 29, 1, 45),  utc(2026, 3, 29, 2, 30)};
+    assert_memory_equal(starts, expect, sizeof(expect));
+    sched_avail_set_dispose(&s);
+    sched_tz_destroy(berlin);
+}
+
+/* Buffers of neighbouring appointments add up; an appointment with its buffers that exactly fills a gap fits. */
+static void test_buffers_between_appointments(void **state)
+{
+    sched_tz_t *utc_zone = load("UTC");
+    sched_avail_set_t s;
+    sched_avail_set_init(&s);
+    int64_t day = utc(2026, 6, 8, 0, 0);
+    sched_avail_set_add(&s, day + 9 * HOUR, day + 12 * HOUR);
+    /* Two bookings 10:00-10:30 and 11:00-11:30, stored without buffers, whose service has 10 before and 5 after. */
+    sched_interval_t busy[] = {{day + 10 * HOUR, day + 10 * HOUR + 30 * MIN}, {day + 11 * HOUR, day + 11 * HOUR + 30 * MIN}};
+    assert_int_equal(sched_avail_set_subtract_busy(&s, busy, 2, 10 * MIN, 5 * MIN), 0);
+    EXPECT_SET(&s, day + 9 * HOUR, day + 9 * HOUR + 50 * MIN, day + 10 * HOUR + 35 * MIN, day + 10 * HOUR + 50 * MIN,
+               day + 11 * HOUR + 35 * MIN, day + 12 * HOUR);
+    int64_t starts[32];
+    sched_avail_query_t q = query(20 * MIN, 5);
+    size_t n = find(&s, utc_zone, &q, starts, 32);
+    /* 09:00..09:30 (7), nothing in the 15-minute gap, 11:35 and 11:40. */
+    assert_int_equal(n, 9);
+    assert_int_equal(starts[6], day + 9 * HOUR + 30 * MIN);
+    assert_int_equal(starts[7], day + 11 * HOUR + 35 * MIN);
+    assert_int_equal(starts[8], day + 11 * HOUR + 40 * MIN);
+    /* The new appointment's own buffers: 15 free minutes hold 5 + 5 + 5 exactly, once. */
+    q = query(5 * MIN, 5);
+    q.buffer_before = 5 * MIN;
+    q.buffer_after = 5 * MIN;
+    n = find(&s, utc_zone, &q, starts, 32);
+    assert_true(n >= 1);
+    size_t in_gap = 0;
+    for (size_t i = 0; i != n; ++i) {
+        if (starts[i] > day + 10 * HOUR && starts[i] < day + 11 * HOUR) {
+            assert_int_equal(starts[i], day + 10 * HOUR + 40 * MIN);
+            ++in_gap;
+        }
+    }
+    assert_int_equal(in_gap, 1);
+    /* One more minute of buffer and the gap is lost. */
+    q.buffer_after = 6 * MIN;
+    n = find(&s, utc_zone, &q, starts, 32);
+    for (size_t i = 0; i != n; ++i)
+        assert_false(starts[i] > day + 10 * HOUR && starts[i] < day + 11 * HOUR);
+    sched_avail_set_dispose(&s);
+    sched_tz_destroy(utc_zone);
+}
+
+/* Rules and busy lists that leave nothing, or change nothing. */
+static void test_empty_results(void **state)
+{
+    sched_tz_t *berlin = load("Europe/Berlin");
+    sched_avail_set_t s;
+    sched_avail_set_init(&s);
+    int64_t mon = utc(2026, 6, 8, 0, 0) - 2 * HOUR;
+    /* A Sunday-only rule over a Monday-Friday window. */
+    sched_avail_rule_t sunday[] = {hours(SCHED_DAY_SUN, 9, 0, 17, 0)};
+    assert_int_equal(sched_avail_rules_expand(&s, sunday, 1, berlin, mon, mon + 5 * DAY), 0);
+    assert_int_equal(s.count, 0);
+    /* A window that ends before the day's hours begin, and one that starts after they end. */
+    sched_avail_rule_t office[] = {hours(WEEKDAYS, 9, 0, 17, 0)};
+    assert_int_equal(sched_avail_rules_expand(&s, office, 1, berlin, mon, mon + 9 * HOUR), 0);
+    assert_int_equal(s.count, 0);
+    assert_int_equal(sched_avail_rules_expand(&s, office, 1, berlin, mon + 17 * HOUR, mon + DAY), 0);
+    assert_int_equal(s.count, 0);
+    /* A window inside the hours is clipped to itself. */
+    assert_int_equal(sched_avail_rules_expand(&s, office, 1, berlin, mon + 10 * HOUR, mon + 11 * HOUR), 0);
+    EXPECT_SET(&s, mon + 10 * HOUR, mon + 11 * HOUR);
+    /* Busy intervals: empty ones change nothing, an open-ended one covering everything leaves nothing. */
+    assert_int_equal(sched_avail_rules_expand(&s, office, 1, berlin, mon, mon + 5 * DAY), 0);
+    sched_interval_t nothing[] = {{mon + 10 * HOUR, mon + 10 * HOUR}};
+    assert_int_equal(sched_avail_set_subtract_busy(&s, nothing, 1, 0, 0), 0);
+    assert_int_equal(s.count, 5);
+    sched_interval_t everything[] = {{INT64_MIN, INT64_MAX}};
+    assert_int_equal(sched_avail_set_subtract_busy(&s, everything, 1, 0, 0), 0);
+    assert_int_equal(s.count, 0);
+    /* Intersection with an actor that has no hours at all is empty. */
+    sched_avail_set_t none;
+    sched_avail_set_init(&none);
+    assert_int_equal(sched_avail_rules_expand(&s, office, 1, berlin, mon, mon + 5 * DAY), 0);
+    const sched_avail_set_t *actors[] = {&s, &none};
+    assert_int_equal(sched_avail_set_intersect_all(&s, actors, 2), 0);
+    assert_int_equal(s.count, 0);
+    /* Rules that touch but do not overlap across actors give nothing either. */
+    sched_avail_rule_t morning[] = {hours(WEEKDAYS, 8, 0, 12, 0)}, afternoon[] = {hours(WEEKDAYS, 12, 0, 17, 0)};
+    assert_int_equal(sched_avail_rules_expand(&s, morning, 1, berlin, mon, mon + 5 * DAY), 0);
+    assert_int_equal(sched_avail_rules_expand(&none, afternoon, 1, berlin, mon, mon + 5 * DAY), 0);
+    sched_avail_set_intersect(&s, &s, &none);
+    assert_int_equal(s.count, 0);
+    sched_avail_set_dispose(&none);
+    sched_avail_set_dispose(&s);
+    sched_tz_destroy(berlin);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -635,6 +911,12 @@ int main(void)
         cmocka_unit_test(test_crossing_midnight),
         cmocka_unit_test(test_degenerate_input),
         cmocka_unit_test(test_several_actors),
+        cmocka_unit_test(test_demo_clinic_week),
+        cmocka_unit_test(test_demo_leave),
+        cmocka_unit_test(test_dst_change_day_starts),
+        cmocka_unit_test(test_midnight_across_dst),
+        cmocka_unit_test(test_buffers_between_appointments),
+        cmocka_unit_test(test_empty_results),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     sched_tz_cache_clear();

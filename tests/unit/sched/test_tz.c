@@ -120,6 +120,28 @@ static void test_footer_rules_far_future(void **state)
     sched_tz_destroy(berlin);
 }
 
+/* The demo clinics' zone: Amsterdam changes with Berlin; 08:30 local is 06:30Z in summer and 07:30Z in winter. */
+static void test_amsterdam(void **state)
+{
+    sched_tz_t *ams = load("Europe/Amsterdam");
+    int64_t u;
+    assert_int_equal(sched_tz_offset_at_utc(ams, utc(2026, 3, 29, 1, 0) - 1), HOUR);
+    assert_int_equal(sched_tz_offset_at_utc(ams, utc(2026, 3, 29, 1, 0)), 2 * HOUR);
+    assert_int_equal(sched_tz_offset_at_utc(ams, utc(2026, 10, 25, 1, 0) - 1), 2 * HOUR);
+    assert_int_equal(sched_tz_offset_at_utc(ams, utc(2026, 10, 25, 1, 0)), HOUR);
+    assert_int_equal(sched_tz_local_to_utc(ams, local(2026, 10, 22, 8, 30), &u), 0);
+    assert_int_equal(u, utc(2026, 10, 22, 6, 30));
+    assert_int_equal(sched_tz_local_to_utc(ams, local(2026, 11, 26, 8, 30), &u), 0);
+    assert_int_equal(u, utc(2026, 11, 26, 7, 30));
+    /* The demo leave's bounds, midnight local: 2026-12-14 and 2027-01-01 (winter time). */
+    assert_int_equal(sched_tz_local_to_utc(ams, local(2026, 12, 14, 0, 0), &u), 0);
+    assert_int_equal(u, utc(2026, 12, 13, 23, 0));
+    assert_int_equal(sched_tz_local_to_utc(ams, local(2027, 1, 1, 0, 0), &u), 0);
+    assert_int_equal(u, utc(2026, 12, 31, 23, 0));
+    assert_int_equal(sched_civil_weekday(sched_civil_days(2027, 1, 1)), 4); /* a Friday */
+    sched_tz_destroy(ams);
+}
+
 static void test_gap_maps_forward(void **state)
 {
     sched_tz_t *ny = load("America/New_York"), *berlin = load("Europe/Berlin");
@@ -499,6 +521,7 @@ int main(void)
         cmocka_unit_test(test_civil_dates),
         cmocka_unit_test(test_offsets_new_york_and_berlin),
         cmocka_unit_test(test_footer_rules_far_future),
+        cmocka_unit_test(test_amsterdam),
         cmocka_unit_test(test_gap_maps_forward),
         cmocka_unit_test(test_overlap_picks_earlier),
         cmocka_unit_test(test_bad_zone_names),
