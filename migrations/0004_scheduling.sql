@@ -179,3 +179,12 @@ LANGUAGE sql AS $$
      ORDER BY s.id
        FOR UPDATE OF s
 $$;
+
+-- The proposal "<set_id>-<n>" while it lives (no row once expired or unknown).
+CREATE FUNCTION sched_proposal_body(p_id text) RETURNS TABLE (body text, created timestamptz)
+LANGUAGE sql STABLE AS $$
+    SELECT (p.bodies -> x.n)::text, p.created
+      FROM (SELECT (substring(p_id FROM '-([0-9]{1,6})$'))::integer AS n) x
+      JOIN sched_proposal p ON p.set_id = substring(p_id FROM '^(.*)-[0-9]{1,6}$')
+     WHERE p.expires_at > now() AND x.n < jsonb_array_length(p.bodies)
+$$;

@@ -25,6 +25,8 @@ fhir_search_limits_t fhir_search_limits = {SEARCH_DEFAULT_COUNT, SEARCH_MAX_COUN
 #define STMT_WRITE "ix_write"
 #define STMT_HISTORY "ix_history"
 #define STMT_LOCK "ix_lock"
+#define STMT_READ_PROPOSAL "ix_read_proposal"
+#define STMT_SLOT_CHANGES "ix_slot_changes"
 
 const store_stmt_t fhir_ix_statements[] = {
     {STMT_READ, "SELECT version_id, deleted, body, fhir_instant(last_updated) FROM resource WHERE res_type = $1 AND id = $2"},
@@ -37,6 +39,10 @@ const store_stmt_t fhir_ix_statements[] = {
     /* Serialises conditional interactions with the same criteria until their transaction ends. */
     {STMT_LOCK, "SELECT pg_advisory_xact_lock(hashtext($1))"},
     {STORE_STMT_SCHEMA_VERSION, "SELECT coalesce(max(version), 0) FROM schema_migrations"},
+    /* A $find proposal ("<set>-<n>") read as an Appointment while it lives; it has no version. */
+    {STMT_READ_PROPOSAL, "SELECT 0, false, body, fhir_instant(created) FROM sched_proposal_body($1)"},
+    /* Slots whose free/busy status must follow an Appointment just written (see migrations/0004_scheduling.sql). */
+    {STMT_SLOT_CHANGES, "SELECT slot_id, version_id, body, status FROM sched_slot_changes($1, $2::integer)"},
 };
 const size_t fhir_ix_statement_count = sizeof(fhir_ix_statements) / sizeof(fhir_ix_statements[0]);
 
@@ -68,6 +74,7 @@ void fhir_ix_destroy(fhir_ix_t *ix)
         fhir_search_dispose(&ix->_search);
     run_destroy(ix->_run);
     json_decref(ix->_work);
+    json_decref(ix->_slots);
     free(ix);
 }
 
@@ -117,6 +124,22 @@ static void fail_store(fhir_ix_t *ix, PGresult *res, const char *err)
     }
     if (err == store_err_query && (strcmp(state, "FS409") == 0 || strcmp(state, "23505") == 0)) {
         fail(ix, 409, "duplicate", "a resource with this id was created at the same time; retry");
+        return;
+    }
+    if (err == store_err_query && strcmp(state, "23P01") == 0) {
+        /* DETAIL: Key (actor, during)=(Practitioner/x, [...)) conflicts with existing key (...) */
+        const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+        const char *open = detail != NULL ? strstr(detail, ")=(") : NULL;
+        const char *comma = open != NULL ? strchr(open + 3, ',') : NULL;
+        if (comma != NULL)
+            fail(ix, 409, "conflict", "that time was just taken: %.*s is already booked or held then", (int)(comma - open - 3), open + 3);
+        else
+            fail(ix, 409, "conflict", "that time was just taken by another appointment");
+        return;
+    }
+    if (err == store_err_query && strcmp(state, "FS422") == 0) {
+        /* Raised by our own trigger with a message written for clients. */
+        fail(ix, 422, "business-rule", "%s", PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
         return;
     }
     if (err == store_err_query && (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0)) {
@@ -287,6 +310,12 @@ static void answer_resource_row(fhir_ix_t *ix, PGresult *res, int row)
 
 static void on_read(fhir_ix_t *ix, PGresult *res)
 {
+    if (PQntuples(res) == 0 && ix->req.kind == FHIR_IX_READ && strcmp(ix->req.type, "Appointment") == 0 && !ix->_proposal_read) {
+        ix->_proposal_read = true;
+        const char *params[] = {ix->req.id};
+        ix_send(ix, STMT_READ_PROPOSAL, NULL, 1, params, on_read);
+        return;
+    }
     if (PQntuples(res) == 0) {
         fail(ix, 404, "not-found", "%s is not known", ix->req.kind == FHIR_IX_VREAD ? "this version" : "this resource");
         return;
@@ -313,6 +342,72 @@ static void on_read(fhir_ix_t *ix, PGresult *res)
 
 /* ---- writes ---- */
 
+static bool writes_appointment(const fhir_ix_t *ix)
+{
+    return ix->req.type != NULL && strcmp(ix->req.type, "Appointment") == 0 &&
+           (ix->req.kind == FHIR_IX_CREATE || ix->req.kind == FHIR_IX_UPDATE || ix->req.kind == FHIR_IX_PATCH ||
+            ix->req.kind == FHIR_IX_DELETE || ix->req.kind == FHIR_IX_CONDITIONAL_UPDATE || ix->req.kind == FHIR_IX_CONDITIONAL_DELETE);
+}
+
+/*
+ * Slots follow the Appointments that reference them (free <-> busy), in the same transaction as the Appointment write.
+ * The database says which Slots are out of step (sched_slot_changes); each is rewritten as a new version.
+ */
+static void next_slot_change(fhir_ix_t *ix);
+
+static void on_slot_written(fhir_ix_t *ix, PGresult *res)
+{
+    next_slot_change(ix);
+}
+
+static void next_slot_change(fhir_ix_t *ix)
+{
+    json_t *change = json_array_get(ix->_slots, ix->_slot_next++);
+    if (change == NULL) {
+        ix_finish(ix);
+        return;
+    }
+    const char *id = json_string_value(json_array_get(change, 0));
+    json_t *slot = json_loads(json_string_value(json_array_get(change, 2)), 0, NULL);
+    if (slot == NULL) {
+        fail(ix, 500, "exception", "a stored Slot could not be read");
+        return;
+    }
+    json_object_set_new(slot, "status", json_copy(json_array_get(change, 3)));
+    char *head, *tail;
+    fhir_json_compose_for_store(slot, "Slot", id, &head, &tail);
+    char *index = fhir_search_index_text("Slot", slot);
+    const char *params[] = {"Slot", id, head, tail, json_string_value(json_array_get(change, 1)), "update", index};
+    ix_send(ix, STMT_WRITE, NULL, 7, params, on_slot_written);
+    free(head);
+    free(tail);
+    free(index);
+    json_decref(slot);
+}
+
+static void on_slot_changes(fhir_ix_t *ix, PGresult *res)
+{
+    json_decref(ix->_slots);
+    ix->_slots = json_array();
+    ix->_slot_next = 0;
+    for (int i = 0; i != PQntuples(res); ++i)
+        json_array_append_new(ix->_slots, json_pack("[ssss]", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
+                                                    PQgetvalue(res, i, 3)));
+    next_slot_change(ix);
+}
+
+static void sync_slots(fhir_ix_t *ix)
+{
+    if (!writes_appointment(ix) || ix->res.version == 0) {
+        ix_finish(ix);
+        return;
+    }
+    char version[16];
+    snprintf(version, sizeof(version), "%d", ix->res.version);
+    const char *params[] = {ix->req.id, version};
+    ix_send(ix, STMT_SLOT_CHANGES, NULL, 2, params, on_slot_changes);
+}
+
 static void on_written(fhir_ix_t *ix, PGresult *res)
 {
     const char *outcome = PQgetvalue(res, 0, 0);
@@ -326,13 +421,13 @@ static void on_written(fhir_ix_t *ix, PGresult *res)
         ix->res.status = 200;
         fhir_outcome_add(&ix->res.oo, FHIR_SEV_INFORMATION, "informational", NULL,
                          strcmp(outcome, "deleted") == 0 ? "deleted" : "already deleted");
-        ix_finish(ix);
+        sync_slots(ix);
         return;
     }
     size_t len = (size_t)PQgetlength(res, 0, 3);
     set_body(ix, FHIR_BODY_RESOURCE, util_xstrndup(PQgetvalue(res, 0, 3), len), len);
     ix->res.status = strcmp(outcome, "created") == 0 ? 201 : 200;
-    ix_finish(ix);
+    sync_slots(ix);
 }
 
 static void send_write(fhir_ix_t *ix, const char *mode, int if_match)
@@ -1140,7 +1235,8 @@ void fhir_ix_run(fhir_ix_t *ix, store_pool_t *pool, store_session_t *session, fh
         ix_finish(ix);
         return;
     }
-    if (is_conditional(ix) && session == NULL) {
+    /* Conditional interactions and Appointment writes (which move Slots along) need several statements in one transaction. */
+    if ((is_conditional(ix) || writes_appointment(ix)) && session == NULL) {
         ix->_own_tx = true;
         ix->_own_session.cb = on_own_session;
         if (store_session_begin(pool, &ix->_own_session) != 0) {

@@ -82,6 +82,9 @@ struct st_fhir_ix_t {
     struct st_fhir_search_run_t *_run; /* a search in progress */
     unsigned _offset;                  /* history paging */
     json_t *_work; /* parsed current resource (patch) */
+    bool _proposal_read; /* a read of an unknown Appointment id also looked among $find proposals */
+    json_t *_slots;      /* Slot status changes following an Appointment write: [id, version, body, status] */
+    size_t _slot_next;
 };
 
 /** Creates an interaction context (zeroed request, empty result). */

@@ -20,6 +20,7 @@ typedef struct st_http_thread_t {
     h2o_socket_t *listener;
     int listen_fd;
     unsigned inflight; /* requests waiting for the database */
+    bool runs_sweeper; /* cancels expired holds (sched/ops.c) */
     pthread_t tid;
 } http_thread_t;
 

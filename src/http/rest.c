@@ -11,6 +11,7 @@
 #include "fhir/json.h"
 #include "fhir/search.h"
 #include "http/http.h"
+#include "sched/ops.h"
 #include "util/log.h"
 #include "util/str.h"
 #include "util/time.h"
@@ -25,6 +26,7 @@ typedef struct st_http_job_t {
     http_thread_t *thread;
     fhir_ix_t *ix;
     fhir_bundle_run_t *bundle;
+    sched_op_t *op;
     store_query_t probe; /* /readyz */
     bool done;
 } http_job_t;
@@ -302,7 +304,93 @@ static void on_bundle_done(fhir_bundle_run_t *run)
     fhir_bundle_destroy(run);
 }
 
+/* Whether the request body is declared as an HTML form (parameters may follow the media type). */
+static bool is_form_content(h2o_req_t *req)
+{
+    size_t len;
+    const char *ct = header_value(req, "content-type", &len);
+    static const char form[] = "application/x-www-form-urlencoded";
+    return ct != NULL && len >= sizeof(form) - 1 && strncasecmp(ct, form, sizeof(form) - 1) == 0 &&
+           (len == sizeof(form) - 1 || ct[sizeof(form) - 1] == ';' || ct[sizeof(form) - 1] == ' ');
+}
+
+static void on_op_done(sched_op_t *op)
+{
+    http_job_t *job = sched_op_data(op);
+    http_req_t *hr = job_finish(job);
+    if (hr != NULL) {
+        int status = sched_op_status(op);
+        size_t len;
+        const char *body = sched_op_body(op, &len);
+        int64_t expires = sched_op_expires(op);
+        if (expires != 0) {
+            char date[64];
+            util_time_format_http((time_t)expires, date, sizeof(date));
+            http_add_header(hr, "expires", date);
+        }
+        if (body != NULL)
+            http_send_json(hr, status, body, len);
+        else
+            http_send_outcome(hr, status != 0 ? status : 500, sched_op_outcome(op));
+    }
+    sched_op_destroy(op);
+}
+
 /* ---- endpoints ---- */
+
+/* Appointment/$find (GET or POST), $hold and $book (POST): Parameters in the body, or query parameters. */
+static int serve_operation(http_req_t *hr, const char *method, sched_op_kind_t kind, const char *query)
+{
+    h2o_req_t *req = hr->req;
+    bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    if (!(strcmp(method, "POST") == 0 || (get && kind == SCHED_OP_FIND))) {
+        http_send_error(hr, 405, "not-supported", kind == SCHED_OP_FIND ? "$find takes GET or POST" : "this operation changes state: use POST");
+        return 0;
+    }
+    sched_op_t *op = sched_op_create(kind);
+    json_t *params = NULL;
+    char *form = NULL;
+    if (!get && req->entity.len != 0) {
+        if (is_form_content(req)) {
+            /* a form body is read like a query string ('+' is a space) */
+            util_buf_t b;
+            util_buf_init(&b);
+            for (size_t i = 0; i != req->entity.len; ++i)
+                util_buf_append(&b, req->entity.base[i] == '+' ? "%20" : req->entity.base + i, req->entity.base[i] == '+' ? 3 : 1);
+            form = util_xstrndup(b.base != NULL ? b.base : "", b.len);
+            util_buf_dispose(&b);
+        } else if (check_content_type(hr, false) != 0) {
+            sched_op_destroy(op);
+            return 0;
+        } else {
+            fhir_outcome_t oo;
+            fhir_outcome_init(&oo);
+            if (fhir_json_parse(req->entity.base, req->entity.len, &params, &oo) != 0) {
+                http_send_outcome(hr, 400, &oo);
+                fhir_outcome_dispose(&oo);
+                sched_op_destroy(op);
+                return 0;
+            }
+            fhir_outcome_dispose(&oo);
+        }
+    }
+    int ret = 0;
+    if (form != NULL)
+        ret = sched_op_parse(op, form, NULL);
+    if (ret == 0)
+        ret = sched_op_parse(op, form != NULL ? NULL : query, params);
+    json_decref(params);
+    free(form);
+    if (ret != 0) {
+        http_send_outcome(hr, 400, sched_op_outcome(op));
+        sched_op_destroy(op);
+        return 0;
+    }
+    http_job_t *job = job_create(hr);
+    job->op = op;
+    sched_op_run(op, hr->thread->pool, on_op_done, job);
+    return 0;
+}
 
 static void on_ready_probe(store_query_t *q, PGresult *res, const char *err)
 {
@@ -403,15 +491,6 @@ static int fill_request(http_req_t *hr, fhir_ix_t *ix)
     return 0;
 }
 
-/* Whether the request body is declared as an HTML form (parameters may follow the media type). */
-static bool is_form_content(h2o_req_t *req)
-{
-    size_t len;
-    const char *ct = header_value(req, "content-type", &len);
-    static const char form[] = "application/x-www-form-urlencoded";
-    return ct != NULL && len >= sizeof(form) - 1 && strncasecmp(ct, form, sizeof(form) - 1) == 0 &&
-           (len == sizeof(form) - 1 || ct[sizeof(form) - 1] == ';' || ct[sizeof(form) - 1] == ' ');
-}
 
 static int serve_fhir(http_req_t *hr, const char *path, size_t path_len)
 {
@@ -437,6 +516,14 @@ static int serve_fhir(http_req_t *hr, const char *path, size_t path_len)
             http_send_json(hr, 200, cs, len);
         }
         goto Exit;
+    }
+    static const char appt_ops[] = "Appointment/$";
+    if (path_len > sizeof(appt_ops) - 1 && memcmp(path, appt_ops, sizeof(appt_ops) - 1) == 0) {
+        int kind = sched_op_kind(path + strlen("Appointment/"), path_len - strlen("Appointment/"));
+        if (kind >= 0) {
+            serve_operation(hr, method, (sched_op_kind_t)kind, query);
+            goto Exit;
+        }
     }
     fhir_ix_t *ix = fhir_ix_create();
     if (fhir_ix_route(&ix->req, method, path, path_len, query, &ix->res.oo) != 0) {

@@ -17,6 +17,8 @@
 #include <unistd.h>
 #include "fhir/interaction.h"
 #include "http/http.h"
+#include "sched/find.h"
+#include "sched/ops.h"
 #include "util/log.h"
 #include "util/str.h"
 #include "util/time.h"
@@ -87,11 +89,15 @@ static void *thread_main(void *arg)
     t->listener = h2o_evloop_socket_create(t->loop, t->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
     t->listener->data = t;
     h2o_socket_read_start(t->listener, on_accept);
+    if (t->runs_sweeper)
+        sched_sweeper_start(t->loop, t->pool);
 
     while (!atomic_load(&shutdown_requested))
         h2o_evloop_run(t->loop, LOOP_TICK_MS);
 
     /* Stop accepting, ask connections to wind down, and let requests that wait for the database finish. */
+    if (t->runs_sweeper)
+        sched_sweeper_stop();
     h2o_socket_read_stop(t->listener);
     h2o_socket_close(t->listener);
     t->listener = NULL;
@@ -164,6 +170,25 @@ int http_server_run(const util_config_t *cfg)
                                                                                                    : cfg->search_max_count,
                                                 cfg->search_max_count, cfg->search_max_includes};
 
+    sched_tz_t *tz = sched_tz_load(cfg->scheduling_default_timezone, err, sizeof(err));
+    if (tz == NULL) {
+        fprintf(stderr, "fhirsched: scheduling.default_timezone: %s\n", err);
+        return 1;
+    }
+    sched_tz_destroy(tz);
+    sched_settings = (sched_settings_t){
+        .default_timezone = cfg->scheduling_default_timezone,
+        .hold_ttl = cfg->scheduling_hold_ttl_seconds,
+        .proposal_ttl = cfg->scheduling_proposal_ttl_seconds,
+        .default_duration = (int64_t)cfg->scheduling_default_duration_minutes * 60,
+        .default_alignment = (int)cfg->scheduling_default_alignment_minutes,
+        .cancellation_cutoff = (int64_t)cfg->scheduling_cancellation_cutoff_minutes * 60,
+        .find_max_days = cfg->scheduling_find_max_days,
+        .find_default_count = cfg->scheduling_find_default_count,
+        .find_max_count = cfg->scheduling_find_max_count,
+        .sweep_interval_ms = cfg->scheduling_sweep_interval_ms,
+    };
+
     h2o_config_init(&globalconf);
     globalconf.server_name = h2o_iovec_init(H2O_STRLIT("fhirsched"));
     globalconf.max_request_entity_size = cfg->http_max_body_bytes + BODY_LIMIT_MARGIN;
@@ -198,6 +223,7 @@ int http_server_run(const util_config_t *cfg)
         }
         threads[i].accept_ctx.ssl_ctx = ssl;
     }
+    threads[0].runs_sweeper = true; /* one sweeper per instance is plenty */
     for (unsigned i = 0; i != n; ++i)
         pthread_create(&threads[i].tid, NULL, thread_main, &threads[i]);
     LOG_INFO("serving FHIR at %s (%u threads%s)", cfg->base_url, n, ssl != NULL ? ", TLS" : "");

@@ -39,6 +39,16 @@ static const config_key_t config_keys[] = {
     KEY("search.default_count", CONFIG_UINT, search_default_count, 1, 10000),
     KEY("search.max_count", CONFIG_UINT, search_max_count, 1, 10000),
     KEY("search.max_includes", CONFIG_UINT, search_max_includes, 1, 100000),
+    KEY("scheduling.default_timezone", CONFIG_STRING, scheduling_default_timezone, 0, 0),
+    KEY("scheduling.hold_ttl_seconds", CONFIG_UINT, scheduling_hold_ttl_seconds, 1, 86400),
+    KEY("scheduling.proposal_ttl_seconds", CONFIG_UINT, scheduling_proposal_ttl_seconds, 10, 604800),
+    KEY("scheduling.default_duration_minutes", CONFIG_UINT, scheduling_default_duration_minutes, 1, 1440),
+    KEY("scheduling.default_alignment_minutes", CONFIG_UINT, scheduling_default_alignment_minutes, 1, 1440),
+    KEY("scheduling.cancellation_cutoff_minutes", CONFIG_UINT, scheduling_cancellation_cutoff_minutes, 0, 525600),
+    KEY("scheduling.find_max_days", CONFIG_UINT, scheduling_find_max_days, 1, 731),
+    KEY("scheduling.find_default_count", CONFIG_UINT, scheduling_find_default_count, 1, 1000),
+    KEY("scheduling.find_max_count", CONFIG_UINT, scheduling_find_max_count, 1, 1000),
+    KEY("scheduling.sweep_interval_ms", CONFIG_UINT, scheduling_sweep_interval_ms, 100, 3600000),
     KEY("tls.cert_file", CONFIG_STRING, tls_cert_file, 0, 0),
     KEY("tls.key_file", CONFIG_STRING, tls_key_file, 0, 0),
     KEY("log.access", CONFIG_BOOL, log_access, 0, 0),
@@ -71,6 +81,16 @@ void util_config_defaults(util_config_t *cfg)
     cfg->http_idle_timeout_ms = 30000;
     cfg->http_header_timeout_ms = 10000;
     cfg->http_shutdown_grace_ms = 10000;
+    set_string(&cfg->scheduling_default_timezone, "UTC");
+    cfg->scheduling_hold_ttl_seconds = 300;
+    cfg->scheduling_proposal_ttl_seconds = 1800;
+    cfg->scheduling_default_duration_minutes = 30;
+    cfg->scheduling_default_alignment_minutes = 15;
+    cfg->scheduling_cancellation_cutoff_minutes = 1440;
+    cfg->scheduling_find_max_days = 93;
+    cfg->scheduling_find_default_count = 20;
+    cfg->scheduling_find_max_count = 200;
+    cfg->scheduling_sweep_interval_ms = 10000;
     cfg->log_access = true;
     set_string(&cfg->log_level, "info");
 }

@@ -25,6 +25,16 @@ typedef struct st_util_config_t {
     unsigned search_default_count; /* search.default_count: page size when _count is absent */
     unsigned search_max_count;     /* search.max_count: larger _count values are capped to this */
     unsigned search_max_includes;  /* search.max_includes: _include/_revinclude resources per page */
+    char *scheduling_default_timezone;           /* scheduling.default_timezone: IANA zone of Locations without one */
+    unsigned scheduling_hold_ttl_seconds;        /* scheduling.hold_ttl_seconds: how long a $hold lasts */
+    unsigned scheduling_proposal_ttl_seconds;    /* scheduling.proposal_ttl_seconds: how long $find proposals resolve */
+    unsigned scheduling_default_duration_minutes; /* scheduling.default_duration_minutes: services without service-duration */
+    unsigned scheduling_default_alignment_minutes; /* scheduling.default_alignment_minutes: start grid without slot-alignment */
+    unsigned scheduling_cancellation_cutoff_minutes; /* scheduling.cancellation_cutoff_minutes: later cancellations are flagged */
+    unsigned scheduling_find_max_days;           /* scheduling.find_max_days: longest $find window */
+    unsigned scheduling_find_default_count;      /* scheduling.find_default_count: proposals when _count is absent */
+    unsigned scheduling_find_max_count;          /* scheduling.find_max_count: largest _count honoured */
+    unsigned scheduling_sweep_interval_ms;       /* scheduling.sweep_interval_ms: how often expired holds are cancelled */
     char *tls_cert_file;        /* tls.cert_file: PEM; TLS (with ALPN h2) when set together with tls.key_file */
     char *tls_key_file;         /* tls.key_file */
     bool log_access;            /* log.access: JSON access log lines on stdout */

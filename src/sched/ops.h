@@ -1,0 +1,52 @@
+/*
+ * The scheduling operations Appointment/$find, $hold and $book (IHE ITI-115/116/117), run asynchronously against the
+ * store: load the resources availability comes from, compute or check, then write through the FHIR interaction engine
+ * so that validation, versioning, search indexes, Slot status and the sched_busy exclusion constraint apply as for any
+ * write. Also the sweeper that cancels expired holds and drops expired proposals.
+ */
+#ifndef SCHED_OPS_H
+#define SCHED_OPS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <jansson.h>
+#include "fhir/outcome.h"
+#include "store/store.h"
+
+typedef enum { SCHED_OP_FIND, SCHED_OP_HOLD, SCHED_OP_BOOK } sched_op_kind_t;
+
+typedef struct st_sched_op_t sched_op_t;
+typedef void (*sched_op_cb)(sched_op_t *op);
+
+/** Names an operation from the path segment after "Appointment/" ("$find" ...); -1 when it is not one of ours. */
+int sched_op_kind(const char *segment, size_t len);
+
+/** Creates an operation context. */
+sched_op_t *sched_op_create(sched_op_kind_t kind);
+/** Frees it. */
+void sched_op_destroy(sched_op_t *op);
+/**
+ * Reads the inputs: `query` (URL query string, may be NULL) and `parameters` (a Parameters resource from a POST body, or
+ * NULL). Returns -1 with a 400 in the outcome (sched_op_outcome) on bad input.
+ */
+int sched_op_parse(sched_op_t *op, const char *query, const json_t *parameters);
+/** Runs the operation; `cb` fires once from the event loop when the result is ready. */
+void sched_op_run(sched_op_t *op, store_pool_t *pool, sched_op_cb cb, void *data);
+
+/** The caller's pointer given to sched_op_run. */
+void *sched_op_data(const sched_op_t *op);
+/** HTTP status of the result. */
+int sched_op_status(const sched_op_t *op);
+/** JSON body of a successful result (a Bundle), or NULL when the outcome is the body. */
+const char *sched_op_body(const sched_op_t *op, size_t *len);
+/** The OperationOutcome of a failed result. */
+const fhir_outcome_t *sched_op_outcome(const sched_op_t *op);
+/** Expiry of a hold (Unix seconds) for the Expires header, or 0. */
+int64_t sched_op_expires(const sched_op_t *op);
+
+/** Starts the periodic sweep of expired holds and proposals on this loop (one per server instance is enough). */
+void sched_sweeper_start(h2o_loop_t *loop, store_pool_t *pool);
+/** Stops it (before the pool is destroyed). */
+void sched_sweeper_stop(void);
+
+#endif
