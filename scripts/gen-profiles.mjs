@@ -13,7 +13,11 @@
  *   fhir/profiles/StructureDefinition-<Type>.json      official entries, unmodified (compact JSON)
  *   fhir/profiles/types/StructureDefinition-<T>.json   the datatypes the stored resources use directly
  *   fhir/profiles/SearchParameter-subset.json          SearchParameters whose base includes a stored type
- *   fhir/profiles/SOURCES.md
+ *   fhir/profiles/SOURCES.md                           up to the HAND_MARKER line; what follows it is kept
+ *
+ * fhir/profiles also holds fhirsched's own definitions (extensions, CodeSystem, OperationDefinitions), written by hand
+ * and served by the server (src/fhir/conformance_res.c); this script leaves them alone: it deletes and rewrites only
+ * the files it generates.
  *   src/fhir/schema_gen.h, src/fhir/schema_gen.c       C tables walked by src/fhir/validate.c and src/fhir/subset.c
  *
  * The output depends only on the input files, so running it twice gives identical bytes. The build never runs it.
@@ -23,8 +27,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /* Keep in sync with src/fhir/types.c: the types the server stores. */
-const STORED_TYPES = ['Appointment', 'AppointmentResponse', 'HealthcareService', 'Location', 'Patient', 'Practitioner',
-                      'PractitionerRole', 'Schedule', 'Slot', 'Subscription'];
+const STORED_TYPES = ['Appointment', 'AppointmentResponse', 'Device', 'HealthcareService', 'Location', 'Patient',
+                      'Practitioner', 'PractitionerRole', 'Schedule', 'Slot', 'Subscription'];
 /* Not stored, but exchanged over the API, so they are validated too. */
 const EXTRA_TYPES = ['Bundle', 'CapabilityStatement', 'OperationOutcome', 'Parameters'];
 /* Constraint keys that src/fhir/validate.c implements by hand; their text comes from the definitions. */
@@ -608,7 +612,19 @@ function directTypes() {
 }
 
 const profileDir = 'fhir/profiles';
-fs.rmSync(path.join(repoRoot, profileDir), { recursive: true, force: true });
+/* Only what this script writes is removed: official resource StructureDefinitions, types/, the search subset. */
+const HAND_MARKER = '<!-- Everything below this line is maintained by hand; scripts/gen-profiles.mjs keeps it. -->';
+const sourcesPath = path.join(repoRoot, profileDir, 'SOURCES.md');
+const oldSources = fs.existsSync(sourcesPath) ? fs.readFileSync(sourcesPath, 'utf8') : '';
+const handPart = oldSources.includes(HAND_MARKER) ? oldSources.slice(oldSources.indexOf(HAND_MARKER)) : '';
+fs.rmSync(path.join(repoRoot, profileDir, 'types'), { recursive: true, force: true });
+fs.rmSync(path.join(repoRoot, profileDir, 'SearchParameter-subset.json'), { force: true });
+if (fs.existsSync(path.join(repoRoot, profileDir)))
+    for (const f of fs.readdirSync(path.join(repoRoot, profileDir))) {
+        const m = /^StructureDefinition-([A-Za-z]+)\.json$/.exec(f);
+        if (m && sdEntries.has(m[1]) && sd(m[1]).kind === 'resource')
+            fs.rmSync(path.join(repoRoot, profileDir, f));
+    }
 for (const t of validatedTypes)
     writeFile(`${profileDir}/StructureDefinition-${t}.json`, JSON.stringify(sdEntries.get(t).resource) + '\n');
 const storedDatatypes = directTypes();
@@ -658,7 +674,7 @@ ${extraResourceTypes.join(', ') || 'none'}.
 To regenerate: \`mkdir -p /tmp/gen && cd /tmp/gen && npm install ${pkg.name}@${pkg.version}\`, then
 \`node scripts/gen-profiles.mjs /tmp/gen/node_modules/${pkg.name}/dist/fhir/r4\` from the repository root.
 `;
-writeFile(`${profileDir}/SOURCES.md`, sources);
+writeFile(`${profileDir}/SOURCES.md`, handPart ? `${sources}\n${handPart}` : sources);
 writeFile('src/fhir/schema_gen.h', emitHeader());
 writeFile('src/fhir/schema_gen.c', emitSource());
 

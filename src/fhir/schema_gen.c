@@ -101,88 +101,96 @@ static const char *const codes_13[] = {
 static const char *const codes_14[] = {
     "fri", "mon", "sat", "sun", "thu", "tue", "wed",
 };
-/* http://hl7.org/fhir/ValueSet/document-mode */
+/* http://hl7.org/fhir/ValueSet/device-nametype */
 static const char *const codes_15[] = {
+    "manufacturer-name", "model-name", "other", "patient-reported-name", "udi-label-name", "user-friendly-name",
+};
+/* http://hl7.org/fhir/ValueSet/device-status */
+static const char *const codes_16[] = {
+    "active", "entered-in-error", "inactive", "unknown",
+};
+/* http://hl7.org/fhir/ValueSet/document-mode */
+static const char *const codes_17[] = {
     "consumer", "producer",
 };
 /* http://hl7.org/fhir/ValueSet/event-capability-mode */
-static const char *const codes_16[] = {
+static const char *const codes_18[] = {
     "receiver", "sender",
 };
 /* http://hl7.org/fhir/ValueSet/event-timing */
-static const char *const codes_17[] = {
+static const char *const codes_19[] = {
     "AC", "ACD", "ACM", "ACV", "AFT", "AFT.early", "AFT.late", "C", "CD", "CM", "CV", "EVE", "EVE.early", "EVE.late", "HS",
     "MORN", "MORN.early", "MORN.late", "NIGHT", "NOON", "PC", "PCD", "PCM", "PCV", "PHS", "WAKE",
 };
 /* http://hl7.org/fhir/ValueSet/http-verb */
-static const char *const codes_18[] = {
+static const char *const codes_20[] = {
     "DELETE", "GET", "HEAD", "PATCH", "POST", "PUT",
 };
 /* http://hl7.org/fhir/ValueSet/identifier-use */
-static const char *const codes_19[] = {
+static const char *const codes_21[] = {
     "official", "old", "secondary", "temp", "usual",
 };
 /* http://hl7.org/fhir/ValueSet/issue-severity */
-static const char *const codes_20[] = {
+static const char *const codes_22[] = {
     "error", "fatal", "information", "warning",
 };
 /* http://hl7.org/fhir/ValueSet/issue-type */
-static const char *const codes_21[] = {
+static const char *const codes_23[] = {
     "business-rule", "code-invalid", "conflict", "deleted", "duplicate", "exception", "expired", "extension", "forbidden",
     "incomplete", "informational", "invalid", "invariant", "lock-error", "login", "multiple-matches", "no-store",
     "not-found", "not-supported", "processing", "required", "security", "structure", "suppressed", "throttled", "timeout",
     "too-costly", "too-long", "transient", "unknown", "value",
 };
 /* http://hl7.org/fhir/ValueSet/link-type */
-static const char *const codes_22[] = {
+static const char *const codes_24[] = {
     "refer", "replaced-by", "replaces", "seealso",
 };
 /* http://hl7.org/fhir/ValueSet/location-mode */
-static const char *const codes_23[] = {
+static const char *const codes_25[] = {
     "instance", "kind",
 };
 /* http://hl7.org/fhir/ValueSet/location-status */
-static const char *const codes_24[] = {
+static const char *const codes_26[] = {
     "active", "inactive", "suspended",
 };
 /* http://hl7.org/fhir/ValueSet/name-use */
-static const char *const codes_25[] = {
+static const char *const codes_27[] = {
     "anonymous", "maiden", "nickname", "official", "old", "temp", "usual",
 };
 /* http://hl7.org/fhir/ValueSet/narrative-status */
-static const char *const codes_26[] = {
+static const char *const codes_28[] = {
     "additional", "empty", "extensions", "generated",
 };
 /* http://hl7.org/fhir/ValueSet/operation-parameter-use */
-static const char *const codes_27[] = {
+static const char *const codes_29[] = {
     "in", "out",
 };
 /* http://hl7.org/fhir/ValueSet/participantrequired */
-static const char *const codes_28[] = {
+static const char *const codes_30[] = {
     "information-only", "optional", "required",
 };
 /* http://hl7.org/fhir/ValueSet/participationstatus */
-static const char *const codes_29[] = {
+static const char *const codes_31[] = {
     "accepted", "declined", "needs-action", "tentative",
 };
 /* http://hl7.org/fhir/ValueSet/publication-status */
-static const char *const codes_30[] = {
+static const char *const codes_32[] = {
     "active", "draft", "retired", "unknown",
 };
 /* http://hl7.org/fhir/ValueSet/quantity-comparator */
-static const char *const codes_31[] = {
+static const char *const codes_33[] = {
     "<", "<=", ">", ">=",
 };
 /* http://hl7.org/fhir/ValueSet/reference-handling-policy */
-static const char *const codes_32[] = {
+static const char *const codes_34[] = {
     "enforced", "literal", "local", "logical", "resolves",
 };
 /* http://hl7.org/fhir/ValueSet/related-artifact-type */
-static const char *const codes_33[] = {
+static const char *const codes_35[] = {
     "citation", "composed-of", "depends-on", "derived-from", "documentation", "justification", "predecessor", "successor",
 };
 /* http://hl7.org/fhir/ValueSet/resource-types */
-static const char *const codes_34[] = {
+static const char *const codes_36[] = {
     "Account", "ActivityDefinition", "AdverseEvent", "AllergyIntolerance", "Appointment", "AppointmentResponse",
     "AuditEvent", "Basic", "Binary", "BiologicallyDerivedProduct", "BodyStructure", "Bundle", "CapabilityStatement",
     "CarePlan", "CareTeam", "CatalogEntry", "ChargeItem", "ChargeItemDefinition", "Claim", "ClaimResponse",
@@ -210,52 +218,56 @@ static const char *const codes_34[] = {
     "Task", "TerminologyCapabilities", "TestReport", "TestScript", "ValueSet", "VerificationResult", "VisionPrescription",
 };
 /* http://hl7.org/fhir/ValueSet/restful-capability-mode */
-static const char *const codes_35[] = {
+static const char *const codes_37[] = {
     "client", "server",
 };
 /* http://hl7.org/fhir/ValueSet/search-entry-mode */
-static const char *const codes_36[] = {
+static const char *const codes_38[] = {
     "include", "match", "outcome",
 };
 /* http://hl7.org/fhir/ValueSet/search-param-type */
-static const char *const codes_37[] = {
+static const char *const codes_39[] = {
     "composite", "date", "number", "quantity", "reference", "special", "string", "token", "uri",
 };
 /* http://hl7.org/fhir/ValueSet/slotstatus */
-static const char *const codes_38[] = {
+static const char *const codes_40[] = {
     "busy", "busy-tentative", "busy-unavailable", "entered-in-error", "free",
 };
 /* http://hl7.org/fhir/ValueSet/sort-direction */
-static const char *const codes_39[] = {
+static const char *const codes_41[] = {
     "ascending", "descending",
 };
 /* http://hl7.org/fhir/ValueSet/subscription-channel-type */
-static const char *const codes_40[] = {
+static const char *const codes_42[] = {
     "email", "message", "rest-hook", "sms", "websocket",
 };
 /* http://hl7.org/fhir/ValueSet/subscription-status */
-static const char *const codes_41[] = {
+static const char *const codes_43[] = {
     "active", "error", "off", "requested",
 };
 /* http://hl7.org/fhir/ValueSet/system-restful-interaction */
-static const char *const codes_42[] = {
+static const char *const codes_44[] = {
     "batch", "history-system", "search-system", "transaction",
 };
 /* http://hl7.org/fhir/ValueSet/trigger-type */
-static const char *const codes_43[] = {
+static const char *const codes_45[] = {
     "data-access-ended", "data-accessed", "data-added", "data-changed", "data-modified", "data-removed", "named-event",
     "periodic",
 };
 /* http://hl7.org/fhir/ValueSet/type-restful-interaction */
-static const char *const codes_44[] = {
+static const char *const codes_46[] = {
     "create", "delete", "history-instance", "history-type", "patch", "read", "search-type", "update", "vread",
 };
+/* http://hl7.org/fhir/ValueSet/udi-entry-type */
+static const char *const codes_47[] = {
+    "barcode", "card", "manual", "rfid", "self-reported", "unknown",
+};
 /* http://hl7.org/fhir/ValueSet/units-of-time */
-static const char *const codes_45[] = {
+static const char *const codes_48[] = {
     "a", "d", "h", "min", "mo", "s", "wk",
 };
 /* http://hl7.org/fhir/ValueSet/versioning-policy */
-static const char *const codes_46[] = {
+static const char *const codes_49[] = {
     "no-version", "versioned", "versioned-update",
 };
 
@@ -275,38 +287,41 @@ const fhir_schema_valueset_t fhir_schema_valuesets[FHIR_SCHEMA_VALUESET_COUNT + 
     {"http://hl7.org/fhir/ValueSet/contact-point-use", codes_12, 5},
     {"http://hl7.org/fhir/ValueSet/contributor-type", codes_13, 4},
     {"http://hl7.org/fhir/ValueSet/days-of-week", codes_14, 7},
-    {"http://hl7.org/fhir/ValueSet/document-mode", codes_15, 2},
-    {"http://hl7.org/fhir/ValueSet/event-capability-mode", codes_16, 2},
-    {"http://hl7.org/fhir/ValueSet/event-timing", codes_17, 26},
-    {"http://hl7.org/fhir/ValueSet/http-verb", codes_18, 6},
-    {"http://hl7.org/fhir/ValueSet/identifier-use", codes_19, 5},
-    {"http://hl7.org/fhir/ValueSet/issue-severity", codes_20, 4},
-    {"http://hl7.org/fhir/ValueSet/issue-type", codes_21, 31},
-    {"http://hl7.org/fhir/ValueSet/link-type", codes_22, 4},
-    {"http://hl7.org/fhir/ValueSet/location-mode", codes_23, 2},
-    {"http://hl7.org/fhir/ValueSet/location-status", codes_24, 3},
-    {"http://hl7.org/fhir/ValueSet/name-use", codes_25, 7},
-    {"http://hl7.org/fhir/ValueSet/narrative-status", codes_26, 4},
-    {"http://hl7.org/fhir/ValueSet/operation-parameter-use", codes_27, 2},
-    {"http://hl7.org/fhir/ValueSet/participantrequired", codes_28, 3},
-    {"http://hl7.org/fhir/ValueSet/participationstatus", codes_29, 4},
-    {"http://hl7.org/fhir/ValueSet/publication-status", codes_30, 4},
-    {"http://hl7.org/fhir/ValueSet/quantity-comparator", codes_31, 4},
-    {"http://hl7.org/fhir/ValueSet/reference-handling-policy", codes_32, 5},
-    {"http://hl7.org/fhir/ValueSet/related-artifact-type", codes_33, 8},
-    {"http://hl7.org/fhir/ValueSet/resource-types", codes_34, 148},
-    {"http://hl7.org/fhir/ValueSet/restful-capability-mode", codes_35, 2},
-    {"http://hl7.org/fhir/ValueSet/search-entry-mode", codes_36, 3},
-    {"http://hl7.org/fhir/ValueSet/search-param-type", codes_37, 9},
-    {"http://hl7.org/fhir/ValueSet/slotstatus", codes_38, 5},
-    {"http://hl7.org/fhir/ValueSet/sort-direction", codes_39, 2},
-    {"http://hl7.org/fhir/ValueSet/subscription-channel-type", codes_40, 5},
-    {"http://hl7.org/fhir/ValueSet/subscription-status", codes_41, 4},
-    {"http://hl7.org/fhir/ValueSet/system-restful-interaction", codes_42, 4},
-    {"http://hl7.org/fhir/ValueSet/trigger-type", codes_43, 8},
-    {"http://hl7.org/fhir/ValueSet/type-restful-interaction", codes_44, 9},
-    {"http://hl7.org/fhir/ValueSet/units-of-time", codes_45, 7},
-    {"http://hl7.org/fhir/ValueSet/versioning-policy", codes_46, 3},
+    {"http://hl7.org/fhir/ValueSet/device-nametype", codes_15, 6},
+    {"http://hl7.org/fhir/ValueSet/device-status", codes_16, 4},
+    {"http://hl7.org/fhir/ValueSet/document-mode", codes_17, 2},
+    {"http://hl7.org/fhir/ValueSet/event-capability-mode", codes_18, 2},
+    {"http://hl7.org/fhir/ValueSet/event-timing", codes_19, 26},
+    {"http://hl7.org/fhir/ValueSet/http-verb", codes_20, 6},
+    {"http://hl7.org/fhir/ValueSet/identifier-use", codes_21, 5},
+    {"http://hl7.org/fhir/ValueSet/issue-severity", codes_22, 4},
+    {"http://hl7.org/fhir/ValueSet/issue-type", codes_23, 31},
+    {"http://hl7.org/fhir/ValueSet/link-type", codes_24, 4},
+    {"http://hl7.org/fhir/ValueSet/location-mode", codes_25, 2},
+    {"http://hl7.org/fhir/ValueSet/location-status", codes_26, 3},
+    {"http://hl7.org/fhir/ValueSet/name-use", codes_27, 7},
+    {"http://hl7.org/fhir/ValueSet/narrative-status", codes_28, 4},
+    {"http://hl7.org/fhir/ValueSet/operation-parameter-use", codes_29, 2},
+    {"http://hl7.org/fhir/ValueSet/participantrequired", codes_30, 3},
+    {"http://hl7.org/fhir/ValueSet/participationstatus", codes_31, 4},
+    {"http://hl7.org/fhir/ValueSet/publication-status", codes_32, 4},
+    {"http://hl7.org/fhir/ValueSet/quantity-comparator", codes_33, 4},
+    {"http://hl7.org/fhir/ValueSet/reference-handling-policy", codes_34, 5},
+    {"http://hl7.org/fhir/ValueSet/related-artifact-type", codes_35, 8},
+    {"http://hl7.org/fhir/ValueSet/resource-types", codes_36, 148},
+    {"http://hl7.org/fhir/ValueSet/restful-capability-mode", codes_37, 2},
+    {"http://hl7.org/fhir/ValueSet/search-entry-mode", codes_38, 3},
+    {"http://hl7.org/fhir/ValueSet/search-param-type", codes_39, 9},
+    {"http://hl7.org/fhir/ValueSet/slotstatus", codes_40, 5},
+    {"http://hl7.org/fhir/ValueSet/sort-direction", codes_41, 2},
+    {"http://hl7.org/fhir/ValueSet/subscription-channel-type", codes_42, 5},
+    {"http://hl7.org/fhir/ValueSet/subscription-status", codes_43, 4},
+    {"http://hl7.org/fhir/ValueSet/system-restful-interaction", codes_44, 4},
+    {"http://hl7.org/fhir/ValueSet/trigger-type", codes_45, 8},
+    {"http://hl7.org/fhir/ValueSet/type-restful-interaction", codes_46, 9},
+    {"http://hl7.org/fhir/ValueSet/udi-entry-type", codes_47, 6},
+    {"http://hl7.org/fhir/ValueSet/units-of-time", codes_48, 7},
+    {"http://hl7.org/fhir/ValueSet/versioning-policy", codes_49, 3},
 };
 
 /* Address */
@@ -350,7 +365,7 @@ static const fhir_schema_slot_t slots_Age[] = {
 };
 static const fhir_schema_element_t elements_Age[] = {
     {"code", 6, 0, 0, P, FHIR_SCHEMA_PRIM_CODE, 0},
-    {"comparator", 3, 0, 31, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"comparator", 3, 0, 33, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
     {"system", 5, 0, 0, P, FHIR_SCHEMA_PRIM_URI, 0},
@@ -455,8 +470,8 @@ static const fhir_schema_element_t elements_Appointment_participant[] = {
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
     {"modifierExtension", 2, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"period", 7, FHIR_SCHEMA_T_PERIOD, 0, C, NONE, 0},
-    {"required", 5, 0, 28, P, FHIR_SCHEMA_PRIM_CODE, 0},
-    {"status", 6, 0, 29, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"required", 5, 0, 30, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"status", 6, 0, 31, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"type", 3, FHIR_SCHEMA_T_CODEABLECONCEPT, 0, C, NONE, 0},
 };
 /* AppointmentResponse */
@@ -491,7 +506,7 @@ static const fhir_schema_element_t elements_AppointmentResponse[] = {
     {"language", 3, 0, 0, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"meta", 1, FHIR_SCHEMA_T_META, 0, C, NONE, 0},
     {"modifierExtension", 7, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
-    {"participantStatus", 14, 0, 29, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"participantStatus", 14, 0, 31, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"participantType", 12, FHIR_SCHEMA_T_CODEABLECONCEPT, 0, C, NONE, 0},
     {"start", 10, 0, 0, P, FHIR_SCHEMA_PRIM_INSTANT, 0},
     {"text", 4, FHIR_SCHEMA_T_NARRATIVE, 0, C, NONE, 0},
@@ -590,7 +605,7 @@ static const fhir_schema_element_t elements_Bundle_entry_request[] = {
     {"ifModifiedSince", 6, 0, 0, P, FHIR_SCHEMA_PRIM_INSTANT, 0},
     {"ifNoneExist", 8, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
     {"ifNoneMatch", 5, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
-    {"method", 3, 0, 18, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"method", 3, 0, 20, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"modifierExtension", 2, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"url", 4, 0, 0, P, FHIR_SCHEMA_PRIM_URI, 0},
 };
@@ -626,7 +641,7 @@ static const fhir_schema_slot_t slots_Bundle_entry_search[] = {
 static const fhir_schema_element_t elements_Bundle_entry_search[] = {
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
-    {"mode", 3, 0, 36, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"mode", 3, 0, 38, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"modifierExtension", 2, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"score", 4, 0, 0, P, FHIR_SCHEMA_PRIM_DECIMAL, 0},
 };
@@ -711,7 +726,7 @@ static const fhir_schema_element_t elements_CapabilityStatement[] = {
     {"purpose", 20, 0, 0, P, FHIR_SCHEMA_PRIM_MARKDOWN, 0},
     {"rest", 31, FHIR_SCHEMA_T_CAPABILITYSTATEMENT_REST, 0, C, NONE, 0},
     {"software", 25, FHIR_SCHEMA_T_CAPABILITYSTATEMENT_SOFTWARE, 0, C, NONE, 0},
-    {"status", 12, 0, 30, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"status", 12, 0, 32, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"text", 4, FHIR_SCHEMA_T_NARRATIVE, 0, C, NONE, 0},
     {"title", 11, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
     {"url", 8, 0, 0, P, FHIR_SCHEMA_PRIM_URI, 0},
@@ -731,7 +746,7 @@ static const fhir_schema_element_t elements_CapabilityStatement_document[] = {
     {"documentation", 4, 0, 0, P, FHIR_SCHEMA_PRIM_MARKDOWN, 0},
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
-    {"mode", 3, 0, 15, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"mode", 3, 0, 17, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"modifierExtension", 2, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"profile", 5, 0, 0, P, FHIR_SCHEMA_PRIM_CANONICAL, 0},
 };
@@ -798,7 +813,7 @@ static const fhir_schema_element_t elements_CapabilityStatement_messaging_suppor
     {"definition", 4, 0, 0, P, FHIR_SCHEMA_PRIM_CANONICAL, 0},
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
-    {"mode", 3, 0, 16, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"mode", 3, 0, 18, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"modifierExtension", 2, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
 };
 /* CapabilityStatement.rest */
@@ -821,7 +836,7 @@ static const fhir_schema_element_t elements_CapabilityStatement_rest[] = {
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
     {"interaction", 7, FHIR_SCHEMA_T_CAPABILITYSTATEMENT_REST_INTERACTION, 0, C, NONE, 0},
-    {"mode", 3, 0, 35, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"mode", 3, 0, 37, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"modifierExtension", 2, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"operation", 9, FHIR_SCHEMA_T_CAPABILITYSTATEMENT_REST_RESOURCE_OPERATION, 0, C, NONE, 0},
     {"resource", 6, FHIR_SCHEMA_T_CAPABILITYSTATEMENT_REST_RESOURCE, 0, C, NONE, 0},
@@ -837,7 +852,7 @@ static const fhir_schema_slot_t slots_CapabilityStatement_rest_interaction[] = {
     {"documentation", 0, 1, 0, 0},
 };
 static const fhir_schema_element_t elements_CapabilityStatement_rest_interaction[] = {
-    {"code", 3, 0, 42, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"code", 3, 0, 44, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"documentation", 4, 0, 0, P, FHIR_SCHEMA_PRIM_MARKDOWN, 0},
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
@@ -879,14 +894,14 @@ static const fhir_schema_element_t elements_CapabilityStatement_rest_resource[] 
     {"operation", 19, FHIR_SCHEMA_T_CAPABILITYSTATEMENT_REST_RESOURCE_OPERATION, 0, C, NONE, 0},
     {"profile", 4, 0, 0, P, FHIR_SCHEMA_PRIM_CANONICAL, 0},
     {"readHistory", 9, 0, 0, P, FHIR_SCHEMA_PRIM_BOOLEAN, 0},
-    {"referencePolicy", 15, 0, 32, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"referencePolicy", 15, 0, 34, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"searchInclude", 16, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
     {"searchParam", 18, FHIR_SCHEMA_T_CAPABILITYSTATEMENT_REST_RESOURCE_SEARCHPARAM, 0, C, NONE, 0},
     {"searchRevInclude", 17, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
     {"supportedProfile", 5, 0, 0, P, FHIR_SCHEMA_PRIM_CANONICAL, 0},
-    {"type", 3, 0, 34, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"type", 3, 0, 36, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"updateCreate", 10, 0, 0, P, FHIR_SCHEMA_PRIM_BOOLEAN, 0},
-    {"versioning", 8, 0, 46, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"versioning", 8, 0, 49, P, FHIR_SCHEMA_PRIM_CODE, 0},
 };
 /* CapabilityStatement.rest.resource.interaction */
 static const fhir_schema_slot_t slots_CapabilityStatement_rest_resource_interaction[] = {
@@ -897,7 +912,7 @@ static const fhir_schema_slot_t slots_CapabilityStatement_rest_resource_interact
     {"documentation", 0, 1, 0, 0},
 };
 static const fhir_schema_element_t elements_CapabilityStatement_rest_resource_interaction[] = {
-    {"code", 3, 0, 44, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"code", 3, 0, 46, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"documentation", 4, 0, 0, P, FHIR_SCHEMA_PRIM_MARKDOWN, 0},
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
@@ -937,7 +952,7 @@ static const fhir_schema_element_t elements_CapabilityStatement_rest_resource_se
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
     {"modifierExtension", 2, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"name", 3, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
-    {"type", 5, 0, 37, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"type", 5, 0, 39, P, FHIR_SCHEMA_PRIM_CODE, 0},
 };
 /* CapabilityStatement.rest.security */
 static const fhir_schema_slot_t slots_CapabilityStatement_rest_security[] = {
@@ -1064,7 +1079,7 @@ static const fhir_schema_slot_t slots_Count[] = {
 };
 static const fhir_schema_element_t elements_Count[] = {
     {"code", 6, 0, 0, P, FHIR_SCHEMA_PRIM_CODE, 0},
-    {"comparator", 3, 0, 31, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"comparator", 3, 0, 33, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
     {"system", 5, 0, 0, P, FHIR_SCHEMA_PRIM_URI, 0},
@@ -1139,10 +1154,170 @@ static const fhir_schema_slot_t slots_DataRequirement_sort[] = {
     {"direction", 1, 1, 0, 1},
 };
 static const fhir_schema_element_t elements_DataRequirement_sort[] = {
-    {"direction", 3, 0, 39, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"direction", 3, 0, 41, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
     {"path", 2, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
+};
+/* Device */
+static const fhir_schema_slot_t slots_Device[] = {
+    {"id", 0, 1, 0, 1},
+    {"meta", 0, 1, 0, 1},
+    {"implicitRules", 0, 1, 0, 1},
+    {"language", 0, 1, 0, 0},
+    {"text", 0, 1, 0, 0},
+    {"contained", 0, UNB, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 0},
+    {"identifier", 0, UNB, 0, 0},
+    {"definition", 0, 1, 0, 0},
+    {"udiCarrier", 0, UNB, 0, 1},
+    {"status", 0, 1, 0, 1},
+    {"statusReason", 0, UNB, 0, 0},
+    {"distinctIdentifier", 0, 1, 0, 0},
+    {"manufacturer", 0, 1, 0, 0},
+    {"manufactureDate", 0, 1, 0, 0},
+    {"expirationDate", 0, 1, 0, 0},
+    {"lotNumber", 0, 1, 0, 0},
+    {"serialNumber", 0, 1, 0, 0},
+    {"deviceName", 0, UNB, 0, 0},
+    {"modelNumber", 0, 1, 0, 0},
+    {"partNumber", 0, 1, 0, 0},
+    {"type", 0, 1, 0, 0},
+    {"specialization", 0, UNB, 0, 0},
+    {"version", 0, UNB, 0, 0},
+    {"property", 0, UNB, 0, 0},
+    {"patient", 0, 1, 0, 0},
+    {"owner", 0, 1, 0, 0},
+    {"contact", 0, UNB, 0, 0},
+    {"location", 0, 1, 0, 0},
+    {"url", 0, 1, 0, 0},
+    {"note", 0, UNB, 0, 0},
+    {"safety", 0, UNB, 0, 1},
+    {"parent", 0, 1, 0, 0},
+};
+static const fhir_schema_element_t elements_Device[] = {
+    {"contact", 28, FHIR_SCHEMA_T_CONTACTPOINT, 0, C, NONE, 0},
+    {"contained", 5, 0, 0, R, NONE, 0},
+    {"definition", 9, FHIR_SCHEMA_T_REFERENCE, 0, C, NONE, 0},
+    {"deviceName", 19, FHIR_SCHEMA_T_DEVICE_DEVICENAME, 0, C, NONE, 0},
+    {"distinctIdentifier", 13, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
+    {"expirationDate", 16, 0, 0, P, FHIR_SCHEMA_PRIM_DATETIME, 0},
+    {"extension", 6, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
+    {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_ID, ATTR},
+    {"identifier", 8, FHIR_SCHEMA_T_IDENTIFIER, 0, C, NONE, 0},
+    {"implicitRules", 2, 0, 0, P, FHIR_SCHEMA_PRIM_URI, 0},
+    {"language", 3, 0, 0, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"location", 29, FHIR_SCHEMA_T_REFERENCE, 0, C, NONE, 0},
+    {"lotNumber", 17, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
+    {"manufactureDate", 15, 0, 0, P, FHIR_SCHEMA_PRIM_DATETIME, 0},
+    {"manufacturer", 14, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
+    {"meta", 1, FHIR_SCHEMA_T_META, 0, C, NONE, 0},
+    {"modelNumber", 20, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
+    {"modifierExtension", 7, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
+    {"note", 31, FHIR_SCHEMA_T_ANNOTATION, 0, C, NONE, 0},
+    {"owner", 27, FHIR_SCHEMA_T_REFERENCE, 0, C, NONE, 0},
+    {"parent", 33, FHIR_SCHEMA_T_REFERENCE, 0, C, NONE, 0},
+    {"partNumber", 21, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
+    {"patient", 26, FHIR_SCHEMA_T_REFERENCE, 0, C, NONE, 0},
+    {"property", 25, FHIR_SCHEMA_T_DEVICE_PROPERTY, 0, C, NONE, 0},
+    {"safety", 32, FHIR_SCHEMA_T_CODEABLECONCEPT, 0, C, NONE, 0},
+    {"serialNumber", 18, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
+    {"specialization", 23, FHIR_SCHEMA_T_DEVICE_SPECIALIZATION, 0, C, NONE, 0},
+    {"status", 11, 0, 16, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"statusReason", 12, FHIR_SCHEMA_T_CODEABLECONCEPT, 0, C, NONE, 0},
+    {"text", 4, FHIR_SCHEMA_T_NARRATIVE, 0, C, NONE, 0},
+    {"type", 22, FHIR_SCHEMA_T_CODEABLECONCEPT, 0, C, NONE, 0},
+    {"udiCarrier", 10, FHIR_SCHEMA_T_DEVICE_UDICARRIER, 0, C, NONE, 0},
+    {"url", 30, 0, 0, P, FHIR_SCHEMA_PRIM_URI, 0},
+    {"version", 24, FHIR_SCHEMA_T_DEVICE_VERSION, 0, C, NONE, 0},
+};
+/* Device.deviceName */
+static const fhir_schema_slot_t slots_Device_deviceName[] = {
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"name", 1, 1, 0, 0},
+    {"type", 1, 1, 0, 0},
+};
+static const fhir_schema_element_t elements_Device_deviceName[] = {
+    {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
+    {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
+    {"modifierExtension", 2, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
+    {"name", 3, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
+    {"type", 4, 0, 15, P, FHIR_SCHEMA_PRIM_CODE, 0},
+};
+/* Device.property */
+static const fhir_schema_slot_t slots_Device_property[] = {
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"type", 1, 1, 0, 0},
+    {"valueQuantity", 0, UNB, 0, 0},
+    {"valueCode", 0, UNB, 0, 0},
+};
+static const fhir_schema_element_t elements_Device_property[] = {
+    {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
+    {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
+    {"modifierExtension", 2, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
+    {"type", 3, FHIR_SCHEMA_T_CODEABLECONCEPT, 0, C, NONE, 0},
+    {"valueCode", 5, FHIR_SCHEMA_T_CODEABLECONCEPT, 0, C, NONE, 0},
+    {"valueQuantity", 4, FHIR_SCHEMA_T_QUANTITY, 0, C, NONE, 0},
+};
+/* Device.specialization */
+static const fhir_schema_slot_t slots_Device_specialization[] = {
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"systemType", 1, 1, 0, 0},
+    {"version", 0, 1, 0, 0},
+};
+static const fhir_schema_element_t elements_Device_specialization[] = {
+    {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
+    {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
+    {"modifierExtension", 2, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
+    {"systemType", 3, FHIR_SCHEMA_T_CODEABLECONCEPT, 0, C, NONE, 0},
+    {"version", 4, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
+};
+/* Device.udiCarrier */
+static const fhir_schema_slot_t slots_Device_udiCarrier[] = {
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"deviceIdentifier", 0, 1, 0, 1},
+    {"issuer", 0, 1, 0, 0},
+    {"jurisdiction", 0, 1, 0, 0},
+    {"carrierAIDC", 0, 1, 0, 1},
+    {"carrierHRF", 0, 1, 0, 1},
+    {"entryType", 0, 1, 0, 0},
+};
+static const fhir_schema_element_t elements_Device_udiCarrier[] = {
+    {"carrierAIDC", 6, 0, 0, P, FHIR_SCHEMA_PRIM_BASE64BINARY, 0},
+    {"carrierHRF", 7, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
+    {"deviceIdentifier", 3, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
+    {"entryType", 8, 0, 47, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
+    {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
+    {"issuer", 4, 0, 0, P, FHIR_SCHEMA_PRIM_URI, 0},
+    {"jurisdiction", 5, 0, 0, P, FHIR_SCHEMA_PRIM_URI, 0},
+    {"modifierExtension", 2, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
+};
+/* Device.version */
+static const fhir_schema_slot_t slots_Device_version[] = {
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"type", 0, 1, 0, 0},
+    {"component", 0, 1, 0, 0},
+    {"value", 1, 1, 0, 0},
+};
+static const fhir_schema_element_t elements_Device_version[] = {
+    {"component", 4, FHIR_SCHEMA_T_IDENTIFIER, 0, C, NONE, 0},
+    {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
+    {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
+    {"modifierExtension", 2, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
+    {"type", 3, FHIR_SCHEMA_T_CODEABLECONCEPT, 0, C, NONE, 0},
+    {"value", 5, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
 };
 /* Distance */
 static const fhir_schema_slot_t slots_Distance[] = {
@@ -1156,7 +1331,7 @@ static const fhir_schema_slot_t slots_Distance[] = {
 };
 static const fhir_schema_element_t elements_Distance[] = {
     {"code", 6, 0, 0, P, FHIR_SCHEMA_PRIM_CODE, 0},
-    {"comparator", 3, 0, 31, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"comparator", 3, 0, 33, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
     {"system", 5, 0, 0, P, FHIR_SCHEMA_PRIM_URI, 0},
@@ -1231,7 +1406,7 @@ static const fhir_schema_slot_t slots_Duration[] = {
 };
 static const fhir_schema_element_t elements_Duration[] = {
     {"code", 6, 0, 0, P, FHIR_SCHEMA_PRIM_CODE, 0},
-    {"comparator", 3, 0, 31, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"comparator", 3, 0, 33, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
     {"system", 5, 0, 0, P, FHIR_SCHEMA_PRIM_URI, 0},
@@ -1467,7 +1642,7 @@ static const fhir_schema_element_t elements_HumanName[] = {
     {"prefix", 6, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
     {"suffix", 7, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
     {"text", 3, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
-    {"use", 2, 0, 25, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"use", 2, 0, 27, P, FHIR_SCHEMA_PRIM_CODE, 0},
 };
 /* Identifier */
 static const fhir_schema_slot_t slots_Identifier[] = {
@@ -1487,7 +1662,7 @@ static const fhir_schema_element_t elements_Identifier[] = {
     {"period", 6, FHIR_SCHEMA_T_PERIOD, 0, C, NONE, 0},
     {"system", 4, 0, 0, P, FHIR_SCHEMA_PRIM_URI, 0},
     {"type", 3, FHIR_SCHEMA_T_CODEABLECONCEPT, 0, C, NONE, 0},
-    {"use", 2, 0, 19, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"use", 2, 0, 21, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"value", 5, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
 };
 /* Location */
@@ -1533,14 +1708,14 @@ static const fhir_schema_element_t elements_Location[] = {
     {"language", 3, 0, 0, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"managingOrganization", 20, FHIR_SCHEMA_T_REFERENCE, 0, C, NONE, 0},
     {"meta", 1, FHIR_SCHEMA_T_META, 0, C, NONE, 0},
-    {"mode", 14, 0, 23, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"mode", 14, 0, 25, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"modifierExtension", 7, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"name", 11, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
     {"operationalStatus", 10, FHIR_SCHEMA_T_CODING, 0, C, NONE, 0},
     {"partOf", 21, FHIR_SCHEMA_T_REFERENCE, 0, C, NONE, 0},
     {"physicalType", 18, FHIR_SCHEMA_T_CODEABLECONCEPT, 0, C, NONE, 0},
     {"position", 19, FHIR_SCHEMA_T_LOCATION_POSITION, 0, C, NONE, 0},
-    {"status", 9, 0, 24, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"status", 9, 0, 26, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"telecom", 16, FHIR_SCHEMA_T_CONTACTPOINT, 0, C, NONE, 0},
     {"text", 4, FHIR_SCHEMA_T_NARRATIVE, 0, C, NONE, 0},
     {"type", 15, FHIR_SCHEMA_T_CODEABLECONCEPT, 0, C, NONE, 0},
@@ -1626,7 +1801,7 @@ static const fhir_schema_element_t elements_Narrative[] = {
     {"div", 3, 0, 0, P, FHIR_SCHEMA_PRIM_XHTML, ATTR},
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
-    {"status", 2, 0, 26, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"status", 2, 0, 28, P, FHIR_SCHEMA_PRIM_CODE, 0},
 };
 /* OperationOutcome */
 static const fhir_schema_slot_t slots_OperationOutcome[] = {
@@ -1664,7 +1839,7 @@ static const fhir_schema_slot_t slots_OperationOutcome_issue[] = {
     {"expression", 0, UNB, 0, 1},
 };
 static const fhir_schema_element_t elements_OperationOutcome_issue[] = {
-    {"code", 4, 0, 21, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"code", 4, 0, 23, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"details", 5, FHIR_SCHEMA_T_CODEABLECONCEPT, 0, C, NONE, 0},
     {"diagnostics", 6, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
     {"expression", 8, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
@@ -1672,7 +1847,7 @@ static const fhir_schema_element_t elements_OperationOutcome_issue[] = {
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
     {"location", 7, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
     {"modifierExtension", 2, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
-    {"severity", 3, 0, 20, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"severity", 3, 0, 22, P, FHIR_SCHEMA_PRIM_CODE, 0},
 };
 /* ParameterDefinition */
 static const fhir_schema_slot_t slots_ParameterDefinition[] = {
@@ -1695,7 +1870,7 @@ static const fhir_schema_element_t elements_ParameterDefinition[] = {
     {"name", 2, 0, 0, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"profile", 8, 0, 0, P, FHIR_SCHEMA_PRIM_CANONICAL, 0},
     {"type", 7, 0, 5, P, FHIR_SCHEMA_PRIM_CODE, 0},
-    {"use", 3, 0, 27, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"use", 3, 0, 29, P, FHIR_SCHEMA_PRIM_CODE, 0},
 };
 /* Parameters */
 static const fhir_schema_slot_t slots_Parameters[] = {
@@ -1888,7 +2063,7 @@ static const fhir_schema_element_t elements_Patient_link[] = {
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
     {"modifierExtension", 2, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"other", 3, FHIR_SCHEMA_T_REFERENCE, 0, C, NONE, 0},
-    {"type", 4, 0, 22, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"type", 4, 0, 24, P, FHIR_SCHEMA_PRIM_CODE, 0},
 };
 /* Period */
 static const fhir_schema_slot_t slots_Period[] = {
@@ -2058,7 +2233,7 @@ static const fhir_schema_slot_t slots_Quantity[] = {
 };
 static const fhir_schema_element_t elements_Quantity[] = {
     {"code", 6, 0, 0, P, FHIR_SCHEMA_PRIM_CODE, 0},
-    {"comparator", 3, 0, 31, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"comparator", 3, 0, 33, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
     {"system", 5, 0, 0, P, FHIR_SCHEMA_PRIM_URI, 0},
@@ -2128,7 +2303,7 @@ static const fhir_schema_element_t elements_RelatedArtifact[] = {
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
     {"label", 3, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
     {"resource", 8, 0, 0, P, FHIR_SCHEMA_PRIM_CANONICAL, 0},
-    {"type", 2, 0, 33, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"type", 2, 0, 35, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"url", 6, 0, 0, P, FHIR_SCHEMA_PRIM_URL, 0},
 };
 /* SampledData */
@@ -2254,7 +2429,7 @@ static const fhir_schema_element_t elements_Slot[] = {
     {"serviceType", 10, FHIR_SCHEMA_T_CODEABLECONCEPT, 0, C, NONE, 0},
     {"specialty", 11, FHIR_SCHEMA_T_CODEABLECONCEPT, 0, C, NONE, 0},
     {"start", 15, 0, 0, P, FHIR_SCHEMA_PRIM_INSTANT, 0},
-    {"status", 14, 0, 38, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"status", 14, 0, 40, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"text", 4, FHIR_SCHEMA_T_NARRATIVE, 0, C, NONE, 0},
 };
 /* Subscription */
@@ -2289,7 +2464,7 @@ static const fhir_schema_element_t elements_Subscription[] = {
     {"meta", 1, FHIR_SCHEMA_T_META, 0, C, NONE, 0},
     {"modifierExtension", 7, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"reason", 11, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
-    {"status", 8, 0, 41, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"status", 8, 0, 43, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"text", 4, FHIR_SCHEMA_T_NARRATIVE, 0, C, NONE, 0},
 };
 /* Subscription.channel */
@@ -2309,7 +2484,7 @@ static const fhir_schema_element_t elements_Subscription_channel[] = {
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
     {"modifierExtension", 2, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"payload", 5, 0, 0, P, FHIR_SCHEMA_PRIM_CODE, 0},
-    {"type", 3, 0, 40, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"type", 3, 0, 42, P, FHIR_SCHEMA_PRIM_CODE, 0},
 };
 /* Timing */
 static const fhir_schema_slot_t slots_Timing[] = {
@@ -2357,7 +2532,7 @@ static const fhir_schema_element_t elements_Timing_repeat[] = {
     {"dayOfWeek", 13, 0, 14, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"duration", 5, 0, 0, P, FHIR_SCHEMA_PRIM_DECIMAL, 0},
     {"durationMax", 6, 0, 0, P, FHIR_SCHEMA_PRIM_DECIMAL, 0},
-    {"durationUnit", 7, 0, 45, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"durationUnit", 7, 0, 48, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"frequency", 8, 0, 0, P, FHIR_SCHEMA_PRIM_POSITIVEINT, 0},
     {"frequencyMax", 9, 0, 0, P, FHIR_SCHEMA_PRIM_POSITIVEINT, 0},
@@ -2365,9 +2540,9 @@ static const fhir_schema_element_t elements_Timing_repeat[] = {
     {"offset", 16, 0, 0, P, FHIR_SCHEMA_PRIM_UNSIGNEDINT, 0},
     {"period", 10, 0, 0, P, FHIR_SCHEMA_PRIM_DECIMAL, 0},
     {"periodMax", 11, 0, 0, P, FHIR_SCHEMA_PRIM_DECIMAL, 0},
-    {"periodUnit", 12, 0, 45, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"periodUnit", 12, 0, 48, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"timeOfDay", 14, 0, 0, P, FHIR_SCHEMA_PRIM_TIME, 0},
-    {"when", 15, 0, 17, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"when", 15, 0, 19, P, FHIR_SCHEMA_PRIM_CODE, 0},
 };
 /* TriggerDefinition */
 static const fhir_schema_slot_t slots_TriggerDefinition[] = {
@@ -2389,7 +2564,7 @@ static const fhir_schema_element_t elements_TriggerDefinition[] = {
     {"timingDateTime", 4, 0, 0, P, FHIR_SCHEMA_PRIM_DATETIME, 0},
     {"timingReference", 4, FHIR_SCHEMA_T_REFERENCE, 0, C, NONE, 0},
     {"timingTiming", 4, FHIR_SCHEMA_T_TIMING, 0, C, NONE, 0},
-    {"type", 2, 0, 43, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"type", 2, 0, 45, P, FHIR_SCHEMA_PRIM_CODE, 0},
 };
 /* UsageContext */
 static const fhir_schema_slot_t slots_UsageContext[] = {
@@ -2467,6 +2642,13 @@ const fhir_schema_struct_t fhir_schema_structs[FHIR_SCHEMA_STRUCT_COUNT] = {
         slots_DataRequirement_dateFilter, elements_DataRequirement_dateFilter, 5, 7, 0},
     [FHIR_SCHEMA_T_DATAREQUIREMENT_SORT] = {"DataRequirement.sort",
         slots_DataRequirement_sort, elements_DataRequirement_sort, 4, 4, 0},
+    [FHIR_SCHEMA_T_DEVICE] = {"Device", slots_Device, elements_Device, 34, 34, 1},
+    [FHIR_SCHEMA_T_DEVICE_DEVICENAME] = {"Device.deviceName", slots_Device_deviceName, elements_Device_deviceName, 5, 5, 0},
+    [FHIR_SCHEMA_T_DEVICE_PROPERTY] = {"Device.property", slots_Device_property, elements_Device_property, 6, 6, 0},
+    [FHIR_SCHEMA_T_DEVICE_SPECIALIZATION] = {"Device.specialization",
+        slots_Device_specialization, elements_Device_specialization, 5, 5, 0},
+    [FHIR_SCHEMA_T_DEVICE_UDICARRIER] = {"Device.udiCarrier", slots_Device_udiCarrier, elements_Device_udiCarrier, 9, 9, 0},
+    [FHIR_SCHEMA_T_DEVICE_VERSION] = {"Device.version", slots_Device_version, elements_Device_version, 6, 6, 0},
     [FHIR_SCHEMA_T_DISTANCE] = {"Distance", slots_Distance, elements_Distance, 7, 7, 0},
     [FHIR_SCHEMA_T_DOSAGE] = {"Dosage", slots_Dosage, elements_Dosage, 16, 17, 0},
     [FHIR_SCHEMA_T_DOSAGE_DOSEANDRATE] = {"Dosage.doseAndRate", slots_Dosage_doseAndRate, elements_Dosage_doseAndRate, 5, 8, 0},
@@ -2558,6 +2740,7 @@ const fhir_schema_resource_t fhir_schema_resources[FHIR_SCHEMA_RESOURCE_COUNT] =
     {"AppointmentResponse", FHIR_SCHEMA_T_APPOINTMENTRESPONSE},
     {"Bundle", FHIR_SCHEMA_T_BUNDLE},
     {"CapabilityStatement", FHIR_SCHEMA_T_CAPABILITYSTATEMENT},
+    {"Device", FHIR_SCHEMA_T_DEVICE},
     {"HealthcareService", FHIR_SCHEMA_T_HEALTHCARESERVICE},
     {"Location", FHIR_SCHEMA_T_LOCATION},
     {"OperationOutcome", FHIR_SCHEMA_T_OPERATIONOUTCOME},

@@ -5,9 +5,9 @@
 #include <stddef.h>
 
 /** Number of stored resource types. */
-#define FHIR_RESOURCE_TYPE_COUNT 10
+#define FHIR_RESOURCE_TYPE_COUNT 11
 
-/** Stored resource types, in the order of their tables (see migrations/). */
+/** Stored resource types, sorted by name; each has its partition of the resource table (see migrations/). */
 extern const char *const fhir_resource_types[FHIR_RESOURCE_TYPE_COUNT];
 
 /** Index of a stored type by name, or -1. `len` bytes of `name` are compared. */

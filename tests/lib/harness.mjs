@@ -40,6 +40,7 @@ export const TYPES = [
     'HealthcareService',
     'Patient',
     'Subscription',
+    'Device',
 ];
 
 /** OperationOutcome issue codes that mean "the content is invalid" (IssueType "invalid" and its children). */
@@ -649,6 +650,13 @@ const SAMPLES = {
         name: [{ family: 'Doe', given: ['Jane'] }],
         gender: 'female',
         birthDate: '1980-05-01',
+    }),
+    Device: () => ({
+        resourceType: 'Device',
+        status: 'active',
+        deviceName: [{ name: 'Ultrasound scanner 1', type: 'user-friendly-name' }],
+        type: { text: 'Ultrasound scanner' },
+        location: { reference: 'Location/example' },
     }),
     Subscription: () => ({
         resourceType: 'Subscription',

@@ -275,6 +275,25 @@ static void test_extracts_scheduling_resources(void **state)
     json_decref(ix);
     json_decref(location);
 
+    /* device-name is a union of the device's names and its type's displays and text */
+    json_t *device = json_loads("{\"resourceType\":\"Device\",\"status\":\"active\",\"deviceName\":[{\"name\":\"Echo 3000\","
+                                "\"type\":\"user-friendly-name\"}],\"type\":{\"coding\":[{\"system\":\"urn:dev\",\"code\":\"us\","
+                                "\"display\":\"Ultrasound scanner\"}],\"text\":\"Scanner\"},\"location\":{\"reference\":\"Location/room1\"},"
+                                "\"manufacturer\":\"Acme\",\"modelNumber\":\"E-3\"}",
+                                0, NULL);
+    ix = fhir_search_index("Device", device);
+    assert_true(has_token(ix, "status=http://hl7.org/fhir/device-status|active"));
+    assert_true(has_token(ix, "type=urn:dev|us"));
+    assert_true(has_token(ix, "location=Location/room1"));
+    assert_true(has_text(ix, "device-name=echo 3000"));
+    assert_true(has_text(ix, "device-name=ultrasound scanner"));
+    assert_true(has_text(ix, "device-name=scanner"));
+    assert_true(has_text(ix, "manufacturer=acme"));
+    assert_true(has_text(ix, "model=e-3"));
+    assert_false(has_token(ix, "patient"));
+    json_decref(ix);
+    json_decref(device);
+
     /* odd content is skipped, never fatal */
     json_t *odd = json_loads("{\"resourceType\":\"Slot\",\"status\":5,\"schedule\":\"x\",\"start\":{\"a\":1},\"identifier\":[1,null]}", 0, NULL);
     ix = fhir_search_index("Slot", odd);
