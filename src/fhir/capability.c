@@ -1,6 +1,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "fhir/capability.h"
+#include "fhir/conformance_res.h"
 #include "fhir/json.h"
 #include "fhir/search.h"
 #include "fhir/types.h"
@@ -12,6 +13,29 @@ static size_t capability_len;
 
 static const char *const type_interactions[] = {"read", "vread", "update", "patch", "delete", "history-instance", "history-type",
                                                 "create", "search-type"};
+
+/* CapabilityStatement.rest.resource.operation of `type`: the embedded OperationDefinitions whose resource lists it. */
+static json_t *operations_of(const char *type)
+{
+    json_t *ops = json_array();
+    const fhir_conformance_file_t *f;
+    for (size_t i = 0; (f = fhir_conformance_at(i)) != NULL; ++i) {
+        if (strcmp(f->type, "OperationDefinition") != 0)
+            continue;
+        json_t *od = json_loadb(f->json, f->len, 0, NULL), *res;
+        const char *code = json_string_value(json_object_get(od, "code"));
+        const char *url = json_string_value(json_object_get(od, "url"));
+        size_t k;
+        json_array_foreach (json_object_get(od, "resource"), k, res) {
+            if (code != NULL && url != NULL && json_is_string(res) && strcmp(json_string_value(res), type) == 0) {
+                json_array_append_new(ops, json_pack("{s:s, s:s}", "name", code, "definition", url));
+                break;
+            }
+        }
+        json_decref(od);
+    }
+    return ops;
+}
 
 static json_t *resource_entry(const char *type)
 {
@@ -39,6 +63,11 @@ static json_t *resource_entry(const char *type)
                               "not-supported", "conditionalDelete", "single", "searchInclude", includes, "searchRevInclude",
                               revincludes, "searchParam", params);
     free(profile);
+    json_t *ops = operations_of(type);
+    if (json_array_size(ops) != 0)
+        json_object_set_new(entry, "operation", ops);
+    else
+        json_decref(ops);
     return entry;
 }
 
