@@ -319,8 +319,9 @@ describe('ITI-115 $find', { skip: SKIP }, () => {
         assertConforms(AVAIL, res.json, PROFILES);
     });
 
-    it('every input but organization (the demo has none): proposals conforming to ihe-sched-appt', async () => {
-        const res = await fhir(server, 'POST', '/Appointment/$find', { body: build(['organization']) });
+    it('every input but organization and insurance-reference: proposals conforming to ihe-sched-appt', async () => {
+        // The demo has no Organization (so a filter on one finds nothing); insurance-reference has its own test.
+        const res = await fhir(server, 'POST', '/Appointment/$find', { body: build(['organization', 'insurance-reference']) });
         expectStatus(res, 200);
         assertConforms(AVAIL, res.json, PROFILES);
         const appts = res.json.entry.filter((e) => e.resource.resourceType === 'Appointment').map((e) => e.resource);
@@ -336,9 +337,25 @@ describe('ITI-115 $find', { skip: SKIP }, () => {
         }
     });
 
+    it('insurance-reference to the target the OperationDefinition names (InsurancePlan) is accepted', async () => {
+        const def = FIND.params.find((p) => p.name === 'insurance-reference');
+        assert.deepEqual(def.targetProfile, ['http://hl7.org/fhir/StructureDefinition/InsurancePlan']);
+        const params = {
+            resourceType: 'Parameters',
+            parameter: [
+                { name: 'start', valueDateTime: START },
+                { name: 'end', valueDateTime: END },
+                parameterFor(def, DEMO_VALUES['insurance-reference']),
+            ],
+        };
+        const res = await fhir(server, 'POST', '/Appointment/$find', { body: params });
+        expectStatus(res, 200);
+        assertConforms(AVAIL, res.json, PROFILES);
+    });
+
     it('the GET form of the simple inputs: a conforming Bundle', async () => {
         const q = inputs()
-            .filter((d) => d.name !== 'organization')
+            .filter((d) => !['organization', 'insurance-reference'].includes(d.name))
             .map((d) => [d.name, getValue(d, DEMO_VALUES[d.name])])
             .filter(([, v]) => v !== undefined)
             .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`)
@@ -396,7 +413,8 @@ describe('ITI-116 $hold and ITI-117 $book', { skip: SKIP }, () => {
             assert.ok(def, `$${op.code} has an input ${p.name}`);
             const key = Object.keys(p).find((k) => k.startsWith('value') || k === 'resource');
             const type = key === 'resource' ? p.resource.resourceType : key.slice(5);
-            assert.equal(type, def.type, `$${op.code} ${p.name} is a ${def.type}`);
+            // valueString for a `string`, valueReference for a `Reference`, a Patient resource for a `Patient`
+            assert.equal(type.toLowerCase(), def.type.toLowerCase(), `$${op.code} ${p.name} is a ${def.type}`);
         }
         return params;
     }
