@@ -332,8 +332,15 @@ describe('ITI-115 $find', { skip: SKIP }, () => {
             assert.equal(a.status, 'proposed');
             assert.ok(a.participant.some((p) => p.actor.reference === 'Practitioner/dr-lucas-visser'));
             assert.ok(a.participant.some((p) => p.actor.reference === 'Patient/pat-sanne-bakker'));
-            assert.equal(Date.parse(a.requestedPeriod[0].start), Date.parse(START));
-            assert.equal(Date.parse(a.requestedPeriod[0].end), Date.parse(END));
+        }
+    });
+
+    it('requestedPeriod of a proposal is the window asked for', async () => {
+        const res = await fhir(server, 'POST', '/Appointment/$find', { body: build(['organization', 'insurance-reference']) });
+        expectStatus(res, 200);
+        for (const e of res.json.entry.filter((x) => x.resource.resourceType === 'Appointment')) {
+            assert.equal(Date.parse(e.resource.requestedPeriod[0].start), Date.parse(START), 'requestedPeriod.start');
+            assert.equal(Date.parse(e.resource.requestedPeriod[0].end), Date.parse(END), 'requestedPeriod.end');
         }
     });
 
