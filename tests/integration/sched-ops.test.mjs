@@ -783,6 +783,34 @@ describe('$find: hours, leave, durations, rooms, alignment', { skip: SKIP_DEMO }
         assert.ok(offered(props, NOOR, ams(US_TUESDAY, '11:00')));
     });
 
+    it('required-device-type: a Device of that type joins each proposal; a booked device takes its time away', async () => {
+        const typeCode = uniq('dev');
+        const devType = { coding: [{ system: 'http://fhirsched.org/fhir/test-device-type', code: typeCode }] };
+        const doc = await makeDoctor({ serviceExt: [{ url: `${EXT}required-device-type`, valueCodeableConcept: devType }] });
+        const day = nextDay(1, { weeks: 1 });
+        const none = await findFor(doc, win(day));
+        assert.equal(none.bundle.total, 0, 'no such device yet: nothing');
+        const device = await create(server, { resourceType: 'Device', status: 'active', type: devType, location: { reference: NORTH } });
+        const devRef = `Device/${device.id}`;
+        let { props } = await findFor(doc, win(day));
+        assert.ok(props.length > 0);
+        for (const p of props) assert.ok(has(p, devRef), 'the device is a participant');
+        // Somebody else uses the device 10:00-11:00.
+        const other = await create(server, { resourceType: 'Practitioner', name: [{ family: uniq('Other') }] });
+        await create(server, restAppt([`Practitioner/${other.id}`, devRef], ams(day, '10:00'), 60));
+        ({ props } = await findFor(doc, win(day)));
+        for (const p of props) assert.ok(Date.parse(p.end) <= ams(day, '10:00') || Date.parse(p.start) >= ams(day, '11:00'));
+        // A second device of the type (without a location: usable anywhere) fills the gap.
+        const spare = await create(server, { resourceType: 'Device', status: 'active', type: devType });
+        ({ props } = await findFor(doc, win(day)));
+        const at10 = props.filter((p) => startsAt(p, ams(day, '10:00')));
+        assert.ok(at10.length > 0 && at10.every((p) => has(p, `Device/${spare.id}`)), 'the spare device at 10:00');
+        // Booking without a device of the type is refused.
+        const bare = restAppt([doc.ref, doc.roleRef, doc.clinicRef, doc.svcRef], ams(day, '14:00'), 30);
+        expectOutcome(await book(apptParam(bare)), 422, 'business-rule');
+        expectOneAppointment(await book(apptParam(restAppt([doc.ref, doc.roleRef, doc.clinicRef, doc.svcRef, devRef], ams(day, '14:00'), 30))));
+    });
+
     it('slot-alignment on the service: starts on multiples of 20 minutes', async () => {
         const doc = await makeDoctor({ serviceExt: [{ url: `${EXT}slot-alignment`, valueDuration: dur(20) }] });
         const day = nextDay(1);

@@ -177,6 +177,15 @@ describe('overlap of one exclusive actor', () => {
         expectConflict(await post(appt(day, '09:00', '10:00', [`Location/${bed.id}`])), `Location/${bed.id}`);
     });
 
+    it('a Device is exclusive', async () => {
+        const device = await create(server, { resourceType: 'Device', status: 'active' });
+        const day = freshDay();
+        const [a, b] = [await practitioner(), await practitioner()];
+        await create(server, appt(day, '09:00', '10:00', [`Practitioner/${a.id}`, `Device/${device.id}`]));
+        expectConflict(await post(appt(day, '09:30', '10:30', [`Practitioner/${b.id}`, `Device/${device.id}`])), `Device/${device.id}`);
+        await create(server, appt(day, '10:00', '11:00', [`Practitioner/${b.id}`, `Device/${device.id}`]));
+    });
+
     it('buildings do not block: the demo-like clinic building holds many appointments at once', async () => {
         const building = await room(BUILDING);
         const day = freshDay();
