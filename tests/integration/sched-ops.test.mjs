@@ -109,18 +109,23 @@ function win(date, days = 1) {
 const MILA_LEAVE = { start: '2026-12-14', end: '2027-01-01' };
 const onMilaLeave = (date) => date >= MILA_LEAVE.start && date < MILA_LEAVE.end;
 
-// Demo weeks: each read-only look at the demo practitioners uses a week of its own, away from Mila Vos's leave.
-function demoWeekday(wd, weeks) {
-    let d = nextDay(wd, { weeks });
-    while (onMilaLeave(d)) d = addDays(d, 7);
-    return d;
+// Demo weeks: each look at the demo practitioners gets a week of its own (from next week on), skipping the weeks of
+// Mila Vos's leave, so that no two of them share a day.
+let demoWeeks = 0;
+function demoWeekday(wd) {
+    for (;;) {
+        demoWeeks += 1;
+        const monday = nextDay(0, { weeks: demoWeeks });
+        if (!onMilaLeave(monday) && !onMilaLeave(addDays(monday, 6))) return addDays(monday, wd);
+    }
 }
-const EVA_WEEK = demoWeekday(0, 1); // a Monday
-const PREF_MONDAY = demoWeekday(0, 2);
-const ORDER_TUESDAY = demoWeekday(1, 3);
-const US_TUESDAY = demoWeekday(1, 4);
-const PARAM_MONDAY = demoWeekday(0, 5);
-const SKIP_DEMO = addDays(US_TUESDAY, 14) > HORIZON_END ? `the demo planning horizon ends ${HORIZON_END}` : false;
+const EVA_WEEK = demoWeekday(0); // a Monday
+const PREF_MONDAY = demoWeekday(0);
+const ORDER_TUESDAY = demoWeekday(1);
+const US_TUESDAY = demoWeekday(1); // the week after is used by the $book rule refusals
+demoWeeks += 1;
+const PARAM_MONDAY = demoWeekday(0);
+const SKIP_DEMO = addDays(PARAM_MONDAY, 14) > HORIZON_END ? `the demo planning horizon ends ${HORIZON_END}` : false;
 
 // ---------------------------------------------------------------------------
 // Server and helpers
