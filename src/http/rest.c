@@ -7,6 +7,7 @@
 #include <strings.h>
 #include "fhir/bundle.h"
 #include "fhir/capability.h"
+#include "fhir/conformance_res.h"
 #include "fhir/interaction.h"
 #include "fhir/json.h"
 #include "fhir/search.h"
@@ -517,6 +518,19 @@ static int serve_fhir(http_req_t *hr, const char *path, size_t path_len)
         }
         goto Exit;
     }
+    /* our own profiles, CodeSystems and OperationDefinitions, read-only from the binary */
+    const char *conf_body = NULL;
+    size_t conf_len = 0;
+    fhir_outcome_t conf_oo;
+    fhir_outcome_init(&conf_oo);
+    bool conf = fhir_conformance_route(method, path, path_len, &conf_body, &conf_len, &conf_oo);
+    if (conf && conf_body != NULL)
+        http_send_json(hr, 200, conf_body, conf_len);
+    else if (conf)
+        http_send_outcome(hr, conf_oo.status, &conf_oo);
+    fhir_outcome_dispose(&conf_oo);
+    if (conf)
+        goto Exit;
     static const char appt_ops[] = "Appointment/$";
     if (path_len > sizeof(appt_ops) - 1 && memcmp(path, appt_ops, sizeof(appt_ops) - 1) == 0) {
         int kind = sched_op_kind(path + strlen("Appointment/"), path_len - strlen("Appointment/"));

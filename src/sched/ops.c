@@ -1396,7 +1396,7 @@ static void sweep_next(void);
 static void sweep_schedule(void)
 {
     sweeper.running = false;
-    if (!sweeper.stopping)
+    if (!sweeper.stopping && sweeper.loop != NULL)
         h2o_timeout_link(sweeper.loop, &sweeper.timeout, &sweeper.entry);
 }
 
@@ -1476,4 +1476,7 @@ void sched_sweeper_stop(void)
     sweeper.stopping = true;
     if (h2o_timeout_is_linked(&sweeper.entry))
         h2o_timeout_unlink(&sweeper.entry);
+    /* the loop cannot be destroyed while a timeout is registered with it */
+    h2o_timeout_dispose(sweeper.loop, &sweeper.timeout);
+    sweeper.loop = NULL;
 }

@@ -24,6 +24,8 @@ int util_time_parse_instant(const char *text, time_t *out)
 {
     struct tm tm = {0};
     int consumed = 0;
+    if (text == NULL)
+        return -1;
     if (sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec,
                &consumed) != 6)
         return -1;
@@ -37,8 +39,9 @@ int util_time_parse_instant(const char *text, time_t *out)
     if (*p == 'Z') {
         ++p;
     } else if (*p == '+' || *p == '-') {
-        int hh, mm;
-        if (sscanf(p + 1, "%2d:%2d", &hh, &mm) != 2)
+        int hh, mm, n = 0;
+        /* exactly hh:mm: a shorter offset must not move p past the terminator */
+        if (sscanf(p + 1, "%2d:%2d%n", &hh, &mm, &n) != 2 || n != 5)
             return -1;
         offset = (hh * 60L + mm) * 60L * (*p == '-' ? -1 : 1);
         p += 6;

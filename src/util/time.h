@@ -10,7 +10,7 @@
 void util_time_format_now(char *buf, size_t len);
 /** Monotonic milliseconds. */
 uint64_t util_time_monotonic_ms(void);
-/** Parses a FHIR instant/dateTime with time zone ("2026-01-02T03:04:05.123+01:00" or "...Z") into Unix seconds (fraction dropped). -1 on error. */
+/** Parses a FHIR instant/dateTime with time zone ("2026-01-02T03:04:05.123+01:00" or "...Z") into Unix seconds (fraction dropped). -1 on error or NULL. */
 int util_time_parse_instant(const char *text, time_t *out);
 /** Formats Unix seconds as an HTTP-date (RFC 7231), e.g. "Sun, 06 Nov 1994 08:49:37 GMT". */
 void util_time_format_http(time_t t, char *buf, size_t len);

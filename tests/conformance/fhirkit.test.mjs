@@ -285,6 +285,9 @@ it('POST _search (postSearch) with chaining, then nextPage', async () => {
     const made = [];
     for (let i = 0; i < 3; i++) {
         const body = sample('Appointment', {
+            // one practitioner: three different hours, or the second would be a double booking (409)
+            start: `2030-01-07T0${i + 1}:00:00Z`,
+            end: `2030-01-07T0${i + 1}:30:00Z`,
             participant: [{ actor: { reference: `Practitioner/${prac.id}` }, status: 'accepted' }],
         });
         made.push((await client.create({ resourceType: 'Appointment', body })).id);

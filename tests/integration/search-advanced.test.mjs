@@ -89,8 +89,13 @@ const slot = (schedule, start, extra = {}) => {
     });
 };
 
+// Each at its own hour: booked Appointments of one practitioner may not overlap.
+let appointmentHour = 0;
 function appointment(actors, extra = {}) {
+    const start = new Date(Date.UTC(2031, 0, 6, 0, 0, 0) + appointmentHour++ * 3600_000);
     return sample('Appointment', {
+        start: start.toISOString().replace('.000Z', 'Z'),
+        end: new Date(start.getTime() + 1800_000).toISOString().replace('.000Z', 'Z'),
         participant: actors.map((a) => ({ actor: { reference: ref(a) }, status: 'accepted' })),
         ...extra,
     });

@@ -610,7 +610,8 @@ const SAMPLES = {
         end: '2030-01-07T09:30:00Z',
         participant: [
             { actor: { reference: 'Patient/example' }, status: 'accepted' },
-            { actor: { reference: 'Practitioner/example' }, required: 'required', status: 'accepted' },
+            // A practitioner of its own: booked Appointments of one practitioner may not overlap (sched_busy).
+            { actor: { reference: `Practitioner/${uniq('example')}` }, required: 'required', status: 'accepted' },
         ],
     }),
     AppointmentResponse: () => ({
