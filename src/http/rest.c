@@ -375,11 +375,10 @@ static int serve_operation(http_req_t *hr, const char *method, sched_op_kind_t k
             fhir_outcome_dispose(&oo);
         }
     }
-    int ret = 0;
-    if (form != NULL)
-        ret = sched_op_parse(op, form, NULL);
-    if (ret == 0)
-        ret = sched_op_parse(op, form != NULL ? NULL : query, params);
+    /* form parameters join the URL's, as for POST _search */
+    char *all = form != NULL && query != NULL && query[0] != '\0' ? util_asprintf("%s&%s", query, form) : NULL;
+    int ret = sched_op_parse(op, all != NULL ? all : form != NULL ? form : query, params);
+    free(all);
     json_decref(params);
     free(form);
     if (ret != 0) {

@@ -277,8 +277,8 @@ int sched_fhir_time(const char *text, const sched_tz_t *tz, bool upper, int64_t 
         time_t t;
         if (util_time_parse_instant(text, &t) != 0)
             return -1;
-        /* an instant's precision is a second: its upper bound is the next second */
-        *out = (int64_t)t + (upper ? 1 : 0);
+        /* a period ending at an instant ends there (half-open), whatever the precision */
+        *out = (int64_t)t;
         return 0;
     }
     unsigned y, m = 1, d = 1;

@@ -53,7 +53,7 @@ int32_t sched_time_of_day(const char *text);
 int sched_rules_read(const json_t *array, bool hours, sched_avail_rule_t **out);
 /**
  * A FHIR date/dateTime/instant as Unix seconds. Dates and partial dates are local in `tz`; `upper` gives the end of
- * their precision (the start of the next day/month/year). Returns -1 when malformed.
+ * their precision (the start of the next day/month/year); a dateTime with a time is that instant either way. -1 when malformed.
  */
 int sched_fhir_time(const char *text, const sched_tz_t *tz, bool upper, int64_t *out);
 /** A Period as [lo, hi) (missing ends are unbounded); -1 when malformed. */

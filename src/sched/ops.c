@@ -434,7 +434,7 @@ static int parse_find_param(sched_op_t *op, const char *name, const json_t *p, b
         return t != NULL ? read_timing(op, t) : bad(op, name, "expected a Timing (POST with Parameters)");
     }
     if (strcmp(name, "insurance-reference") == 0) {
-        if (read_reference(op, name, p, "Coverage", key, sizeof(key)) != 0)
+        if (read_reference(op, name, p, "Coverage|InsurancePlan", key, sizeof(key)) != 0)
             return -1;
         json_array_append_new(op->insurance, json_pack("{s:s}", "reference", key));
         return 0;
@@ -1077,6 +1077,9 @@ static void take_ix_failure(sched_op_t *op)
         duplicate = duplicate || strcmp(ix->res.oo.issues[i].code, "duplicate") == 0;
     if (duplicate)
         fhir_outcome_fail(&op->oo, 409, "conflict", NULL, "that time was just taken: the proposal was held or booked by another request");
+    else if (op->status == 412) /* the version this operation read (the client named none) */
+        fhir_outcome_fail(&op->oo, 409, "conflict", NULL, "%s/%s was changed by another request meanwhile; nothing was changed, retry",
+                          ix->req.type, ix->req.id);
     else
         for (size_t i = 0; i != ix->res.oo.count; ++i)
             fhir_outcome_add(&op->oo, ix->res.oo.issues[i].severity, ix->res.oo.issues[i].code, ix->res.oo.issues[i].expression, "%s",
@@ -1344,7 +1347,7 @@ void sched_op_run(sched_op_t *op, store_pool_t *pool, sched_op_cb cb, void *data
     op->pool = pool;
     op->cb = cb;
     op->data = data;
-    op->now = (int64_t)time(NULL);
+    op->now = op->q.now = (int64_t)time(NULL);
     switch (op->kind) {
     case SCHED_OP_FIND:
         if (op->q.to <= op->now) {
