@@ -19,7 +19,7 @@ CREATE INDEX sched_busy_appointment ON sched_busy (appointment_id);
 -- Proposals handed out by $find, kept for a while so that $hold, $book and a plain read can resolve their ids.
 CREATE TABLE sched_proposal (
     set_id     text        PRIMARY KEY,
-    bodies     jsonb       NOT NULL,      -- array of Appointment resources; proposal id = set_id || '-' || index
+    bodies     json        NOT NULL,      -- array of Appointment resources (json keeps their key order); id = set_id || '-' || index
     created    timestamptz NOT NULL DEFAULT now(),
     expires_at timestamptz NOT NULL
 );
@@ -186,5 +186,5 @@ LANGUAGE sql STABLE AS $$
     SELECT (p.bodies -> x.n)::text, p.created
       FROM (SELECT (substring(p_id FROM '-([0-9]{1,6})$'))::integer AS n) x
       JOIN sched_proposal p ON p.set_id = substring(p_id FROM '^(.*)-[0-9]{1,6}$')
-     WHERE p.expires_at > now() AND x.n < jsonb_array_length(p.bodies)
+     WHERE p.expires_at > now() AND x.n < json_array_length(p.bodies)
 $$;

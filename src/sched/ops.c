@@ -41,7 +41,7 @@ static const char SQL_LOAD[] =
 static const char SQL_TARGET[] = "SELECT 'resource', version_id, body FROM resource WHERE res_type = 'Appointment' AND id = $1 "
                                  "AND NOT deleted UNION ALL SELECT 'proposal', 0, body FROM sched_proposal_body($1)";
 static const char SQL_SAVE_PROPOSALS[] = "INSERT INTO sched_proposal (set_id, bodies, expires_at) "
-                                         "VALUES ($1, $2::jsonb, now() + $3::integer * interval '1 second')";
+                                         "VALUES ($1, $2::json, now() + $3::integer * interval '1 second')";
 static const char SQL_PATIENT_BY_ID[] = "SELECT id FROM resource WHERE res_type = 'Patient' AND id = $1 AND NOT deleted";
 static const char SQL_PATIENT_BY_IDENTIFIER[] =
     "SELECT id FROM resource WHERE res_type = 'Patient' AND NOT deleted AND sp_tokens @> ARRAY[$1] ORDER BY id LIMIT 2";
