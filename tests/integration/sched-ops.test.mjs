@@ -1073,6 +1073,20 @@ describe('$hold', { skip: SKIP_DEMO }, () => {
         expectOutcome(await hold(p.id), 409, 'conflict');
     });
 
+    it('a rule broken since $find (the service now needs 10 days notice): $hold and $book are 422', async () => {
+        const doc = await makeDoctor();
+        const day = nextDay(1); // within 10 days
+        const p1 = await proposalAt(doc, day, '09:00');
+        const p2 = await proposalAt(doc, day, '10:00');
+        const svc = { ...doc.svc, extension: [...doc.svc.extension, { url: `${EXT}minimum-notice`, valueDuration: dur(10, 'd') }] };
+        expectStatus(await fhir(server, 'PUT', `/HealthcareService/${svc.id}`, { body: svc }), 200);
+        expectOutcome(await hold(p1.id), 422, 'business-rule');
+        expectOutcome(await book(ref('appointment-reference', `Appointment/${p2.id}`)), 422, 'business-rule');
+        // Nothing was stored: both still read as proposals.
+        assert.equal((await read(p1.id)).status, 'proposed');
+        assert.equal((await read(p2.id)).status, 'proposed');
+    });
+
     it('unknown or malformed proposals: 400', async () => {
         expectBadRequest(await hold('prop-00000000000000000000000000000000-0'), 'not-found');
         expectBadRequest(await fhir(server, 'POST', '/Appointment/$hold', { body: parameters() }));
