@@ -80,7 +80,8 @@ const clip = (s, n = 1500) => (s && s.length > n ? `${s.slice(0, n)}…` : s || 
 function describeExchange(x) {
     const sent = x.sent === undefined ? '' : ` ${clip(JSON.stringify(x.sent), 1200)}`;
     const got = x.error ? `failed: ${x.error}` : `HTTP ${x.status} ${clip(x.text)}`;
-    return `${x.method} ${x.url}${sent}\n    -> ${got} (${x.ms} ms)`;
+    const id = x.headers?.['x-request-id'] ? `, x-request-id ${x.headers['x-request-id']}` : '';
+    return `${x.method} ${x.url}${sent}\n    -> ${got} (${x.ms} ms${id})`;
 }
 
 function problem(x, why) {
@@ -400,8 +401,19 @@ function latencies() {
         .join('; ');
 }
 
+/** Each server's state and its last warnings and errors (the access log would drown them). */
+function serverReport() {
+    return servers
+        .map((s) => {
+            const lines = s.logs().split('\n').filter((l) => /"level":"(warn|error|fatal)"|Sanitizer|Assertion|runtime error/.test(l));
+            const state = s.alive() ? 'running' : `exited (code ${s.proc.exitCode}, signal ${s.proc.signalCode})`;
+            return `fhirsched on ${s.root}: ${state}; last warnings/errors:\n${lines.slice(-15).map((l) => clip(l, 1500)).join('\n') || '(none)'}`;
+        })
+        .join('\n');
+}
+
 function assertNoProblems(what) {
-    const logs = servers.map((s) => s.describe()).join('\n');
+    const logs = serverReport();
     assert.equal(
         problems.length,
         0,
