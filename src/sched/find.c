@@ -195,12 +195,17 @@ static int ref_index(char **list, size_t n, const json_t *refs)
     return -1;
 }
 
+/* Whether the folded value, or one of its words, starts with the folded prefix. */
 static bool folded_starts(const char *value, const char *folded_prefix)
 {
     if (value == NULL)
         return false;
     char *f = util_fold(value);
-    bool yes = strncmp(f, folded_prefix, strlen(folded_prefix)) == 0;
+    size_t n = strlen(folded_prefix);
+    bool yes = false;
+    for (const char *w = f; *w != '\0' && !yes; ++w)
+        if ((w == f || strchr(" ,-/()", w[-1]) != NULL) && strncmp(w, folded_prefix, n) == 0)
+            yes = true;
     free(f);
     return yes;
 }
@@ -275,7 +280,8 @@ static void plan_add_combo(sched_plan_t *plan, const sched_model_t *model, const
     int loc_rank = q->nlocations != 0 ? key_index(q->locations, q->nlocations, key) : 0;
     if (q->nlocation_strings != 0) {
         bool any = false;
-        for (const json_t *l = clinic; l != NULL && !any; l = location_parent(model, l))
+        int depth = 0;
+        for (const json_t *l = clinic; l != NULL && !any && depth != CHAIN_DEPTH; l = location_parent(model, l), ++depth)
             for (size_t i = 0; i != q->nlocation_strings && !any; ++i)
                 any = location_string_matches(l, q->location_strings[i]);
         if (!any) {
@@ -768,7 +774,11 @@ static void combo_candidates(const sched_plan_t *plan, size_t k, const sched_mod
         }
         free(starts);
     } else {
-        /* A Schedule that publishes Slots offers exactly its free Slots. */
+        /* A Schedule that publishes Slots offers exactly its free Slots (inside its planning horizon). */
+        int64_t horizon_lo = INT64_MIN, horizon_hi = INT64_MAX;
+        json_t *h = json_object_get(c->schedule, "planningHorizon");
+        if (h != NULL && sched_period_read(h, tz, &horizon_lo, &horizon_hi) != 0)
+            horizon_lo = horizon_hi = 0;
         char skey[160];
         snprintf(skey, sizeof(skey), "Schedule/%s", res_id(c->schedule));
         size_t i;
@@ -776,6 +786,8 @@ static void combo_candidates(const sched_plan_t *plan, size_t k, const sched_mod
         json_array_foreach(load->slots, i, slot) {
             int64_t s, e;
             if (strcmp(slot_status(slot), "free") != 0 || !slot_of(slot, skey) || slot_times(slot, &s, &e) != 0)
+                continue;
+            if (s < horizon_lo || e > horizon_hi)
                 continue;
             if (s < q->from || e > q->to || s < q->now + sq.min_notice ||
                 (sq.max_horizon != INT64_MAX && s > q->now + sq.max_horizon) || !timing_allows(q, tz, s, e))
@@ -820,6 +832,21 @@ static int compare_candidates(const void *pa, const void *pb)
     return a->combo < b->combo ? -1 : a->combo > b->combo;
 }
 
+static __thread const sched_candidate_t *sort_candidates;
+
+/* Orders candidate indices by practitioner, then start, then position (so the first of equals is the best-ranked). */
+static int compare_practitioner_start(const void *pa, const void *pb)
+{
+    size_t ia = *(const size_t *)pa, ib = *(const size_t *)pb;
+    const sched_candidate_t *a = &sort_candidates[ia], *b = &sort_candidates[ib];
+    int c = strcmp(sort_plan->combos[a->combo].practitioner, sort_plan->combos[b->combo].practitioner);
+    if (c != 0)
+        return c;
+    if (a->start != b->start)
+        return a->start < b->start ? -1 : 1;
+    return ia < ib ? -1 : ia > ib;
+}
+
 void sched_candidates_free(sched_candidate_t *c, size_t n)
 {
     for (size_t i = 0; i != n; ++i)
@@ -837,22 +864,29 @@ void sched_find_run(const sched_plan_t *plan, const sched_model_t *model, const 
     sort_plan = plan;
     if (n > 1)
         qsort(all, n, sizeof(*all), compare_candidates);
-    /* The same practitioner at the same start is one proposal (the best-ranked combination). */
+    /* The same practitioner at the same start is one proposal (the best-ranked combination, i.e. the first). */
+    size_t *order = util_xmalloc((n != 0 ? n : 1) * sizeof(*order));
+    for (size_t i = 0; i != n; ++i)
+        order[i] = i;
+    sort_candidates = all;
+    if (n > 1)
+        qsort(order, n, sizeof(*order), compare_practitioner_start);
+    bool *dup = util_xcalloc(n != 0 ? n : 1, sizeof(*dup));
+    for (size_t i = 1; i < n; ++i) {
+        const sched_candidate_t *prev = &all[order[i - 1]], *cur = &all[order[i]];
+        dup[order[i]] = prev->start == cur->start &&
+                        strcmp(plan->combos[prev->combo].practitioner, plan->combos[cur->combo].practitioner) == 0;
+    }
     size_t kept = 0;
     for (size_t i = 0; i != n; ++i) {
-        bool dup = false;
-        for (size_t j = kept; j-- > 0 && !dup;) {
-            if (all[j].start == all[i].start && strcmp(plan->combos[all[j].combo].practitioner, plan->combos[all[i].combo].practitioner) == 0)
-                dup = true;
-            if (kept - j > 64)
-                break;
-        }
-        if (dup) {
+        if (dup[i]) {
             json_decref(all[i].members);
             continue;
         }
         all[kept++] = all[i];
     }
+    free(order);
+    free(dup);
     *total = kept;
     size_t keep = kept < q->count ? kept : q->count;
     for (size_t i = keep; i != kept; ++i)

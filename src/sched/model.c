@@ -194,24 +194,38 @@ bool sched_concept_overlaps(const json_t *concepts, const json_t *wanted)
     return false;
 }
 
+/* Exactly `n` ASCII digits at `s` (no sign, no blanks) into *out. */
+static bool read_digits(const char *s, int n, unsigned *out)
+{
+    *out = 0;
+    for (int i = 0; i != n; ++i) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        *out = *out * 10 + (unsigned)(s[i] - '0');
+    }
+    return true;
+}
+
 int32_t sched_time_of_day(const char *text)
 {
     unsigned h, m, s = 0;
-    int n = 0;
-    if (text == NULL)
+    if (text == NULL || !read_digits(text, 2, &h) || text[2] != ':' || !read_digits(text + 3, 2, &m))
         return -1;
-    if (sscanf(text, "%2u:%2u%n", &h, &m, &n) != 2 || n != 5)
-        return -1;
-    if (text[5] == ':') {
-        int n2 = 0;
-        if (sscanf(text + 6, "%2u%n", &s, &n2) != 1 || n2 != 2)
+    const char *rest = text + 5;
+    if (*rest == ':') {
+        if (!read_digits(rest + 1, 2, &s))
             return -1;
-        /* fractions of a second are ignored */
-        if (text[8] != '\0' && text[8] != '.')
-            return -1;
-    } else if (text[5] != '\0') {
-        return -1;
+        rest += 3;
+        /* fractions of a second are ignored, but must be digits */
+        if (*rest == '.') {
+            if (rest[1] < '0' || rest[1] > '9')
+                return -1;
+            for (++rest; *rest >= '0' && *rest <= '9'; ++rest)
+                ;
+        }
     }
+    if (*rest != '\0')
+        return -1;
     if (h == 24 && m == 0 && s == 0)
         return 86400;
     if (h > 23 || m > 59 || s > 59)
@@ -282,15 +296,16 @@ int sched_fhir_time(const char *text, const sched_tz_t *tz, bool upper, int64_t 
         return 0;
     }
     unsigned y, m = 1, d = 1;
-    int n = 0;
-    if (len == 4 && sscanf(text, "%4u%n", &y, &n) == 1 && n == 4) {
+    if (len < 4 || !read_digits(text, 4, &y))
+        return -1;
+    if (len == 4) {
         if (upper)
             ++y;
-    } else if (len == 7 && sscanf(text, "%4u-%2u%n", &y, &m, &n) == 2 && n == 7 && m >= 1 && m <= 12) {
+    } else if (len == 7 && text[4] == '-' && read_digits(text + 5, 2, &m) && m >= 1 && m <= 12) {
         if (upper && ++m == 13)
             m = 1, ++y;
-    } else if (len == 10 && sscanf(text, "%4u-%2u-%2u%n", &y, &m, &d, &n) == 3 && n == 10 && m >= 1 && m <= 12 && d >= 1 &&
-               d <= sched_civil_days_in_month(y, m)) {
+    } else if (len == 10 && text[4] == '-' && read_digits(text + 5, 2, &m) && text[7] == '-' && read_digits(text + 8, 2, &d) && m >= 1 &&
+               m <= 12 && d >= 1 && d <= sched_civil_days_in_month(y, m)) {
         if (upper) {
             int64_t days = sched_civil_days(y, m, d) + 1;
             int64_t yy;

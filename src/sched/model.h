@@ -22,7 +22,7 @@ json_t *sched_ext(const json_t *resource, const char *tail);
 int64_t sched_duration_seconds(const json_t *duration);
 /** Our Duration extension `tail` in seconds, or `dflt` when absent or unreadable. */
 int64_t sched_ext_seconds(const json_t *resource, const char *tail, int64_t dflt);
-/** Sets (or removes, with seconds < 0) a Duration extension in whole minutes or seconds. */
+/** Sets a Duration extension in whole minutes or seconds; seconds <= 0 removes it (zero buffers are not written). */
 void sched_ext_set_duration(json_t *resource, const char *tail, int64_t seconds);
 /** Sets our extension `tail` to {"url": ..., <value_key>: value} (value stolen), replacing an existing one. */
 void sched_ext_set(json_t *resource, const char *tail, const char *value_key, json_t *value);

@@ -1077,10 +1077,11 @@ static void take_ix_failure(sched_op_t *op)
         duplicate = duplicate || strcmp(ix->res.oo.issues[i].code, "duplicate") == 0;
     if (duplicate)
         fhir_outcome_fail(&op->oo, 409, "conflict", NULL, "that time was just taken: the proposal was held or booked by another request");
-    else if (op->status == 412) /* the version this operation read (the client named none) */
+    else if (op->status == 412) { /* the version this operation read changed (the client named none) */
+        op->status = 409;
         fhir_outcome_fail(&op->oo, 409, "conflict", NULL, "%s/%s was changed by another request meanwhile; nothing was changed, retry",
                           ix->req.type, ix->req.id);
-    else
+    } else
         for (size_t i = 0; i != ix->res.oo.count; ++i)
             fhir_outcome_add(&op->oo, ix->res.oo.issues[i].severity, ix->res.oo.issues[i].code, ix->res.oo.issues[i].expression, "%s",
                              ix->res.oo.issues[i].diagnostics);
