@@ -150,7 +150,8 @@ BEGIN
 END
 $$;
 
-CREATE TRIGGER sched_appointment_sync AFTER INSERT OR UPDATE ON appointment
+-- Only writes of the document matter: re-indexing (`fhirsched migrate`) updates the search columns alone.
+CREATE TRIGGER sched_appointment_sync AFTER INSERT OR UPDATE OF body, deleted ON appointment
     FOR EACH ROW EXECUTE FUNCTION sched_appointment_sync();
 
 -- Existing Appointments (written before this migration) take their place in sched_busy; overlaps among them are

@@ -834,12 +834,14 @@ static int compare_candidates(const void *pa, const void *pb)
 
 static __thread const sched_candidate_t *sort_candidates;
 
-/* Orders candidate indices by practitioner, then start, then position (so the first of equals is the best-ranked). */
+/* Orders candidate indices by practitioner, service, start, then position (so the first of equals is the best-ranked). */
 static int compare_practitioner_start(const void *pa, const void *pb)
 {
     size_t ia = *(const size_t *)pa, ib = *(const size_t *)pb;
     const sched_candidate_t *a = &sort_candidates[ia], *b = &sort_candidates[ib];
     int c = strcmp(sort_plan->combos[a->combo].practitioner, sort_plan->combos[b->combo].practitioner);
+    if (c == 0)
+        c = strcmp(res_id(sort_plan->combos[a->combo].service), res_id(sort_plan->combos[b->combo].service));
     if (c != 0)
         return c;
     if (a->start != b->start)
@@ -864,7 +866,8 @@ void sched_find_run(const sched_plan_t *plan, const sched_model_t *model, const 
     sort_plan = plan;
     if (n > 1)
         qsort(all, n, sizeof(*all), compare_candidates);
-    /* The same practitioner at the same start is one proposal (the best-ranked combination, i.e. the first). */
+    /* The same practitioner, service and start is one proposal (the best-ranked combination, i.e. the first): other
+     * clinics, roles or rooms for it are alternatives, not further proposals. */
     size_t *order = util_xmalloc((n != 0 ? n : 1) * sizeof(*order));
     for (size_t i = 0; i != n; ++i)
         order[i] = i;
@@ -875,7 +878,8 @@ void sched_find_run(const sched_plan_t *plan, const sched_model_t *model, const 
     for (size_t i = 1; i < n; ++i) {
         const sched_candidate_t *prev = &all[order[i - 1]], *cur = &all[order[i]];
         dup[order[i]] = prev->start == cur->start &&
-                        strcmp(plan->combos[prev->combo].practitioner, plan->combos[cur->combo].practitioner) == 0;
+                        strcmp(plan->combos[prev->combo].practitioner, plan->combos[cur->combo].practitioner) == 0 &&
+                        plan->combos[prev->combo].service == plan->combos[cur->combo].service;
     }
     size_t kept = 0;
     for (size_t i = 0; i != n; ++i) {

@@ -121,7 +121,7 @@ void sched_plan_build(sched_plan_t *plan, const sched_model_t *model, const sche
 void sched_plan_dispose(sched_plan_t *plan);
 
 /**
- * Computes the proposals of a plan: sorted by preference rank then start, de-duplicated per practitioner and start;
+ * Computes the proposals of a plan: sorted by preference rank then start, de-duplicated per practitioner, service and start;
  * *total is the number found (all of them), the first min(total, q->count) are in *out (caller frees with
  * sched_candidates_free). Reasons for finding nothing are appended to `why`.
  */
