@@ -11,10 +11,17 @@ CREATE TABLE sched_busy (
     actor          text        NOT NULL,  -- "Practitioner/x", "Location/room", "Device/d", "Slot/s"
     during         tstzrange   NOT NULL,  -- start - buffer-before .. end + buffer-after
     appointment_id text        NOT NULL,
-    expires_at     timestamptz,           -- holds only: the row stops counting at this instant
     EXCLUDE USING gist (actor WITH =, during WITH &&)
 );
 CREATE INDEX sched_busy_appointment ON sched_busy (appointment_id);
+
+-- Holds ($hold: pending Appointments with hold-expires). Kept apart from sched_busy so that booking a hold leaves
+-- its busy rows untouched: rewriting them would re-run the exclusion check while rivals wait on those very rows
+-- (a deadlock instead of the holder's clean win). A busy row whose hold has expired no longer counts.
+CREATE TABLE sched_hold (
+    appointment_id text        PRIMARY KEY,
+    expires_at     timestamptz NOT NULL
+);
 
 -- Proposals handed out by $find, kept for a while so that $hold, $book and a plain read can resolve their ids.
 CREATE TABLE sched_proposal (
@@ -98,7 +105,9 @@ LANGUAGE sql STABLE AS $$
      WHERE sched_ref_key(s ->> 'reference') LIKE 'Slot/%'
 $$;
 
--- Keeps sched_busy equal to the blocking Appointments; raises FS422 for refused status changes.
+-- Keeps sched_busy (and sched_hold) equal to the blocking Appointments; raises FS422 for refused status changes.
+-- Rows that stay the same are left alone, so that re-writing an Appointment at the same time (booking a hold,
+-- changing a comment) never re-checks the exclusion constraint.
 CREATE FUNCTION sched_appointment_sync() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -109,12 +118,14 @@ DECLARE
     t_end      timestamptz;
     span       tstzrange;
     expires    timestamptz;
+    actors     text[];
 BEGIN
     IF TG_OP = 'UPDATE' AND OLD.body IS NOT NULL AND NOT OLD.deleted THEN
         old_status := OLD.body::jsonb ->> 'status';
     END IF;
-    DELETE FROM sched_busy WHERE appointment_id = NEW.id;
+    DELETE FROM sched_hold WHERE appointment_id = NEW.id;
     IF NEW.deleted OR NEW.body IS NULL THEN
+        DELETE FROM sched_busy WHERE appointment_id = NEW.id;
         RETURN NULL;
     END IF;
     doc := NEW.body::jsonb;
@@ -124,6 +135,7 @@ BEGIN
             MESSAGE = format('an Appointment cannot go from status %s to %s', old_status, new_status);
     END IF;
     IF NOT sched_blocking_status(new_status) THEN
+        DELETE FROM sched_busy WHERE appointment_id = NEW.id;
         RETURN NULL;
     END IF;
     t_start := (doc ->> 'start')::timestamptz;
@@ -137,15 +149,24 @@ BEGIN
     IF new_status = 'pending' THEN
         expires := (sched_ext(doc, 'hold-expires') ->> 'valueInstant')::timestamptz;
         IF expires IS NOT NULL AND expires <= now() THEN
+            DELETE FROM sched_busy WHERE appointment_id = NEW.id;
             RETURN NULL; -- an expired hold blocks nothing
         END IF;
+        IF expires IS NOT NULL THEN
+            INSERT INTO sched_hold (appointment_id, expires_at) VALUES (NEW.id, expires);
+        END IF;
     END IF;
+    actors := ARRAY(SELECT a FROM sched_exclusive_actors(doc) a ORDER BY a);
+    DELETE FROM sched_busy WHERE appointment_id = NEW.id AND NOT (actor = ANY(actors) AND during = span);
     -- Expired holds in the way stop counting now; then the constraint decides. Sorted inserts keep two writers from
     -- taking actors in opposite orders (a deadlock instead of a clean conflict).
     DELETE FROM sched_busy b
-     WHERE b.actor IN (SELECT sched_exclusive_actors(doc)) AND b.during && span AND b.expires_at <= now();
-    INSERT INTO sched_busy (actor, during, appointment_id, expires_at)
-         SELECT a, span, NEW.id, expires FROM sched_exclusive_actors(doc) a ORDER BY a;
+     WHERE b.actor = ANY(actors) AND b.during && span AND b.appointment_id <> NEW.id
+       AND EXISTS (SELECT 1 FROM sched_hold h WHERE h.appointment_id = b.appointment_id AND h.expires_at <= now());
+    INSERT INTO sched_busy (actor, during, appointment_id)
+         SELECT a, span, NEW.id FROM unnest(actors) a
+          WHERE NOT EXISTS (SELECT 1 FROM sched_busy b WHERE b.appointment_id = NEW.id AND b.actor = a)
+          ORDER BY a;
     RETURN NULL;
 END
 $$;
@@ -174,7 +195,8 @@ LANGUAGE sql AS $$
       FROM refs JOIN resource s ON s.res_type = 'Slot' AND s.id = refs.sid AND NOT s.deleted,
            LATERAL (SELECT CASE WHEN blocked AND st = 'free' THEN 'busy' WHEN NOT blocked AND st = 'busy' THEN 'free' END AS wanted
                       FROM (SELECT s.body::jsonb ->> 'status' AS st,
-                                   EXISTS (SELECT 1 FROM sched_busy b WHERE b.actor = 'Slot/' || s.id AND b.expires_at IS NULL)
+                                   EXISTS (SELECT 1 FROM sched_busy b WHERE b.actor = 'Slot/' || s.id
+                                                   AND NOT EXISTS (SELECT 1 FROM sched_hold h WHERE h.appointment_id = b.appointment_id))
                                        AS blocked) z) w
      WHERE w.wanted IS NOT NULL
      ORDER BY s.id

@@ -27,7 +27,7 @@ static const char SQL_MODEL[] = "SELECT res_type, body FROM resource WHERE res_t
 static const char SQL_LOAD[] =
     "SELECT 'busy', actor, extract(epoch FROM lower(during))::bigint, extract(epoch FROM upper(during))::bigint, appointment_id "
     "FROM sched_busy WHERE actor = ANY($1::text[]) AND during && tstzrange($3::timestamptz, $4::timestamptz) "
-    "AND (expires_at IS NULL OR expires_at > now()) "
+    "AND NOT EXISTS (SELECT 1 FROM sched_hold h WHERE h.appointment_id = sched_busy.appointment_id AND h.expires_at <= now()) "
     "UNION ALL SELECT 'slot', id, NULL, NULL, body FROM resource WHERE res_type = 'Slot' AND NOT deleted "
     "AND sp_tokens && $2::text[] AND sp_date && tstzrange($3::timestamptz - interval '7 days', $4::timestamptz) "
     "UNION ALL SELECT 'slotted', s, NULL, NULL, NULL FROM unnest($2::text[]) s WHERE EXISTS (SELECT 1 FROM resource r "

@@ -326,9 +326,9 @@ async function checkInvariants() {
     // ... and no live sched_busy row belongs to anything else (another time, a cancelled or moved Appointment) ...
     const stale = await sqlJson(`${BLOCKING}
         SELECT coalesce(json_agg(json_build_object('actor', s.actor, 'appointment', s.appointment_id, 'during', s.during::text,
-                                                   'expires_at', s.expires_at)), '[]')
-          FROM sched_busy s
-         WHERE (s.expires_at IS NULL OR s.expires_at > now())
+                                                   'expires_at', h.expires_at)), '[]')
+          FROM sched_busy s LEFT JOIN sched_hold h ON h.appointment_id = s.appointment_id
+         WHERE (h.expires_at IS NULL OR h.expires_at > now())
            AND NOT EXISTS (SELECT 1 FROM actors x
                             WHERE x.actor = s.actor AND s.appointment_id IN (x.id, 'Appointment/' || x.id) AND s.during @> x.during)`);
     assert.deepEqual(stale, [], `sched_busy rows without a blocking Appointment at that time behind them:\n${JSON.stringify(stale, null, 1)}`);
