@@ -337,3 +337,79 @@ it('_summary=count and _elements through the client', async () => {
         assert.ok(e.resource.meta.tag.some((t) => t.code === 'SUBSETTED'));
     }
 });
+
+it('scheduling operations through client.operation: $find (GET), $hold and $book (POST Parameters)', async () => {
+    // A practitioner of its own (Mondays 09:00-10:00 UTC at a clinic of its own), so no other test's bookings matter.
+    const tag = uniq('kit');
+    const clinic = await client.create({ resourceType: 'Location', body: { resourceType: 'Location', status: 'active', name: `Kit clinic ${tag}` } });
+    const service = await client.create({
+        resourceType: 'HealthcareService',
+        body: {
+            resourceType: 'HealthcareService',
+            active: true,
+            type: [{ coding: [{ system: SYS, code: tag }] }],
+            extension: [{ url: 'http://fhirsched.org/fhir/StructureDefinition/service-duration', valueDuration: { value: 30, unit: 'min', system: 'http://unitsofmeasure.org', code: 'min' } }],
+        },
+    });
+    const prac = await client.create({ resourceType: 'Practitioner', body: sample('Practitioner') });
+    await client.create({
+        resourceType: 'PractitionerRole',
+        body: {
+            resourceType: 'PractitionerRole',
+            active: true,
+            practitioner: { reference: `Practitioner/${prac.id}` },
+            location: [{ reference: `Location/${clinic.id}` }],
+            healthcareService: [{ reference: `HealthcareService/${service.id}` }],
+            availableTime: [{ daysOfWeek: ['mon'], availableStartTime: '09:00:00', availableEndTime: '10:00:00' }],
+        },
+    });
+    await client.create({ resourceType: 'Schedule', body: { resourceType: 'Schedule', active: true, actor: [{ reference: `Practitioner/${prac.id}` }] } });
+    // The next Monday at least two days ahead (UTC, the default time zone).
+    const day = new Date(Date.now() + 2 * 86400_000);
+    day.setUTCHours(0, 0, 0, 0);
+    while (day.getUTCDay() !== 1) day.setUTCDate(day.getUTCDate() + 1);
+    const date = day.toISOString().slice(0, 10);
+
+    const found = await client.operation({
+        resourceType: 'Appointment',
+        name: '$find',
+        method: 'GET',
+        input: { start: date, end: date, 'visit-type': `${SYS}|${tag}`, _count: 5 },
+    });
+    assert.equal(found.resourceType, 'Bundle');
+    assert.equal(found.type, 'searchset');
+    assert.equal(found.total, 3, '09:00, 09:15 and 09:30 fit a 30-minute visit in 09:00-10:00');
+    const first = found.entry[0].resource;
+    assert.equal(first.status, 'proposed');
+    assert.equal(first.start, `${date}T09:00:00Z`);
+
+    const reference = { name: 'appointment-reference', valueReference: { reference: `Appointment/${first.id}` } };
+    const held = await client.operation({
+        resourceType: 'Appointment',
+        name: '$hold',
+        input: { resourceType: 'Parameters', parameter: [reference] },
+    });
+    assert.equal(held.entry[0].resource.status, 'pending');
+
+    const booked = await client.operation({
+        resourceType: 'Appointment',
+        name: '$book',
+        input: {
+            resourceType: 'Parameters',
+            parameter: [reference, { name: 'patient-resource', resource: patientWithIdentifier(SYS, uniq('mrn')) }],
+        },
+    });
+    const appt = booked.entry[0].resource;
+    assert.equal(appt.status, 'booked');
+    assert.ok(appt.participant.some((p) => p.actor.reference.startsWith('Patient/')), 'the patient joined the appointment');
+
+    // The booked time is no longer offered, and a second $book of it is refused.
+    const again = await client.operation({
+        resourceType: 'Appointment',
+        name: '$find',
+        method: 'GET',
+        input: { start: date, end: date, 'visit-type': `${SYS}|${tag}` },
+    });
+    assert.equal(again.total, 1, 'only 09:30 is left');
+    assert.equal(await failure(client.operation({ resourceType: 'Appointment', name: '$book', input: { resourceType: 'Parameters', parameter: [reference] } })), 409);
+});
