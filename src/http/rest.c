@@ -315,6 +315,24 @@ static bool is_form_content(h2o_req_t *req)
            (len == sizeof(form) - 1 || ct[sizeof(form) - 1] == ';' || ct[sizeof(form) - 1] == ' ');
 }
 
+/* The URL's query string with a form body's parameters joined on (in a form body '+' is a space); caller frees. */
+static char *query_with_form(const char *query, const h2o_req_t *req)
+{
+    util_buf_t merged;
+    util_buf_init(&merged);
+    if (query != NULL && query[0] != '\0')
+        util_buf_printf(&merged, "%s&", query);
+    for (size_t i = 0; i != req->entity.len; ++i) {
+        if (req->entity.base[i] == '+')
+            util_buf_puts(&merged, "%20");
+        else
+            util_buf_append(&merged, req->entity.base + i, 1);
+    }
+    char *out = util_xstrndup(merged.base != NULL ? merged.base : "", merged.len);
+    util_buf_dispose(&merged);
+    return out;
+}
+
 static void on_op_done(sched_op_t *op)
 {
     http_job_t *job = sched_op_data(op);
@@ -350,16 +368,10 @@ static int serve_operation(http_req_t *hr, const char *method, sched_op_kind_t k
     }
     sched_op_t *op = sched_op_create(kind);
     json_t *params = NULL;
-    char *form = NULL;
+    char *merged = NULL;
     if (!get && req->entity.len != 0) {
         if (is_form_content(req)) {
-            /* a form body is read like a query string ('+' is a space) */
-            util_buf_t b;
-            util_buf_init(&b);
-            for (size_t i = 0; i != req->entity.len; ++i)
-                util_buf_append(&b, req->entity.base[i] == '+' ? "%20" : req->entity.base + i, req->entity.base[i] == '+' ? 3 : 1);
-            form = util_xstrndup(b.base != NULL ? b.base : "", b.len);
-            util_buf_dispose(&b);
+            merged = query_with_form(query, req);
         } else if (check_content_type(hr, false) != 0) {
             sched_op_destroy(op);
             return 0;
@@ -375,12 +387,9 @@ static int serve_operation(http_req_t *hr, const char *method, sched_op_kind_t k
             fhir_outcome_dispose(&oo);
         }
     }
-    /* form parameters join the URL's, as for POST _search */
-    char *all = form != NULL && query != NULL && query[0] != '\0' ? util_asprintf("%s&%s", query, form) : NULL;
-    int ret = sched_op_parse(op, all != NULL ? all : form != NULL ? form : query, params);
-    free(all);
+    int ret = sched_op_parse(op, merged != NULL ? merged : query, params);
     json_decref(params);
-    free(form);
+    free(merged);
     if (ret != 0) {
         http_send_outcome(hr, 400, sched_op_outcome(op));
         sched_op_destroy(op);
@@ -551,20 +560,9 @@ static int serve_fhir(http_req_t *hr, const char *path, size_t path_len)
             fhir_ix_destroy(ix);
             goto Exit;
         }
-        util_buf_t merged;
-        util_buf_init(&merged);
-        if (ix->req.query != NULL && ix->req.query[0] != '\0')
-            util_buf_printf(&merged, "%s&", ix->req.query);
-        /* in a form body '+' is a space */
-        for (size_t i = 0; i != req->entity.len; ++i) {
-            if (req->entity.base[i] == '+')
-                util_buf_puts(&merged, "%20");
-            else
-                util_buf_append(&merged, req->entity.base + i, 1);
-        }
+        char *merged = query_with_form(ix->req.query, req);
         free(ix->req.query);
-        ix->req.query = util_xstrndup(merged.base != NULL ? merged.base : "", merged.len);
-        util_buf_dispose(&merged);
+        ix->req.query = merged;
     }
     if (fill_request(hr, ix) != 0) {
         fhir_ix_destroy(ix);
