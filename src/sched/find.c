@@ -93,23 +93,52 @@ static bool is_active(const json_t *r)
     return !json_is_false(active) && (status == NULL || strcmp(status, "active") == 0);
 }
 
+void sched_model_init(sched_model_t *m)
+{
+    *m = (sched_model_t){json_array(), json_array(), json_array(), json_array(), json_array()};
+}
+
+/* The model's array for a type name of `len` bytes, or NULL. */
+static json_t *model_list(const sched_model_t *m, const char *type, size_t len)
+{
+    if (util_str_eq(type, len, "HealthcareService"))
+        return m->services;
+    if (util_str_eq(type, len, "PractitionerRole"))
+        return m->roles;
+    if (util_str_eq(type, len, "Location"))
+        return m->locations;
+    if (util_str_eq(type, len, "Schedule"))
+        return m->schedules;
+    if (util_str_eq(type, len, "Device"))
+        return m->devices;
+    return NULL;
+}
+
+void sched_model_add(sched_model_t *m, json_t *resource)
+{
+    const char *type = json_string_value(json_object_get(resource, "resourceType"));
+    json_t *list = type != NULL ? model_list(m, type, strlen(type)) : NULL;
+    if (list != NULL)
+        json_array_append(list, resource);
+    json_decref(resource);
+}
+
+void sched_model_dispose(sched_model_t *m)
+{
+    json_decref(m->services);
+    json_decref(m->roles);
+    json_decref(m->locations);
+    json_decref(m->schedules);
+    json_decref(m->devices);
+    memset(m, 0, sizeof(*m));
+}
+
 json_t *sched_model_find(const sched_model_t *model, const char *key)
 {
     const char *slash = strchr(key, '/');
     if (slash == NULL)
         return NULL;
-    size_t tlen = (size_t)(slash - key);
-    json_t *list = NULL;
-    if (tlen == 17 && strncmp(key, "HealthcareService", tlen) == 0)
-        list = model->services;
-    else if (tlen == 16 && strncmp(key, "PractitionerRole", tlen) == 0)
-        list = model->roles;
-    else if (tlen == 8 && strncmp(key, "Location", tlen) == 0)
-        list = model->locations;
-    else if (tlen == 8 && strncmp(key, "Schedule", tlen) == 0)
-        list = model->schedules;
-    else if (tlen == 6 && strncmp(key, "Device", tlen) == 0)
-        list = model->devices;
+    json_t *list = model_list(model, key, (size_t)(slash - key));
     size_t i;
     json_t *r;
     json_array_foreach(list, i, r) {
@@ -248,6 +277,19 @@ static void plan_note(sched_plan_t *plan, const char *msg)
         util_buf_printf(&plan->why, "%s%s", plan->why.len != 0 ? "; " : "", msg);
 }
 
+typedef enum { REQUIRES_NOTHING, REQUIRES_ROOM, REQUIRES_DEVICE } requirement_t;
+
+/* What one extension of a HealthcareService requires: a room (Location) or a Device of a type, or nothing. */
+static requirement_t requirement_of(const json_t *ext)
+{
+    const char *url = json_string_value(json_object_get(ext, "url"));
+    if (url != NULL && strcmp(url, SCHED_EXT_BASE "required-location-type") == 0)
+        return REQUIRES_ROOM;
+    if (url != NULL && strcmp(url, SCHED_EXT_BASE "required-device-type") == 0)
+        return REQUIRES_DEVICE;
+    return REQUIRES_NOTHING;
+}
+
 /* The alternatives for one required type: rooms in the clinic, or devices at it (or at no location). */
 static json_t *group_members(const sched_model_t *model, const json_t *clinic, const json_t *wanted, bool rooms)
 {
@@ -293,11 +335,10 @@ static void plan_add_combo(sched_plan_t *plan, const sched_model_t *model, const
     size_t i;
     json_t *e;
     json_array_foreach(json_object_get(service, "extension"), i, e) {
-        const char *url = json_string_value(json_object_get(e, "url"));
-        bool room = url != NULL && strcmp(url, SCHED_EXT_BASE "required-location-type") == 0;
-        bool device = url != NULL && strcmp(url, SCHED_EXT_BASE "required-device-type") == 0;
-        if (!room && !device)
+        requirement_t need = requirement_of(e);
+        if (need == REQUIRES_NOTHING)
             continue;
+        bool room = need == REQUIRES_ROOM;
         json_t *members = group_members(model, clinic, json_object_get(e, "valueCodeableConcept"), room);
         if (room && q->nlocations != 0) {
             /* a room named in location-reference narrows the choice and carries the preference */
@@ -1050,11 +1091,10 @@ int sched_check_rules(const sched_model_t *model, const sched_load_t *load, cons
     }
     json_t *ext;
     json_array_foreach(json_object_get(service, "extension"), i, ext) {
-        const char *url = json_string_value(json_object_get(ext, "url"));
-        bool room = url != NULL && strcmp(url, SCHED_EXT_BASE "required-location-type") == 0;
-        bool device = url != NULL && strcmp(url, SCHED_EXT_BASE "required-device-type") == 0;
-        if (!room && !device)
+        requirement_t need = requirement_of(ext);
+        if (need == REQUIRES_NOTHING)
             continue;
+        bool room = need == REQUIRES_ROOM;
         json_t *wanted = json_object_get(ext, "valueCodeableConcept");
         json_t *m, *have = room ? rooms : devices;
         size_t j;

@@ -64,10 +64,17 @@ typedef struct st_sched_find_query_t {
 /** Frees the query's lists. */
 void sched_find_query_dispose(sched_find_query_t *q);
 
-/** The resources availability comes from, as loaded (borrowed; arrays of resources). */
+/** The resources availability comes from: one array per type. */
 typedef struct st_sched_model_t {
     json_t *services, *roles, *locations, *schedules, *devices;
 } sched_model_t;
+
+/** An empty model. */
+void sched_model_init(sched_model_t *model);
+/** Adds a resource (the reference is stolen) to the array of its type; a resource of any other type is dropped. */
+void sched_model_add(sched_model_t *model, json_t *resource);
+/** Releases the arrays. */
+void sched_model_dispose(sched_model_t *model);
 
 /** One way to serve a request: a service by a practitioner (through a role) at a clinic, with rooms/devices if needed. */
 typedef struct st_sched_combo_t {

@@ -140,11 +140,7 @@ static void model_init(sched_model_t *m)
 
 static void model_dispose(sched_model_t *m)
 {
-    json_decref(m->services);
-    json_decref(m->roles);
-    json_decref(m->locations);
-    json_decref(m->schedules);
-    json_decref(m->devices);
+    sched_model_dispose(m);
 }
 
 static json_t *res(const sched_model_t *m, const char *key)
