@@ -342,6 +342,23 @@ static void on_read(fhir_ix_t *ix, PGresult *res)
 
 /* ---- writes ---- */
 
+/* fhir_write() of `resource` (NULL for a delete) with its search index; `if_match` 0 = none. */
+static void send_write_of(fhir_ix_t *ix, const char *type, const char *id, json_t *resource, const char *mode, int if_match,
+                          void (*next)(fhir_ix_t *, PGresult *))
+{
+    char *head = NULL, *tail = NULL, *index = NULL, match[16];
+    if (resource != NULL) {
+        fhir_json_compose_for_store(resource, type, id, &head, &tail);
+        index = fhir_search_index_text(type, resource);
+    }
+    snprintf(match, sizeof(match), "%d", if_match);
+    const char *params[] = {type, id, head, tail, if_match != 0 ? match : NULL, mode, index};
+    ix_send(ix, STMT_WRITE, NULL, 7, params, next);
+    free(head);
+    free(tail);
+    free(index);
+}
+
 static bool writes_appointment(const fhir_ix_t *ix)
 {
     return ix->req.type != NULL && strcmp(ix->req.type, "Appointment") == 0 &&
@@ -374,14 +391,8 @@ static void next_slot_change(fhir_ix_t *ix)
         return;
     }
     json_object_set_new(slot, "status", json_copy(json_array_get(change, 3)));
-    char *head, *tail;
-    fhir_json_compose_for_store(slot, "Slot", id, &head, &tail);
-    char *index = fhir_search_index_text("Slot", slot);
-    const char *params[] = {"Slot", id, head, tail, json_string_value(json_array_get(change, 1)), "update", index};
-    ix_send(ix, STMT_WRITE, NULL, 7, params, on_slot_written);
-    free(head);
-    free(tail);
-    free(index);
+    /* the row is locked (FOR UPDATE), so its version cannot have moved */
+    send_write_of(ix, "Slot", id, slot, "update", atoi(json_string_value(json_array_get(change, 1))), on_slot_written);
     json_decref(slot);
 }
 
@@ -432,17 +443,7 @@ static void on_written(fhir_ix_t *ix, PGresult *res)
 
 static void send_write(fhir_ix_t *ix, const char *mode, int if_match)
 {
-    char *head = NULL, *tail = NULL, *index = NULL, match[16];
-    if (ix->req.resource != NULL) {
-        fhir_json_compose_for_store(ix->req.resource, ix->req.type, ix->req.id, &head, &tail);
-        index = fhir_search_index_text(ix->req.type, ix->req.resource);
-    }
-    snprintf(match, sizeof(match), "%d", if_match);
-    const char *params[] = {ix->req.type, ix->req.id, head, tail, if_match != 0 ? match : NULL, mode, index};
-    ix_send(ix, STMT_WRITE, NULL, 7, params, on_written);
-    free(head);
-    free(tail);
-    free(index);
+    send_write_of(ix, ix->req.type, ix->req.id, ix->req.resource, mode, if_match, on_written);
 }
 
 static void on_patch_read(fhir_ix_t *ix, PGresult *res)
