@@ -21,7 +21,7 @@
 #define DAY 86400
 
 /* Everything availability is computed from (clinic-sized: every schedulable resource is read per operation). */
-static const char SQL_MODEL[] = "SELECT res_type, body FROM resource WHERE res_type IN "
+static const char SQL_MODEL[] = "SELECT body FROM resource WHERE res_type IN "
                                 "('HealthcareService', 'PractitionerRole', 'Location', 'Schedule', 'Device') AND NOT deleted";
 /* Busy rows of the actors, Slots of the schedules, which schedules publish Slots, and the patients' own appointments. */
 static const char SQL_LOAD[] =
@@ -122,16 +122,6 @@ sched_op_t *sched_op_create(sched_op_kind_t kind)
     return op;
 }
 
-static void model_dispose(sched_model_t *m)
-{
-    json_decref(m->services);
-    json_decref(m->roles);
-    json_decref(m->locations);
-    json_decref(m->schedules);
-    json_decref(m->devices);
-    memset(m, 0, sizeof(*m));
-}
-
 void sched_op_destroy(sched_op_t *op)
 {
     free(op->body);
@@ -148,7 +138,7 @@ void sched_op_destroy(sched_op_t *op)
     free(op->comment);
     for (int i = 0; i != op->nparams; ++i)
         free(op->params[i]);
-    model_dispose(&op->model);
+    sched_model_dispose(&op->model);
     sched_plan_dispose(&op->plan);
     sched_load_dispose(&op->load);
     json_decref(op->target);
@@ -648,27 +638,14 @@ static void op_done(sched_op_t *op)
     op->cb(op);
 }
 
-static json_t *model_list(sched_model_t *m, const char *type)
-{
-    if (strcmp(type, "HealthcareService") == 0)
-        return m->services;
-    if (strcmp(type, "PractitionerRole") == 0)
-        return m->roles;
-    if (strcmp(type, "Location") == 0)
-        return m->locations;
-    if (strcmp(type, "Schedule") == 0)
-        return m->schedules;
-    return m->devices;
-}
-
 static void on_model(sched_op_t *op, PGresult *res)
 {
-    model_dispose(&op->model);
-    op->model = (sched_model_t){json_array(), json_array(), json_array(), json_array(), json_array()};
+    sched_model_dispose(&op->model);
+    sched_model_init(&op->model);
     for (int i = 0; i != PQntuples(res); ++i) {
-        json_t *r = json_loads(PQgetvalue(res, i, 1), 0, NULL);
+        json_t *r = json_loads(PQgetvalue(res, i, 0), 0, NULL);
         if (r != NULL)
-            json_array_append_new(model_list(&op->model, PQgetvalue(res, i, 0)), r);
+            sched_model_add(&op->model, r);
     }
     op->after_model(op);
 }

@@ -28,16 +28,11 @@ static const char CLINIC[] =
 
 static void split_model(json_t *all, sched_model_t *m)
 {
-    *m = (sched_model_t){json_array(), json_array(), json_array(), json_array(), json_array()};
+    sched_model_init(m);
     size_t i;
     json_t *r;
     json_array_foreach(all, i, r) {
-        const char *t = json_string_value(json_object_get(r, "resourceType"));
-        json_array_append(strcmp(t, "HealthcareService") == 0  ? m->services
-                          : strcmp(t, "PractitionerRole") == 0 ? m->roles
-                          : strcmp(t, "Location") == 0         ? m->locations
-                                                               : m->schedules,
-                          r);
+        sched_model_add(m, json_incref(r));
     }
 }
 
@@ -79,11 +74,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         util_buf_dispose(&why);
         sched_load_dispose(&load);
         sched_plan_dispose(&plan);
-        json_decref(model.services);
-        json_decref(model.roles);
-        json_decref(model.locations);
-        json_decref(model.schedules);
-        json_decref(model.devices);
+        sched_model_dispose(&model);
         json_decref(all);
     } else if (params != NULL && kind == SCHED_OP_BOOK) {
         /* an appointment-resource is rule-checked against the fixed clinic */
@@ -104,11 +95,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
         }
         sched_load_dispose(&load);
-        json_decref(model.services);
-        json_decref(model.roles);
-        json_decref(model.locations);
-        json_decref(model.schedules);
-        json_decref(model.devices);
+        sched_model_dispose(&model);
         json_decref(all);
     }
 Exit:
