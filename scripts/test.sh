@@ -21,6 +21,8 @@ BIN=$root/build-asan/fhirsched
 TEMPLATE_DB=fhirsched_template
 BUNDLE=demo/clinic-bundle.json
 
+# Servers spawned by the suites run without authorization unless a suite sets it up (tests/lib/auth.mjs).
+export FHIRSCHED_AUTH_ENABLED=false
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 # Leaks inside libraries we cannot fix (h2o's per-thread caches) are listed there.

@@ -51,6 +51,24 @@ static const config_key_t config_keys[] = {
     KEY("scheduling.sweep_interval_ms", CONFIG_UINT, scheduling_sweep_interval_ms, 100, 3600000),
     KEY("tls.cert_file", CONFIG_STRING, tls_cert_file, 0, 0),
     KEY("tls.key_file", CONFIG_STRING, tls_key_file, 0, 0),
+    KEY("tls.ciphers", CONFIG_STRING, tls_ciphers, 0, 0),
+    KEY("auth.enabled", CONFIG_BOOL, auth_enabled, 0, 0),
+    KEY("auth.issuer", CONFIG_STRING, auth_issuer, 0, 0),
+    KEY("auth.audience", CONFIG_STRING, auth_audience, 0, 0),
+    KEY("auth.jwks_file", CONFIG_STRING, auth_jwks_file, 0, 0),
+    KEY("auth.jwks_url", CONFIG_STRING, auth_jwks_url, 0, 0),
+    KEY("auth.jwks_ca_file", CONFIG_STRING, auth_jwks_ca_file, 0, 0),
+    KEY("auth.clock_skew_seconds", CONFIG_UINT, auth_clock_skew_seconds, 0, 600),
+    KEY("auth.jwks_refresh_seconds", CONFIG_UINT, auth_jwks_refresh_seconds, 0, 86400),
+    KEY("auth.role_claim", CONFIG_STRING, auth_role_claim, 0, 0),
+    KEY("auth.locations_claim", CONFIG_STRING, auth_locations_claim, 0, 0),
+    KEY("auth.authorize_url", CONFIG_STRING, auth_authorize_url, 0, 0),
+    KEY("auth.token_url", CONFIG_STRING, auth_token_url, 0, 0),
+    KEY("rate_limit.per_second", CONFIG_UINT, rate_limit_per_second, 0, 1000000),
+    KEY("rate_limit.burst", CONFIG_UINT, rate_limit_burst, 1, 1000000),
+    KEY("audit.enabled", CONFIG_BOOL, audit_enabled, 0, 0),
+    KEY("audit.retention_days", CONFIG_UINT, audit_retention_days, 0, 36500),
+    KEY("cors.allowed_origins", CONFIG_STRING, cors_allowed_origins, 0, 0),
     KEY("log.access", CONFIG_BOOL, log_access, 0, 0),
     KEY("log.level", CONFIG_LOG_LEVEL, log_level, 0, 0),
 };
@@ -91,6 +109,17 @@ void util_config_defaults(util_config_t *cfg)
     cfg->scheduling_find_default_count = 20;
     cfg->scheduling_find_max_count = 200;
     cfg->scheduling_sweep_interval_ms = 10000;
+    set_string(&cfg->tls_ciphers, "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+                                  "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305");
+    cfg->auth_enabled = true;
+    cfg->auth_clock_skew_seconds = 60;
+    cfg->auth_jwks_refresh_seconds = 30;
+    set_string(&cfg->auth_role_claim, "fhirsched_role");
+    set_string(&cfg->auth_locations_claim, "fhirsched_locations");
+    cfg->rate_limit_per_second = 100;
+    cfg->rate_limit_burst = 200;
+    cfg->audit_enabled = true;
+    cfg->audit_retention_days = 2190; /* six years, the HIPAA documentation period */
     cfg->log_access = true;
     set_string(&cfg->log_level, "info");
 }
@@ -338,6 +367,10 @@ int util_config_load(util_config_t *cfg, const char *yaml_path, char *const *env
         snprintf(err, errlen, "tls.cert_file and tls.key_file must be set together");
         return -1;
     }
+    if (cfg->auth_jwks_file != NULL && cfg->auth_jwks_url != NULL) {
+        snprintf(err, errlen, "auth.jwks_file and auth.jwks_url are alternatives: set one");
+        return -1;
+    }
     if (!base_url_set) {
         const char *host = strcmp(cfg->listen_host, "0.0.0.0") == 0 ? "127.0.0.1" : cfg->listen_host;
         bool v6 = strchr(host, ':') != NULL;
@@ -349,5 +382,7 @@ int util_config_load(util_config_t *cfg, const char *yaml_path, char *const *env
         while (n > 0 && cfg->base_url[n - 1] == '/')
             cfg->base_url[--n] = '\0';
     }
+    if (cfg->auth_audience == NULL)
+        cfg->auth_audience = util_xstrdup(cfg->base_url);
     return 0;
 }

@@ -37,6 +37,24 @@ typedef struct st_util_config_t {
     unsigned scheduling_sweep_interval_ms;       /* scheduling.sweep_interval_ms: how often expired holds are cancelled */
     char *tls_cert_file;        /* tls.cert_file: PEM; TLS (with ALPN h2) when set together with tls.key_file */
     char *tls_key_file;         /* tls.key_file */
+    char *tls_ciphers;          /* tls.ciphers: OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are OpenSSL's) */
+    bool auth_enabled;          /* auth.enabled: false switches authorization off (development only; warned at every start) */
+    char *auth_issuer;          /* auth.issuer: the identity provider's `iss` */
+    char *auth_audience;        /* auth.audience: the `aud` tokens must carry; default base_url */
+    char *auth_jwks_file;       /* auth.jwks_file: JWKS (JSON) with the issuer's public keys */
+    char *auth_jwks_url;        /* auth.jwks_url: the same, fetched over HTTP(S) and refreshed on an unknown kid */
+    char *auth_jwks_ca_file;    /* auth.jwks_ca_file: CA bundle for an https jwks_url (default: the system's) */
+    unsigned auth_clock_skew_seconds;  /* auth.clock_skew_seconds: tolerance on exp/nbf/iat */
+    unsigned auth_jwks_refresh_seconds; /* auth.jwks_refresh_seconds: least time between two key refreshes */
+    char *auth_role_claim;      /* auth.role_claim: claim with the clinic role(s) */
+    char *auth_locations_claim; /* auth.locations_claim: claim with the Location references a user is limited to */
+    char *auth_authorize_url;   /* auth.authorize_url: the IdP's authorization endpoint (advertised) */
+    char *auth_token_url;       /* auth.token_url: the IdP's token endpoint (advertised) */
+    unsigned rate_limit_per_second; /* rate_limit.per_second: requests per second per client (0: no limit) */
+    unsigned rate_limit_burst;      /* rate_limit.burst: requests a client may send at once */
+    bool audit_enabled;             /* audit.enabled: record AuditEvents */
+    unsigned audit_retention_days;  /* audit.retention_days: older AuditEvents are deleted (0: kept forever) */
+    char *cors_allowed_origins;     /* cors.allowed_origins: comma-separated origins, or "*" (empty: no CORS) */
     bool log_access;            /* log.access: JSON access log lines on stdout */
     char *log_level;            /* log.level: error|warn|info|debug */
 } util_config_t;

@@ -220,6 +220,8 @@ function spawnServer(port, databaseUrl, extraEnv, db) {
             FHIRSCHED_LISTEN: `127.0.0.1:${port}`,
             FHIRSCHED_DATABASE_URL: databaseUrl,
             FHIRSCHED_THREADS: '1',
+            // authorization is tested by the suites that set it up (tests/lib/auth.mjs); the rest test FHIR behaviour
+            FHIRSCHED_AUTH_ENABLED: 'false',
             ...extraEnv,
         },
         stdio: ['ignore', 'pipe', 'pipe'],
