@@ -27,6 +27,7 @@ fhir_search_limits_t fhir_search_limits = {SEARCH_DEFAULT_COUNT, SEARCH_MAX_COUN
 #define STMT_LOCK "ix_lock"
 #define STMT_READ_PROPOSAL "ix_read_proposal"
 #define STMT_SLOT_CHANGES "ix_slot_changes"
+#define STMT_VISIBLE "ix_visible"
 
 const store_stmt_t fhir_ix_statements[] = {
     {STMT_READ, "SELECT version_id, deleted, body, fhir_instant(last_updated) FROM resource WHERE res_type = $1 AND id = $2"},
@@ -43,6 +44,8 @@ const store_stmt_t fhir_ix_statements[] = {
     {STMT_READ_PROPOSAL, "SELECT 0, false, body, fhir_instant(created) FROM sched_proposal_body($1)"},
     /* Slots whose free/busy status must follow an Appointment just written (see migrations/0004_scheduling.sql). */
     {STMT_SLOT_CHANGES, "SELECT slot_id, version_id, body, status FROM sched_slot_changes($1, $2::integer)"},
+    /* Whether a row passes an access rule (fhir/access.h); no row: the resource does not exist. */
+    {STMT_VISIBLE, "SELECT id = ANY($3::text[]) OR sp_tokens && $4::text[] FROM resource WHERE res_type = $1 AND id = $2"},
 };
 const size_t fhir_ix_statement_count = sizeof(fhir_ix_statements) / sizeof(fhir_ix_statements[0]);
 
@@ -226,8 +229,40 @@ static void on_tx_end_error(store_query_t *q, PGresult *res, const char *err)
     on_tx_end(ix, res);
 }
 
+static bool is_write(const fhir_ix_t *ix)
+{
+    return ix->req.kind == FHIR_IX_CREATE || ix->req.kind == FHIR_IX_UPDATE || ix->req.kind == FHIR_IX_PATCH ||
+           ix->req.kind == FHIR_IX_DELETE || ix->req.kind == FHIR_IX_CONDITIONAL_UPDATE || ix->req.kind == FHIR_IX_CONDITIONAL_DELETE;
+}
+
+static void send_write_of(fhir_ix_t *ix, const char *type, const char *id, json_t *resource, const char *mode, int if_match,
+                          void (*next)(fhir_ix_t *, PGresult *));
+
+static void on_audit_written(fhir_ix_t *ix, PGresult *res)
+{
+    ix_finish(ix);
+}
+
+/* A successful write's AuditEvent joins its transaction, so there is never one without the other. */
+static bool write_audit(fhir_ix_t *ix)
+{
+    if (ix->audit == NULL || ix->_audited || ix->res.status >= 400 || ix->res.version == 0 || !is_write(ix))
+        return false;
+    ix->_audited = true;
+    json_t *event = ix->audit(ix, ix->audit_ctx);
+    if (event == NULL)
+        return false;
+    char id[UTIL_UUID_LEN + 1];
+    util_uuid_v4(id);
+    send_write_of(ix, "AuditEvent", id, event, "create", 0, on_audit_written);
+    json_decref(event);
+    return true;
+}
+
 static void ix_finish(fhir_ix_t *ix)
 {
+    if (write_audit(ix))
+        return;
     if (ix->_own_tx) {
         if (ix->_own_session._conn == NULL) {
             on_tx_end(ix, NULL);
@@ -296,6 +331,45 @@ int fhir_ix_check_body(fhir_ix_t *ix)
 Fail:
     ix->res.status = oo->status;
     return -1;
+}
+
+/* ---- access checks ---- */
+
+static void forbid(fhir_ix_t *ix)
+{
+    /* The same answer whether or not the resource exists, so a refusal reveals nothing. */
+    if (ix->req.id != NULL)
+        fail(ix, 403, "forbidden", "this token may not %s %s/%s", is_write(ix) ? "change" : "read", ix->req.type, ix->req.id);
+    else
+        fail(ix, 403, "forbidden", "this token may not %s %s resources", is_write(ix) ? "change" : "read", ix->req.type);
+}
+
+static void on_visible(fhir_ix_t *ix, PGresult *res)
+{
+    bool exists = PQntuples(res) == 1, visible = exists && PQgetvalue(res, 0, 0)[0] == 't';
+    /* a write may create what does not exist yet (its result is checked after the write) */
+    if (!visible && (exists || !is_write(ix) || ix->req.kind == FHIR_IX_DELETE || ix->req.kind == FHIR_IX_PATCH)) {
+        forbid(ix);
+        return;
+    }
+    ix->_after_check(ix);
+}
+
+/* Runs `next` if the addressed row passes the requester's read (or write) rule; otherwise 403. */
+static void check_access(fhir_ix_t *ix, bool write, void (*next)(fhir_ix_t *ix))
+{
+    const fhir_access_rule_t *rule = fhir_access_rule(ix->access, ix->req.type, write);
+    if (rule->level == FHIR_ACCESS_ALL || ix->req.id == NULL) {
+        next(ix);
+        return;
+    }
+    if (rule->level == FHIR_ACCESS_NONE) {
+        forbid(ix);
+        return;
+    }
+    ix->_after_check = next;
+    const char *params[] = {ix->req.type, ix->req.id, rule->ids != NULL ? rule->ids : "{}", rule->tokens != NULL ? rule->tokens : "{}"};
+    ix_send(ix, STMT_VISIBLE, NULL, 4, params, on_visible);
 }
 
 /* ---- read / vread ---- */
@@ -438,7 +512,8 @@ static void on_written(fhir_ix_t *ix, PGresult *res)
     size_t len = (size_t)PQgetlength(res, 0, 3);
     set_body(ix, FHIR_BODY_RESOURCE, util_xstrndup(PQgetvalue(res, 0, 3), len), len);
     ix->res.status = strcmp(outcome, "created") == 0 ? 201 : 200;
-    sync_slots(ix);
+    /* what was written must still be the requester's to change (a receptionist cannot move an appointment to another clinic) */
+    check_access(ix, true, sync_slots);
 }
 
 static void send_write(fhir_ix_t *ix, const char *mode, int if_match)
@@ -894,7 +969,7 @@ static void start_search(fhir_ix_t *ix)
 {
     const char *q = ix->req.query != NULL ? ix->req.query : "";
     ix->_search_built = true;
-    if (fhir_search_build(&ix->_search, ix->req.type, q, strlen(q), &fhir_search_limits, false, &ix->res.oo) != 0) {
+    if (fhir_search_build_for(&ix->_search, ix->req.type, q, strlen(q), &fhir_search_limits, false, ix->access, &ix->res.oo) != 0) {
         ix->res.status = ix->res.oo.status;
         ix_finish(ix);
         return;
@@ -1156,7 +1231,7 @@ static void ix_resolve(fhir_ix_t *ix)
     ix->_search_built = true;
     /* Strict: an ignored criterion would widen the match, which for a delete or update is dangerous. */
     static const fhir_search_limits_t two = {2, 2, 0};
-    if (fhir_search_build(&ix->_search, ix->req.type, criteria, strlen(criteria), &two, true, &ix->res.oo) != 0) {
+    if (fhir_search_build_for(&ix->_search, ix->req.type, criteria, strlen(criteria), &two, true, ix->access, &ix->res.oo) != 0) {
         ix->res.status = ix->res.oo.status;
         ix_finish(ix);
         return;
@@ -1169,22 +1244,45 @@ static void ix_resolve(fhir_ix_t *ix)
 
 /* ---- dispatch ---- */
 
+static void start_read(fhir_ix_t *ix)
+{
+    char vid[16];
+    snprintf(vid, sizeof(vid), "%d", ix->req.vid);
+    const char *params[] = {ix->req.type, ix->req.id, vid};
+    if (ix->req.kind == FHIR_IX_VREAD)
+        ix_send(ix, STMT_VREAD, NULL, 3, params, on_read);
+    else
+        ix_send(ix, STMT_READ, NULL, 2, params, on_read);
+}
+
+static void start_update(fhir_ix_t *ix)
+{
+    send_write(ix, "update", ix->req.if_match);
+}
+
+static void start_delete(fhir_ix_t *ix)
+{
+    send_write(ix, "delete", ix->req.if_match);
+}
+
+/* Type and system history cannot be filtered row by row (history rows carry no search tokens): all or nothing. */
+static bool history_fully_visible(const fhir_ix_t *ix)
+{
+    for (int i = 0; i != FHIR_RESOURCE_TYPE_COUNT; ++i) {
+        const char *type = fhir_resource_types[i];
+        if ((ix->req.type == NULL || strcmp(ix->req.type, type) == 0) &&
+            fhir_access_rule(ix->access, type, false)->level != FHIR_ACCESS_ALL)
+            return false;
+    }
+    return true;
+}
+
 static void ix_execute(fhir_ix_t *ix)
 {
-    const char *params[3];
-    char vid[16];
     switch (ix->req.kind) {
     case FHIR_IX_READ:
-        params[0] = ix->req.type;
-        params[1] = ix->req.id;
-        ix_send(ix, STMT_READ, NULL, 2, params, on_read);
-        return;
     case FHIR_IX_VREAD:
-        snprintf(vid, sizeof(vid), "%d", ix->req.vid);
-        params[0] = ix->req.type;
-        params[1] = ix->req.id;
-        params[2] = vid;
-        ix_send(ix, STMT_VREAD, NULL, 3, params, on_read);
+        check_access(ix, false, start_read);
         return;
     case FHIR_IX_SEARCH:
         start_search(ix);
@@ -1198,16 +1296,21 @@ static void ix_execute(fhir_ix_t *ix)
         send_write(ix, "create", 0);
         return;
     case FHIR_IX_UPDATE:
-        send_write(ix, "update", ix->req.if_match);
+        check_access(ix, true, start_update);
         return;
     case FHIR_IX_PATCH:
-        start_patch(ix);
+        check_access(ix, true, start_patch);
         return;
     case FHIR_IX_DELETE:
-        send_write(ix, "delete", ix->req.if_match);
+        check_access(ix, true, start_delete);
         return;
     case FHIR_IX_HISTORY:
-        start_history(ix);
+        if (ix->req.id != NULL)
+            check_access(ix, false, start_history);
+        else if (!history_fully_visible(ix))
+            forbid(ix);
+        else
+            start_history(ix);
         return;
     case FHIR_IX_EXISTING:
         ix->res.status = 200;
@@ -1237,7 +1340,8 @@ void fhir_ix_run(fhir_ix_t *ix, store_pool_t *pool, store_session_t *session, fh
         return;
     }
     /* Conditional interactions and Appointment writes (which move Slots along) need several statements in one transaction. */
-    if ((is_conditional(ix) || writes_appointment(ix)) && session == NULL) {
+    bool checked_write = is_write(ix) && (ix->audit != NULL || fhir_access_rule(ix->access, ix->req.type, true)->level != FHIR_ACCESS_ALL);
+    if ((is_conditional(ix) || writes_appointment(ix) || checked_write) && session == NULL) {
         ix->_own_tx = true;
         ix->_own_session.cb = on_own_session;
         if (store_session_begin(pool, &ix->_own_session) != 0) {
@@ -1339,6 +1443,8 @@ int fhir_ix_route(fhir_ix_request_t *req, const char *method, const char *path, 
             req->kind = FHIR_IX_SEARCH;
         } else if (strcmp(method, "POST") == 0) {
             req->kind = FHIR_IX_CREATE;
+        } else if (strcmp(req->type, "AuditEvent") == 0 && strcmp(method, "POST") != 0) {
+            return fhir_outcome_fail(oo, 405, "not-supported", NULL, "AuditEvents are append-only: %s is not allowed", method);
         } else if (strcmp(method, "PUT") == 0 && query != NULL && query[0] != '\0') {
             req->kind = FHIR_IX_CONDITIONAL_UPDATE;
         } else if (strcmp(method, "DELETE") == 0 && query != NULL && query[0] != '\0') {
@@ -1366,6 +1472,8 @@ int fhir_ix_route(fhir_ix_request_t *req, const char *method, const char *path, 
         return fhir_outcome_fail(oo, 400, "value", NULL, "\"%.*s\" is not a valid resource id", (int)(seglen[1] > 64 ? 64 : seglen[1]),
                                  seg[1]);
     req->id = util_xstrndup(seg[1], seglen[1]);
+    if (n == 2 && strcmp(req->type, "AuditEvent") == 0 && !get && strcmp(method, "POST") != 0)
+        return fhir_outcome_fail(oo, 405, "not-supported", NULL, "AuditEvents are append-only: %s is not allowed", method);
     if (n == 2) {
         if (get)
             req->kind = FHIR_IX_READ;

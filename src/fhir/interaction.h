@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <time.h>
 #include <jansson.h>
+#include "fhir/access.h"
 #include "fhir/outcome.h"
 #include "fhir/search.h"
 #include "store/store.h"
@@ -59,12 +60,17 @@ typedef struct st_fhir_ix_result_t {
 typedef struct st_fhir_ix_t fhir_ix_t;
 typedef struct st_fhir_search_run_t fhir_search_run_t;
 typedef void (*fhir_ix_cb)(fhir_ix_t *ix);
+/** The AuditEvent to commit in the same transaction as a successful write (caller's context), or NULL for none. */
+typedef json_t *(*fhir_ix_audit_fn)(const fhir_ix_t *ix, void *ctx);
 
 /** The execution context; allocate with fhir_ix_create. */
 struct st_fhir_ix_t {
     fhir_ix_request_t req;
     fhir_ix_result_t res;
     void *data; /* caller's */
+    const fhir_access_t *access; /* what the requester may see and change (borrowed; NULL: everything) */
+    fhir_ix_audit_fn audit;      /* writes commit audit(ix, audit_ctx) with them */
+    void *audit_ctx;
     /* private */
     store_pool_t *_pool;
     store_session_t *_session; /* run inside this session (a transaction Bundle), or NULL */
@@ -85,6 +91,8 @@ struct st_fhir_ix_t {
     bool _proposal_read; /* a read of an unknown Appointment id also looked among $find proposals */
     json_t *_slots;      /* Slot status changes following an Appointment write: [id, version, body, status] */
     size_t _slot_next;
+    bool _audited;        /* the write's AuditEvent is in the transaction */
+    void (*_after_check)(fhir_ix_t *ix); /* continues once a row passed the access check */
 };
 
 /** Creates an interaction context (zeroed request, empty result). */

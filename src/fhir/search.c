@@ -675,6 +675,28 @@ BadModifier:
                              param->code, fhir_search_type_name(param->search_type));
 }
 
+/* Appends " AND ..." hiding the rows of `types` (all stored types when ntypes is 0) that the requester may not read. */
+static void access_condition(fhir_search_t *s, util_buf_t *out, const char *alias, const char *const *types, size_t ntypes)
+{
+    if (s->access == NULL)
+        return;
+    size_t n = ntypes != 0 ? ntypes : FHIR_RESOURCE_TYPE_COUNT;
+    for (size_t i = 0; i != n; ++i) {
+        const char *type = ntypes != 0 ? types[i] : fhir_resource_types[i];
+        const fhir_access_rule_t *rule = fhir_access_rule(s->access, type, false);
+        if (rule->level == FHIR_ACCESS_ALL)
+            continue;
+        int pt = add_param(s, type);
+        if (rule->level == FHIR_ACCESS_NONE) {
+            util_buf_printf(out, " AND %s.res_type <> $%d::text", alias, pt);
+            continue;
+        }
+        int pi = add_param(s, rule->ids != NULL ? rule->ids : "{}"), pk = add_param(s, rule->tokens != NULL ? rule->tokens : "{}");
+        util_buf_printf(out, " AND (%s.res_type <> $%d::text OR %s.id = ANY($%d::text[]) OR %s.sp_tokens && $%d::text[])", alias, pt,
+                        alias, pi, alias, pk);
+    }
+}
+
 /* `_has:Type:ref:rest=value`: resources of `types[0]` that a matching Type points at through `ref`. */
 static int has_condition(builder_t *b, util_buf_t *out, const char *alias, const char *const *types, size_t ntypes, const char *name,
                          const char *value, int depth)
@@ -703,6 +725,7 @@ static int has_condition(builder_t *b, util_buf_t *out, const char *alias, const
                         alias, pp, sub, sub, sub, pt, sub, pp);
         const char *sub_types[1] = {type};
         ret = cond_for(b, out, sub, sub_types, 1, c2 + 1, value, depth + 1);
+        access_condition(b->s, out, sub, sub_types, 1);
         util_buf_puts(out, ")");
     }
     free(type_name);
@@ -757,6 +780,7 @@ static int chain_condition(builder_t *b, util_buf_t *out, const char *alias, con
                             "ANY($%d::text[]) AND NOT %s.deleted AND ",
                             alias, pp, sub, sub, sub, sub, pt, sub);
             ret = cond_for(b, out, sub, targets, ntargets, rest, value, depth + 1);
+            access_condition(b->s, out, sub, targets, ntargets);
             util_buf_puts(out, ")");
         }
     }
@@ -1005,9 +1029,12 @@ int fhir_search_include_sql(const fhir_search_t *s, bool first_round, const char
             util_buf_puts(sql, "))");
         }
     }
+    util_buf_puts(sql, ")");
+    p.access = s->access;
+    access_condition(&p, sql, "i", NULL, 0);
     char num[16];
     snprintf(num, sizeof(num), "%u", limit);
-    util_buf_printf(sql, ") ORDER BY i.res_type, i.id LIMIT $%d::integer", add_param(&p, num));
+    util_buf_printf(sql, " ORDER BY i.res_type, i.id LIMIT $%d::integer", add_param(&p, num));
     if (parts == 0) {
         for (int i = 0; i != p.nparams; ++i)
             free(p.params[i]);
@@ -1176,7 +1203,14 @@ static void keyset_condition(fhir_search_t *s, util_buf_t *sql, const sort_key_t
 int fhir_search_build(fhir_search_t *s, const char *type, const char *query, size_t len, const fhir_search_limits_t *limits,
                       bool strict, fhir_outcome_t *oo)
 {
+    return fhir_search_build_for(s, type, query, len, limits, strict, NULL, oo);
+}
+
+int fhir_search_build_for(fhir_search_t *s, const char *type, const char *query, size_t len, const fhir_search_limits_t *limits,
+                          bool strict, const fhir_access_t *access, fhir_outcome_t *oo)
+{
     memset(s, 0, sizeof(*s));
+    s->access = access;
     util_buf_init(&s->sql);
     util_buf_init(&s->count_sql);
     util_buf_init(&s->used);
@@ -1268,6 +1302,7 @@ int fhir_search_build(fhir_search_t *s, const char *type, const char *query, siz
     if (window_lo != 0 && window_hi != 0)
         util_buf_printf(&where, " AND r.sp_date && fhir_window(%s(fhir_date_range($%d::text)), %s(fhir_date_range($%d::text)))",
                         window_lo_side, window_lo, window_hi_side, window_hi);
+    access_condition(s, &where, "r", s->types, s->ntypes);
     s->nparams_where = s->nparams;
     util_buf_puts(&s->count_sql, "SELECT count(*) FROM resource r WHERE ");
     util_buf_append(&s->count_sql, where.base, where.len);

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <jansson.h>
+#include "fhir/access.h"
 #include "fhir/outcome.h"
 #include "fhir/subset.h"
 #include "fhir/types.h"
@@ -141,6 +142,7 @@ typedef struct st_fhir_search_t {
     fhir_search_include_t includes[FHIR_SEARCH_MAX_INCLUDES];
     size_t nincludes;
     util_buf_t used; /* the applied parameters, URL-encoded, for self/next/previous links (no _count/_cursor) */
+    const fhir_access_t *access; /* rows hidden from the requester never match, count or get included (NULL: all visible) */
     int _capacity;
     char *_element_store; /* owns the strings in `elements` */
 } fhir_search_t;
@@ -159,6 +161,10 @@ typedef struct st_fhir_search_limits_t {
  */
 int fhir_search_build(fhir_search_t *search, const char *type, const char *query, size_t len, const fhir_search_limits_t *limits,
                       bool strict, fhir_outcome_t *oo);
+/** fhir_search_build for a requester limited by `access` (borrowed; must outlive the search): hidden rows never match,
+ * count, or get included, also through chains and _has. */
+int fhir_search_build_for(fhir_search_t *search, const char *type, const char *query, size_t len, const fhir_search_limits_t *limits,
+                          bool strict, const fhir_access_t *access, fhir_outcome_t *oo);
 /** Frees what fhir_search_build allocated. */
 void fhir_search_dispose(fhir_search_t *search);
 /**

@@ -1,4 +1,5 @@
 #include <string.h>
+#include "fhir/access.h"
 #include "fhir/types.h"
 
 const char *const fhir_resource_types[FHIR_RESOURCE_TYPE_COUNT] = {
@@ -12,4 +13,13 @@ int fhir_resource_type_index(const char *name, size_t len)
         if (strlen(fhir_resource_types[i]) == len && memcmp(fhir_resource_types[i], name, len) == 0)
             return i;
     return -1;
+}
+
+const fhir_access_rule_t *fhir_access_rule(const fhir_access_t *access, const char *type, bool write)
+{
+    static const fhir_access_rule_t all = {FHIR_ACCESS_ALL, NULL, NULL};
+    int i = access != NULL && type != NULL ? fhir_resource_type_index(type, strlen(type)) : -1;
+    if (i < 0)
+        return &all;
+    return write ? &access->write[i] : &access->read[i];
 }

@@ -1,0 +1,34 @@
+/*
+ * Row-level access: which stored resources of each type a request may see (read, search, includes, history) and change
+ * (the resource before and after a write). auth/ decides the rules from the token; the engine enforces them in SQL, so a
+ * search cannot return, include or count a row the rule hides.
+ */
+#ifndef FHIR_ACCESS_H
+#define FHIR_ACCESS_H
+
+#include <stdbool.h>
+#include "fhir/types.h"
+
+typedef enum {
+    FHIR_ACCESS_ALL,  /* every row of the type */
+    FHIR_ACCESS_NONE, /* no row */
+    FHIR_ACCESS_SOME, /* rows whose id is in `ids` or whose search tokens overlap `tokens` */
+} fhir_access_level_t;
+
+/** One type's rule. The arrays are PostgreSQL array literals ("{a,b}"), NULL for empty. */
+typedef struct st_fhir_access_rule_t {
+    fhir_access_level_t level;
+    char *ids;
+    char *tokens;
+} fhir_access_rule_t;
+
+/** The rules of one request, indexed like fhir_resource_types. */
+typedef struct st_fhir_access_t {
+    fhir_access_rule_t read[FHIR_RESOURCE_TYPE_COUNT];
+    fhir_access_rule_t write[FHIR_RESOURCE_TYPE_COUNT];
+} fhir_access_t;
+
+/** The read (or write) rule of `type` under `access`; NULL access or an unknown type means everything is allowed. */
+const fhir_access_rule_t *fhir_access_rule(const fhir_access_t *access, const char *type, bool write);
+
+#endif
