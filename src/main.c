@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "auth/token.h"
 #include "fhir/capability.h"
 #include "fhir/interaction.h"
 #include "fhir/search.h"
@@ -21,6 +22,7 @@ static void usage(FILE *fp)
           "  serve     serve FHIR R4 over HTTP (refuses to start while migrations are pending)\n"
           "  migrate   apply pending database migrations and rebuild stale search indexes\n"
           "  search-params  print the supported search parameters (Markdown, as in docs/search.md)\n"
+          "  token     mint development keys and tokens, NOT for production (fhirsched token --help)\n"
           "  version   print the version\n"
           "\n"
           "Every setting has a built-in default, may be set in the YAML file given with --config,\n"
@@ -95,6 +97,8 @@ static int cmd_serve(util_config_t *cfg)
     }
     fhir_search_set_cursor_key(secret);
     free(secret);
+    fhir_capability_security = (fhir_capability_security_t){cfg->auth_enabled, cfg->cors_allowed_origins != NULL,
+                                                             cfg->auth_authorize_url, cfg->auth_token_url};
     fhir_capability_init(cfg->base_url, FHIRSCHED_VERSION);
     int ret = http_server_run(cfg);
     fhir_capability_dispose();
@@ -108,6 +112,9 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    /* a development tool with options of its own: no configuration, no database */
+    if (strcmp(argv[1], "token") == 0)
+        return auth_token_cmd_run(argc - 1, argv + 1);
     const char *command = argv[1], *config_path = NULL;
     static const struct option options[] = {{"config", required_argument, NULL, 'c'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     int opt;

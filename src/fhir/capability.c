@@ -40,8 +40,11 @@ static json_t *operations_of(const char *type)
 static json_t *resource_entry(const char *type)
 {
     json_t *interactions = json_array();
+    bool append_only = strcmp(type, "AuditEvent") == 0; /* the audit trail is never changed */
     for (size_t i = 0; i != sizeof(type_interactions) / sizeof(type_interactions[0]); ++i)
-        json_array_append_new(interactions, json_pack("{s:s}", "code", type_interactions[i]));
+        if (!append_only || (strcmp(type_interactions[i], "update") != 0 && strcmp(type_interactions[i], "patch") != 0 &&
+                             strcmp(type_interactions[i], "delete") != 0))
+            json_array_append_new(interactions, json_pack("{s:s}", "code", type_interactions[i]));
     json_t *params = json_array(), *includes = json_array(), *revincludes = json_array();
     const fhir_search_param_t *p;
     for (size_t i = 0; (p = fhir_search_param_at(type, i)) != NULL; ++i) {
@@ -59,8 +62,9 @@ static json_t *resource_entry(const char *type)
     char *profile = util_asprintf("http://hl7.org/fhir/StructureDefinition/%s", type);
     json_t *entry = json_pack("{s:s, s:s, s:o, s:s, s:b, s:b, s:b, s:b, s:s, s:s, s:o, s:o, s:o}", "type", type, "profile",
                               profile, "interaction", interactions, "versioning", "versioned-update", "readHistory", 1,
-                              "updateCreate", 1, "conditionalCreate", 1, "conditionalUpdate", 1, "conditionalRead",
-                              "not-supported", "conditionalDelete", "single", "searchInclude", includes, "searchRevInclude",
+                              "updateCreate", !append_only, "conditionalCreate", 1, "conditionalUpdate", !append_only,
+                              "conditionalRead", "not-supported", "conditionalDelete", append_only ? "not-supported" : "single",
+                              "searchInclude", includes, "searchRevInclude",
                               revincludes, "searchParam", params);
     free(profile);
     json_t *ops = operations_of(type);
@@ -69,6 +73,31 @@ static json_t *resource_entry(const char *type)
     else
         json_decref(ops);
     return entry;
+}
+
+fhir_capability_security_t fhir_capability_security;
+
+/* rest.security: SMART on FHIR, with the IdP's endpoints (the oauth-uris extension) when they are known. */
+static json_t *security_of(const fhir_capability_security_t *sec)
+{
+    json_t *security = json_pack("{s:b,s:[{s:[{s:s,s:s,s:s}],s:s}],s:s}", "cors", sec->cors, "service", "coding", "system",
+                                 "http://terminology.hl7.org/CodeSystem/restful-security-service", "code", "SMART-on-FHIR", "display",
+                                 "SMART-on-FHIR", "text", "OAuth2 using SMART-on-FHIR profile (see http://docs.smarthealthit.org)",
+                                 "description",
+                                 "Bearer tokens (JWT) from the clinic's identity provider; SMART v1/v2 scopes, patient context and "
+                                 "clinic roles decide access. See /.well-known/smart-configuration.");
+    json_t *uris = json_array();
+    if (sec->authorize_url != NULL)
+        json_array_append_new(uris, json_pack("{s:s,s:s}", "url", "authorize", "valueUri", sec->authorize_url));
+    if (sec->token_url != NULL)
+        json_array_append_new(uris, json_pack("{s:s,s:s}", "url", "token", "valueUri", sec->token_url));
+    if (json_array_size(uris) != 0)
+        json_object_set_new(security, "extension",
+                            json_pack("[{s:s,s:o}]", "url", "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                                      "extension", uris));
+    else
+        json_decref(uris);
+    return security;
 }
 
 void fhir_capability_init(const char *base_url, const char *software_version)
@@ -87,6 +116,8 @@ void fhir_capability_init(const char *base_url, const char *software_version)
         software_version, "implementation", "description", "fhirsched", "url", base_url, "fhirVersion", "4.0.1", "format",
         "application/fhir+json", "json", "patchFormat", "application/json-patch+json", "rest", "mode", "server", "resource",
         resources, "interaction", system);
+    if (fhir_capability_security.smart)
+        json_object_set_new(json_array_get(json_object_get(cs, "rest"), 0), "security", security_of(&fhir_capability_security));
     capability_text = fhir_json_dump(cs, false, &capability_len);
     json_decref(cs);
 }

@@ -2,16 +2,26 @@
  * The FHIR REST front: request ids, access log, content negotiation, preconditions and Prefer, then one interaction (or
  * a Bundle) handed to the engine in fhir/, and its result turned back into HTTP.
  */
+#include <netdb.h>
+#include <stdarg.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include "auth/audit.h"
+#include "auth/authz.h"
+#include "auth/jwt.h"
+#include "auth/keys.h"
 #include "fhir/bundle.h"
 #include "fhir/capability.h"
 #include "fhir/conformance_res.h"
 #include "fhir/interaction.h"
 #include "fhir/json.h"
 #include "fhir/search.h"
+#include "fhir/validate.h"
 #include "http/http.h"
+#include "http/ratelimit.h"
 #include "sched/ops.h"
 #include "util/log.h"
 #include "util/str.h"
@@ -21,22 +31,60 @@
 #define MODULE_NAME "http/rest.c"
 #define FHIR_PREFIX "/fhir"
 
+/* A request waiting for the keys this long at most before it is answered with what is known. */
+#define PARK_MAX_MS 10000
+#define PARK_POLL_MS 20
+
+/* Who asks: the verified token (when authorization is on) and what the audit trail records about the request. Shared by
+ * the request and the jobs that may outlive it; the last holder frees it. Loop-thread only. */
+typedef struct st_http_auth_t {
+    unsigned refs;
+    bool verified;
+    auth_principal_t principal;
+    char request_id[64];
+    char peer[64];
+} http_auth_t;
+
 /* Links a heap context to its request: whichever of "request gone" and "work done" comes second frees it. */
 typedef struct st_http_job_t {
     http_req_t *hr; /* NULL once the request is gone */
     http_thread_t *thread;
+    http_auth_t *auth;
     fhir_ix_t *ix;
     fhir_bundle_run_t *bundle;
     sched_op_t *op;
+    const char *op_name;
     store_query_t probe; /* /readyz */
+    /* parked until the keys are refreshed (unknown kid) */
+    h2o_linklist_t parked;
+    const char *path;
+    size_t path_len;
+    unsigned refreshes_seen;
+    uint64_t parked_at;
     bool done;
 } http_job_t;
+
+static void auth_release(http_auth_t *a)
+{
+    if (a == NULL || --a->refs != 0)
+        return;
+    if (a->verified)
+        auth_principal_dispose(&a->principal);
+    free(a);
+}
+
+/* The principal whose rules apply, or NULL when authorization is off. */
+static const auth_principal_t *who(const http_auth_t *a)
+{
+    return a != NULL && a->verified ? &a->principal : NULL;
+}
 
 /* ---- per-request bookkeeping ---- */
 
 static void on_req_disposed(void *p)
 {
     http_req_t *hr = *(http_req_t **)p;
+    auth_release(hr->auth);
     double ms = (double)(util_time_monotonic_ms() - hr->started_ms);
     h2o_req_t *req = hr->req;
     /* The path is logged without its query string: search values can identify patients. */
@@ -48,12 +96,18 @@ static void on_req_disposed(void *p)
     free(path);
 }
 
+static void job_free(http_job_t *job)
+{
+    auth_release(job->auth);
+    free(job);
+}
+
 static void on_job_req_disposed(void *p)
 {
     http_job_t *job = *(http_job_t **)p;
     job->hr = NULL;
     if (job->done)
-        free(job);
+        job_free(job);
 }
 
 static http_job_t *job_create(http_req_t *hr)
@@ -61,6 +115,9 @@ static http_job_t *job_create(http_req_t *hr)
     http_job_t *job = util_xcalloc(1, sizeof(*job));
     job->hr = hr;
     job->thread = hr->thread;
+    job->auth = hr->auth;
+    if (job->auth != NULL)
+        ++job->auth->refs;
     http_job_t **slot = h2o_mem_alloc_shared(&hr->req->pool, sizeof(*slot), on_job_req_disposed);
     *slot = job;
     ++job->thread->inflight;
@@ -74,7 +131,7 @@ static http_req_t *job_finish(http_job_t *job)
     job->done = true;
     http_req_t *hr = job->hr;
     if (hr == NULL)
-        free(job);
+        job_free(job);
     return hr;
 }
 
@@ -92,6 +149,342 @@ static char *header_dup(h2o_req_t *req, const char *name)
     size_t len;
     const char *v = header_value(req, name, &len);
     return v != NULL ? util_xstrndup(v, len) : NULL;
+}
+
+/* ---- the audit trail ---- */
+
+static bool is_patient_data(const char *type)
+{
+    return type == NULL || strcmp(type, "Patient") == 0 || strcmp(type, "Appointment") == 0 ||
+           strcmp(type, "AppointmentResponse") == 0 || strcmp(type, "AuditEvent") == 0;
+}
+
+/* The restful-interaction code and action of an interaction. */
+static void ix_audit_kind(const fhir_ix_request_t *req, auth_audit_info_t *info)
+{
+    switch (req->kind) {
+    case FHIR_IX_READ:
+        info->subtype = "read", info->action = 'R';
+        break;
+    case FHIR_IX_VREAD:
+        info->subtype = "vread", info->action = 'R';
+        break;
+    case FHIR_IX_SEARCH:
+        info->subtype = req->type != NULL ? "search-type" : "search-system", info->action = 'E';
+        break;
+    case FHIR_IX_HISTORY:
+        info->subtype = req->id != NULL ? "history-instance" : req->type != NULL ? "history-type" : "history-system", info->action = 'R';
+        break;
+    case FHIR_IX_CREATE:
+    case FHIR_IX_EXISTING:
+        info->subtype = "create", info->action = 'C';
+        break;
+    case FHIR_IX_UPDATE:
+    case FHIR_IX_CONDITIONAL_UPDATE:
+        info->subtype = "update", info->action = 'U';
+        break;
+    case FHIR_IX_PATCH:
+        info->subtype = "patch", info->action = 'U';
+        break;
+    case FHIR_IX_DELETE:
+    case FHIR_IX_CONDITIONAL_DELETE:
+    case FHIR_IX_NOTHING:
+        info->subtype = "delete", info->action = 'D';
+        break;
+    }
+}
+
+static auth_audit_info_t ix_audit_info(const fhir_ix_t *ix, const http_auth_t *a)
+{
+    auth_audit_info_t info = {.type = ix->req.type, .id = ix->res.id != NULL ? ix->res.id : ix->req.id, .version = ix->res.version,
+                              .status = ix->res.status != 0 ? ix->res.status : 500};
+    ix_audit_kind(&ix->req, &info);
+    if (ix->req.kind == FHIR_IX_SEARCH || (ix->req.kind == FHIR_IX_HISTORY && ix->req.id == NULL))
+        info.query = ix->req.query;
+    if (info.status >= 400 && ix->res.oo.count != 0)
+        info.outcome_text = ix->res.oo.issues[0].diagnostics;
+    const auth_principal_t *p = who(a);
+    if (ix->req.type != NULL && strcmp(ix->req.type, "Patient") == 0 && info.id != NULL)
+        info.patient = info.id;
+    else if (p != NULL && p->patient != NULL)
+        info.patient = p->patient;
+    return info;
+}
+
+/* Queues an AuditEvent for what happened (recorded shortly after the answer, in a batch). */
+static void audit_push(http_thread_t *thread, const http_auth_t *a, auth_audit_info_t *info)
+{
+    if (!auth_audit_settings.enabled || thread->audit == NULL)
+        return;
+    if (a != NULL) {
+        info->request_id = a->request_id;
+        info->peer = a->peer;
+    }
+    auth_audit_queue_push(thread->audit, auth_audit_event(who(a), info));
+}
+
+/* fhir_ix_t.audit: the AuditEvent a write commits in its own transaction. */
+static json_t *audit_for_write(const fhir_ix_t *ix, void *ctx)
+{
+    const http_auth_t *a = ctx;
+    auth_audit_info_t info = ix_audit_info(ix, a);
+    info.request_id = a->request_id;
+    info.peer = a->peer;
+    return auth_audit_event(who(a), &info);
+}
+
+/* Reads of patient data and every failure are recorded here; successful writes recorded theirs in their transaction. */
+static void audit_ix(http_thread_t *thread, const http_auth_t *a, const fhir_ix_t *ix)
+{
+    bool write = ix->req.kind == FHIR_IX_CREATE || ix->req.kind == FHIR_IX_UPDATE || ix->req.kind == FHIR_IX_PATCH ||
+                 ix->req.kind == FHIR_IX_DELETE || ix->req.kind == FHIR_IX_CONDITIONAL_UPDATE ||
+                 ix->req.kind == FHIR_IX_CONDITIONAL_DELETE || ix->req.kind == FHIR_IX_EXISTING || ix->req.kind == FHIR_IX_NOTHING;
+    int status = ix->res.status != 0 ? ix->res.status : 500;
+    if (write ? ix->_audited && status < 400 : status < 400 && !is_patient_data(ix->req.type))
+        return;
+    auth_audit_info_t info = ix_audit_info(ix, a);
+    audit_push(thread, a, &info);
+}
+
+/* A request refused before it reached the engine (401, 403, 405, 429): described from its method and path. */
+static void audit_refusal(http_req_t *hr, const char *path, size_t path_len, int status, const char *why)
+{
+    const char *method = hr->req->method.base;
+    size_t mlen = hr->req->method.len;
+    auth_audit_info_t info = {.status = status, .outcome_text = why, .subtype = "read", .action = 'R'};
+    if (util_str_eq(method, mlen, "POST"))
+        info.subtype = "create", info.action = 'C';
+    else if (util_str_eq(method, mlen, "PUT"))
+        info.subtype = "update", info.action = 'U';
+    else if (util_str_eq(method, mlen, "PATCH"))
+        info.subtype = "patch", info.action = 'U';
+    else if (util_str_eq(method, mlen, "DELETE"))
+        info.subtype = "delete", info.action = 'D';
+    size_t seg = strcspn(path, "/?");
+    if (seg > path_len)
+        seg = path_len;
+    int type = fhir_resource_type_index(path, seg);
+    char *id = NULL;
+    if (type >= 0) {
+        info.type = fhir_resource_types[type];
+        if (seg < path_len && path[seg] == '/') {
+            size_t idlen = strcspn(path + seg + 1, "/?");
+            if (seg + 1 + idlen > path_len)
+                idlen = path_len - seg - 1;
+            if (idlen != 0 && path[seg + 1] != '_' && path[seg + 1] != '$' && fhir_id_is_valid(path + seg + 1, idlen))
+                info.id = id = util_xstrndup(path + seg + 1, idlen);
+            else if (idlen != 0 && path[seg + 1] == '$')
+                info.subtype = "operation", info.action = 'E';
+        }
+    }
+    if (info.type == NULL && info.action == 'R')
+        info.subtype = "search-system", info.action = 'E';
+    audit_push(hr->thread, hr->auth, &info);
+    free(id);
+}
+
+/* ---- authentication ---- */
+
+static atomic_uint keys_refreshes; /* key refreshes finished so far */
+static atomic_bool keys_refreshing;
+
+static void *refresh_keys_main(void *arg)
+{
+    char err[512];
+    int ret = auth_keys_refresh(err, sizeof(err));
+    if (ret < 0)
+        LOG_WARN("auth: the identity provider's keys could not be refreshed: %s", err);
+    else if (ret > 0)
+        LOG_INFO("auth: the identity provider's keys were refreshed");
+    atomic_store(&keys_refreshing, false);
+    atomic_fetch_add(&keys_refreshes, 1);
+    return NULL;
+}
+
+/* Blocking file/HTTP reads stay off the event loops: one refresh at a time runs on its own short-lived thread. */
+static void refresh_keys_start(void)
+{
+    bool idle = false;
+    if (!atomic_compare_exchange_strong(&keys_refreshing, &idle, true))
+        return;
+    pthread_t tid;
+    if (pthread_create(&tid, NULL, refresh_keys_main, NULL) == 0) {
+        pthread_detach(tid);
+    } else {
+        atomic_store(&keys_refreshing, false);
+        atomic_fetch_add(&keys_refreshes, 1);
+    }
+}
+
+static void refuse(http_req_t *hr, const char *path, size_t path_len, int status, const char *error, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+/* 401/403 with WWW-Authenticate (RFC 6750), an OperationOutcome, and a trace in the audit trail. */
+static void refuse(http_req_t *hr, const char *path, size_t path_len, int status, const char *error, const char *fmt, ...)
+{
+    va_list args;
+    va_start(args, fmt);
+    char *why = util_vasprintf(fmt, args);
+    va_end(args);
+    char *challenge = error != NULL ? util_asprintf("Bearer realm=\"fhirsched\", error=\"%s\", error_description=\"%s\"", error, why)
+                                    : util_xstrdup("Bearer realm=\"fhirsched\"");
+    if (status == 401 || error != NULL)
+        http_add_header(hr, "www-authenticate", challenge);
+    free(challenge);
+    fhir_outcome_t oo;
+    fhir_outcome_init(&oo);
+    fhir_outcome_add(&oo, FHIR_SEV_ERROR, status == 401 ? "login" : "forbidden", NULL, "%s", why);
+    http_send_outcome(hr, status, &oo);
+    fhir_outcome_dispose(&oo);
+    audit_refusal(hr, path, path_len, status, why);
+    free(why);
+}
+
+static int serve_authorized(http_req_t *hr, const char *path, size_t path_len, bool may_refresh);
+
+static void resume_parked(http_job_t *job)
+{
+    h2o_linklist_unlink(&job->parked);
+    const char *path = job->path;
+    size_t path_len = job->path_len;
+    http_req_t *hr = job_finish(job);
+    if (hr != NULL)
+        serve_authorized(hr, path, path_len, false);
+}
+
+static void on_park_timer(h2o_timeout_entry_t *entry)
+{
+    http_thread_t *thread = H2O_STRUCT_FROM_MEMBER(http_thread_t, park_entry, entry);
+    unsigned done = atomic_load(&keys_refreshes);
+    uint64_t now = util_time_monotonic_ms();
+    h2o_linklist_t *node = thread->parked.next;
+    while (node != &thread->parked) {
+        http_job_t *job = H2O_STRUCT_FROM_MEMBER(http_job_t, parked, node);
+        node = node->next;
+        if (job->refreshes_seen != done || now - job->parked_at > PARK_MAX_MS)
+            resume_parked(job);
+    }
+    if (!h2o_linklist_is_empty(&thread->parked))
+        h2o_timeout_link(thread->loop, &thread->park_timeout, &thread->park_entry);
+}
+
+/* A token signed with a key we do not know yet: the IdP may have rotated its keys. Wait for one refresh. */
+static void park(http_req_t *hr, const char *path, size_t path_len)
+{
+    http_job_t *job = job_create(hr);
+    job->path = path;
+    job->path_len = path_len;
+    job->refreshes_seen = atomic_load(&keys_refreshes);
+    job->parked_at = util_time_monotonic_ms();
+    h2o_linklist_insert(&hr->thread->parked, &job->parked);
+    if (!h2o_timeout_is_linked(&hr->thread->park_entry))
+        h2o_timeout_link(hr->thread->loop, &hr->thread->park_timeout, &hr->thread->park_entry);
+    refresh_keys_start();
+}
+
+/* Verifies the bearer token into hr->auth: 0 when verified, 1 when answered (401) or parked. */
+static int authenticate(http_req_t *hr, const char *path, size_t path_len, bool may_refresh)
+{
+    size_t len;
+    const char *h = header_value(hr->req, "authorization", &len);
+    if (h == NULL || len == 0) {
+        refuse(hr, path, path_len, 401, NULL, "this request needs a bearer token (Authorization: Bearer <token>)");
+        return 1;
+    }
+    if (len < 7 || strncasecmp(h, "Bearer ", 7) != 0) {
+        refuse(hr, path, path_len, 401, "invalid_request", "the Authorization header must be \"Bearer <token>\"");
+        return 1;
+    }
+    const char *token = h + 7;
+    len -= 7;
+    while (len > 0 && *token == ' ')
+        ++token, --len;
+    while (len > 0 && token[len - 1] == ' ')
+        --len;
+    auth_keyset_t *keys = auth_keys_current();
+    auth_jwt_expect_t expect = {http_config->auth_issuer, http_config->auth_audience, http_config->auth_clock_skew_seconds, time(NULL)};
+    json_t *claims = NULL;
+    char kid[80];
+    auth_jwt_status_t status = auth_jwt_verify(token, len, keys, &expect, &claims, kid, sizeof(kid));
+    auth_keyset_release(keys);
+    if (status == AUTH_JWT_UNKNOWN_KEY && may_refresh) {
+        park(hr, path, path_len);
+        return 1;
+    }
+    if (status != AUTH_JWT_OK) {
+        refuse(hr, path, path_len, 401, "invalid_token", "%s", auth_jwt_status_text(status));
+        return 1;
+    }
+    auth_principal_init(&hr->auth->principal, claims);
+    hr->auth->verified = true;
+    json_decref(claims);
+    return 0;
+}
+
+/* The client a rate limit applies to: the token's client, else the peer address. */
+static bool rate_limited(http_req_t *hr, const char *path, size_t path_len)
+{
+    const auth_principal_t *p = who(hr->auth);
+    char key[160];
+    if (p != NULL && p->client_id != NULL)
+        snprintf(key, sizeof(key), "client:%s", p->client_id);
+    else
+        snprintf(key, sizeof(key), "addr:%s", hr->auth->peer);
+    unsigned retry;
+    if (http_ratelimit_take(key, util_time_monotonic_ms(), &retry))
+        return false;
+    char value[16];
+    snprintf(value, sizeof(value), "%u", retry);
+    http_add_header(hr, "retry-after", value);
+    http_send_error(hr, 429, "throttled", "too many requests from this client; retry in %u s", retry);
+    audit_refusal(hr, path, path_len, 429, "rate limit");
+    return true;
+}
+
+static http_auth_t *auth_create(http_req_t *hr)
+{
+    http_auth_t *a = util_xcalloc(1, sizeof(*a));
+    a->refs = 1;
+    snprintf(a->request_id, sizeof(a->request_id), "%s", hr->request_id);
+    struct sockaddr_storage sa;
+    socklen_t salen = hr->req->conn->callbacks->get_peername(hr->req->conn, (struct sockaddr *)&sa);
+    if (salen == 0 || getnameinfo((struct sockaddr *)&sa, salen, a->peer, sizeof(a->peer), NULL, 0, NI_NUMERICHOST) != 0)
+        a->peer[0] = '\0';
+    return a;
+}
+
+/* /.well-known/smart-configuration (SMART App Launch 2.x): how to get a token for this server. */
+static void serve_smart_configuration(http_req_t *hr)
+{
+    if (!http_config->auth_enabled) {
+        http_send_error(hr, 404, "not-found", "authorization is switched off on this server (auth.enabled: false)");
+        return;
+    }
+    json_t *conf = json_pack("{s:s,s:[s,s],s:[s,s,s],s:[s],s:[s],s:[s,s,s,s,s,s,s,s,s,s,s,s,s,s]}", "issuer", http_config->auth_issuer,
+                             "grant_types_supported", "authorization_code", "client_credentials",
+                             "token_endpoint_auth_methods_supported", "client_secret_basic", "private_key_jwt", "client_secret_post",
+                             "response_types_supported", "code", "code_challenge_methods_supported", "S256", "scopes_supported",
+                             "openid", "fhirUser", "launch/patient", "offline_access", "patient/*.read", "patient/*.write",
+                             "patient/*.cruds", "user/*.read", "user/*.write", "user/*.cruds", "system/*.read", "system/*.write",
+                             "system/*.cruds", "patient/Appointment.rs");
+    if (http_config->auth_jwks_url != NULL)
+        json_object_set_new(conf, "jwks_uri", json_string(http_config->auth_jwks_url));
+    if (http_config->auth_authorize_url != NULL)
+        json_object_set_new(conf, "authorization_endpoint", json_string(http_config->auth_authorize_url));
+    if (http_config->auth_token_url != NULL)
+        json_object_set_new(conf, "token_endpoint", json_string(http_config->auth_token_url));
+    json_object_set_new(conf, "capabilities",
+                        json_pack("[s,s,s,s,s,s,s,s,s]", "launch-standalone", "client-public", "client-confidential-symmetric",
+                                  "client-confidential-asymmetric", "context-standalone-patient", "permission-patient",
+                                  "permission-user", "permission-v1", "permission-v2"));
+    size_t len;
+    char *body = fhir_json_dump(conf, hr->pretty, &len);
+    json_decref(conf);
+    http_add_header(hr, "cache-control", "public, max-age=3600");
+    hr->req->res.status = 200;
+    hr->req->res.reason = "OK";
+    h2o_add_header(&hr->req->pool, &hr->req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+    h2o_send_inline(hr->req, body, len);
+    free(body);
 }
 
 /* ---- content negotiation ---- */
@@ -286,6 +679,7 @@ static void send_ix_result(http_req_t *hr, fhir_ix_t *ix)
 static void on_ix_done(fhir_ix_t *ix)
 {
     http_job_t *job = ix->data;
+    audit_ix(job->thread, job->auth, ix);
     http_req_t *hr = job_finish(job);
     if (hr != NULL)
         send_ix_result(hr, ix);
@@ -295,6 +689,16 @@ static void on_ix_done(fhir_ix_t *ix)
 static void on_bundle_done(fhir_bundle_run_t *run)
 {
     http_job_t *job = run->data;
+    /* one event for the Bundle; its writes recorded theirs in their transactions, its reads of patient data here */
+    auth_audit_info_t info = {.subtype = run->transaction ? "transaction" : "batch", .action = 'E', .status = run->status != 0 ? run->status : 500};
+    if (info.status >= 400 && run->oo.count != 0)
+        info.outcome_text = run->oo.issues[0].diagnostics;
+    audit_push(job->thread, job->auth, &info);
+    for (size_t i = 0; i != run->count && run->status < 400; ++i) {
+        fhir_ix_t *entry = run->entries[i];
+        if (entry != NULL)
+            audit_ix(job->thread, job->auth, entry);
+    }
     http_req_t *hr = job_finish(job);
     if (hr != NULL) {
         if (run->body != NULL)
@@ -336,6 +740,14 @@ static char *query_with_form(const char *query, const h2o_req_t *req)
 static void on_op_done(sched_op_t *op)
 {
     http_job_t *job = sched_op_data(op);
+    auth_audit_info_t info = {.subtype = "operation", .action = 'E', .type = "Appointment", .status = sched_op_status(op)};
+    const auth_principal_t *p = who(job->auth);
+    if (p != NULL)
+        info.patient = p->patient;
+    info.query = job->op_name;
+    if (info.status >= 400 && sched_op_outcome(op)->count != 0)
+        info.outcome_text = sched_op_outcome(op)->issues[0].diagnostics;
+    audit_push(job->thread, job->auth, &info);
     http_req_t *hr = job_finish(job);
     if (hr != NULL) {
         int status = sched_op_status(op);
@@ -395,8 +807,34 @@ static int serve_operation(http_req_t *hr, const char *method, sched_op_kind_t k
         sched_op_destroy(op);
         return 0;
     }
+    static const char *const names[] = {"$find", "$hold", "$book"};
+    const auth_principal_t *p = who(hr->auth);
+    if (p != NULL) {
+        /* $find reads availability; $hold and $book create and change Appointments */
+        fhir_outcome_t oo;
+        fhir_outcome_init(&oo);
+        bool scope_short = false;
+        int refused = kind == SCHED_OP_FIND ? (p->perms[fhir_resource_type_index("Appointment", 11)] & AUTH_PERM_READ) != 0
+                                                  ? 0
+                                                  : auth_check(p, "Appointment", AUTH_PERM_R, &oo, &scope_short)
+                                            : auth_check(p, "Appointment", AUTH_PERM_C | AUTH_PERM_U, &oo, &scope_short);
+        if (refused == 0 && sched_op_overrides_rules(op) && !auth_may_override_rules(p)) {
+            refused = fhir_outcome_fail(&oo, 403, "forbidden", NULL, "override-rules is for clinic and system administrators");
+        }
+        if (refused != 0) {
+            char path[32];
+            snprintf(path, sizeof(path), "Appointment/%s", names[kind]);
+            refuse(hr, path, strlen(path), 403, scope_short ? "insufficient_scope" : NULL, "%s", oo.issues[0].diagnostics);
+            fhir_outcome_dispose(&oo);
+            sched_op_destroy(op);
+            return 0;
+        }
+        fhir_outcome_dispose(&oo);
+    }
+    sched_op_set_guard(op, p != NULL ? &p->access : NULL, auth_audit_settings.enabled ? audit_for_write : NULL, hr->auth);
     http_job_t *job = job_create(hr);
     job->op = op;
+    job->op_name = names[kind];
     sched_op_run(op, hr->thread->pool, on_op_done, job);
     return 0;
 }
@@ -451,6 +889,38 @@ static int serve_bundle(http_req_t *hr)
         return 0;
     }
     fhir_outcome_dispose(&oo);
+    /* each entry is checked as if it came alone: a refused entry is a 403 entry of a batch, or fails the transaction */
+    const auth_principal_t *p = who(hr->auth);
+    for (size_t i = 0; i != run->count; ++i) {
+        fhir_ix_t *ix = run->entries[i];
+        if (ix == NULL)
+            continue;
+        bool scope_short = false;
+        fhir_outcome_t refused;
+        fhir_outcome_init(&refused);
+        if (p != NULL && auth_check_interaction(p, &ix->req, &refused, &scope_short) != 0) {
+            char where[64];
+            snprintf(where, sizeof(where), "Bundle.entry[%zu]", i);
+            if (run->transaction) {
+                refuse(hr, "", 0, 403, scope_short ? "insufficient_scope" : NULL, "%s: %s", where, refused.issues[0].diagnostics);
+                fhir_outcome_dispose(&refused);
+                fhir_bundle_destroy(run);
+                return 0;
+            }
+            ix->res.status = 403;
+            fhir_outcome_add(&ix->res.oo, FHIR_SEV_ERROR, "forbidden", NULL, "%s", refused.issues[0].diagnostics);
+            audit_ix(hr->thread, hr->auth, ix);
+            fhir_outcome_dispose(&run->entry_errors[i]);
+            run->entry_errors[i] = refused;
+            fhir_ix_destroy(ix);
+            run->entries[i] = NULL;
+            continue;
+        }
+        fhir_outcome_dispose(&refused);
+        ix->access = p != NULL ? &p->access : NULL;
+        ix->audit = auth_audit_settings.enabled ? audit_for_write : NULL;
+        ix->audit_ctx = hr->auth;
+    }
     http_job_t *job = job_create(hr);
     run->data = job;
     fhir_bundle_execute(run, hr->thread->pool, on_bundle_done);
@@ -549,6 +1019,8 @@ static int serve_fhir(http_req_t *hr, const char *path, size_t path_len)
     }
     fhir_ix_t *ix = fhir_ix_create();
     if (fhir_ix_route(&ix->req, method, path, path_len, query, &ix->res.oo) != 0) {
+        if (ix->res.oo.status == 405 && ix->req.type != NULL && strcmp(ix->req.type, "AuditEvent") == 0)
+            audit_refusal(hr, path, path_len, 405, "AuditEvents are append-only");
         http_send_outcome(hr, ix->res.oo.status, &ix->res.oo);
         fhir_ix_destroy(ix);
         goto Exit;
@@ -568,6 +1040,16 @@ static int serve_fhir(http_req_t *hr, const char *path, size_t path_len)
         fhir_ix_destroy(ix);
         goto Exit;
     }
+    const auth_principal_t *p = who(hr->auth);
+    bool scope_short = false;
+    if (p != NULL && auth_check_interaction(p, &ix->req, &ix->res.oo, &scope_short) != 0) {
+        refuse(hr, path, path_len, 403, scope_short ? "insufficient_scope" : NULL, "%s", ix->res.oo.issues[ix->res.oo.count - 1].diagnostics);
+        fhir_ix_destroy(ix);
+        goto Exit;
+    }
+    ix->access = p != NULL ? &p->access : NULL;
+    ix->audit = auth_audit_settings.enabled ? audit_for_write : NULL;
+    ix->audit_ctx = hr->auth;
     if (ix->req.kind == FHIR_IX_SEARCH && prefer_strict(req)) {
         /* strict handling is checked up front so the engine need not know about HTTP headers */
         fhir_search_t s;
@@ -590,6 +1072,31 @@ Exit:
     return 0;
 }
 
+/* What anyone may read: the CapabilityStatement and the conformance resources built into the binary. */
+static bool is_public(const char *path, size_t path_len)
+{
+    static const char *const prefixes[] = {"StructureDefinition/", "OperationDefinition/", "CodeSystem/", "SearchParameter/",
+                                           "ValueSet/"};
+    if (util_str_eq(path, path_len, "metadata"))
+        return true;
+    for (size_t i = 0; i != sizeof(prefixes) / sizeof(prefixes[0]); ++i)
+        if (path_len > strlen(prefixes[i]) && memcmp(path, prefixes[i], strlen(prefixes[i])) == 0)
+            return true;
+    return false;
+}
+
+/* Authentication, then the rate limit, then the FHIR request; `may_refresh` is false once the keys were refreshed for it. */
+static int serve_authorized(http_req_t *hr, const char *path, size_t path_len, bool may_refresh)
+{
+    if (is_public(path, path_len))
+        return serve_fhir(hr, path, path_len);
+    if (http_config->auth_enabled && authenticate(hr, path, path_len, may_refresh) != 0)
+        return 0;
+    if (rate_limited(hr, path, path_len))
+        return 0;
+    return serve_fhir(hr, path, path_len);
+}
+
 int http_rest_on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     http_thread_t *thread = H2O_STRUCT_FROM_MEMBER(http_thread_t, ctx, req->conn->ctx);
@@ -610,9 +1117,13 @@ int http_rest_on_req(h2o_handler_t *self, h2o_req_t *req)
     } else {
         util_uuid_v4(hr->request_id);
     }
+    hr->auth = auth_create(hr);
     http_req_t **slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), on_req_disposed);
     *slot = hr;
     http_add_header(hr, "x-request-id", hr->request_id);
+    http_cors_decorate(hr);
+    if (http_cors_preflight(hr))
+        return 0;
 
     /* h2o 2.2.5 itself accepts request heads of about 400 KB; our limit is the configured one. */
     size_t head_bytes = req->path.len + req->authority.len;
@@ -635,6 +1146,11 @@ int http_rest_on_req(h2o_handler_t *self, h2o_req_t *req)
     }
     if (util_str_eq(path, path_len, "/readyz"))
         return serve_readyz(hr);
+    if (util_str_eq(path, path_len, "/.well-known/smart-configuration") ||
+        util_str_eq(path, path_len, FHIR_PREFIX "/.well-known/smart-configuration")) {
+        serve_smart_configuration(hr);
+        return 0;
+    }
     if (path_len < strlen(FHIR_PREFIX) || memcmp(path, FHIR_PREFIX, strlen(FHIR_PREFIX)) != 0 ||
         (path_len > strlen(FHIR_PREFIX) && path[strlen(FHIR_PREFIX)] != '/')) {
         http_send_error(hr, 404, "not-found", "no such endpoint; the FHIR base is %s", FHIR_PREFIX);
@@ -656,5 +1172,57 @@ int http_rest_on_req(h2o_handler_t *self, h2o_req_t *req)
         ++path;
         --path_len;
     }
-    return serve_fhir(hr, path, path_len);
+    return serve_authorized(hr, path, path_len, true);
+}
+
+void http_rest_thread_init(http_thread_t *thread)
+{
+    h2o_linklist_init_anchor(&thread->parked);
+    h2o_timeout_init(thread->loop, &thread->park_timeout, PARK_POLL_MS);
+    thread->park_entry.cb = on_park_timer;
+    thread->audit = auth_audit_queue_create(thread->loop, thread->pool);
+    if (thread->runs_sweeper && auth_audit_settings.enabled)
+        auth_audit_purge_start(thread->loop, thread->pool);
+}
+
+void http_rest_thread_dispose(http_thread_t *thread)
+{
+    if (thread->runs_sweeper)
+        auth_audit_purge_stop();
+    while (!h2o_linklist_is_empty(&thread->parked))
+        resume_parked(H2O_STRUCT_FROM_MEMBER(http_job_t, parked, thread->parked.next));
+    if (h2o_timeout_is_linked(&thread->park_entry))
+        h2o_timeout_unlink(&thread->park_entry);
+    h2o_timeout_dispose(thread->loop, &thread->park_timeout);
+    /* the events of the last requests still go out: wait (briefly) for their batch */
+    uint64_t deadline = util_time_monotonic_ms() + 5000;
+    while (auth_audit_queue_flush(thread->audit) && util_time_monotonic_ms() < deadline)
+        h2o_evloop_run(thread->loop, 20);
+    auth_audit_queue_destroy(thread->audit);
+    thread->audit = NULL;
+}
+
+int http_auth_init(const util_config_t *cfg, char *err, size_t errlen)
+{
+    auth_settings = (auth_settings_t){cfg->auth_role_claim, cfg->auth_locations_claim};
+    auth_audit_settings = (auth_audit_settings_t){.enabled = cfg->audit_enabled,
+                                                  .retention_days = cfg->audit_retention_days,
+                                                  .purge_interval_ms = cfg->scheduling_sweep_interval_ms,
+                                                  .site = cfg->base_url,
+                                                  .issuer = cfg->auth_issuer};
+    if (!cfg->auth_enabled) {
+        LOG_WARN("AUTHORIZATION IS SWITCHED OFF (auth.enabled: false): anyone who can reach %s can read and change every "
+                 "patient's data. Never run this way outside development.",
+                 cfg->base_url);
+        return 0;
+    }
+    if (cfg->auth_issuer == NULL || (cfg->auth_jwks_file == NULL && cfg->auth_jwks_url == NULL)) {
+        snprintf(err, errlen,
+                 "authorization is on but %s is not set: name the identity provider (auth.issuer, and auth.jwks_file or "
+                 "auth.jwks_url; FHIRSCHED_AUTH_ISSUER, FHIRSCHED_AUTH_JWKS_FILE, FHIRSCHED_AUTH_JWKS_URL), or set "
+                 "auth.enabled: false for development only",
+                 cfg->auth_issuer == NULL ? "auth.issuer" : "auth.jwks_file or auth.jwks_url");
+        return -1;
+    }
+    return auth_keys_init(cfg->auth_jwks_file, cfg->auth_jwks_url, cfg->auth_jwks_ca_file, cfg->auth_jwks_refresh_seconds, err, errlen);
 }

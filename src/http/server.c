@@ -17,6 +17,8 @@
 #include <unistd.h>
 #include "fhir/interaction.h"
 #include "http/http.h"
+#include "auth/keys.h"
+#include "http/ratelimit.h"
 #include "sched/find.h"
 #include "sched/ops.h"
 #include "util/log.h"
@@ -91,6 +93,7 @@ static void *thread_main(void *arg)
     h2o_socket_read_start(t->listener, on_accept);
     if (t->runs_sweeper)
         sched_sweeper_start(t->loop, t->pool);
+    http_rest_thread_init(t);
 
     while (!atomic_load(&shutdown_requested))
         h2o_evloop_run(t->loop, LOOP_TICK_MS);
@@ -120,6 +123,7 @@ static void *thread_main(void *arg)
         }
         h2o_evloop_run(t->loop, 20);
     }
+    http_rest_thread_dispose(t);
     /* Let h2o run the deferred closes of the sockets it just shut. */
     h2o_evloop_run(t->loop, 0);
     if (thread_has_connections(t)) {
@@ -145,7 +149,32 @@ static SSL_CTX *create_tls_context(const util_config_t *cfg, char *err, size_t e
 {
     SSL_CTX *ssl = SSL_CTX_new(TLS_server_method());
     SSL_CTX_set_min_proto_version(ssl, TLS1_2_VERSION);
-    SSL_CTX_set_options(ssl, SSL_OP_NO_COMPRESSION);
+    /* Our cipher order wins; no TLS 1.2 renegotiation (client-initiated renegotiation is a cheap CPU drain); no session
+     * tickets: OpenSSL's ticket key would live, unrotated, as long as the process, and whoever reads it can decrypt
+     * every TLS 1.2 session resumed with it. Resumption still works through the server-side session cache (and
+     * stateful TLS 1.3 tickets). */
+    SSL_CTX_set_options(ssl, SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET);
+    /* TLS 1.2 only: forward-secret AEAD suites by default. TLS 1.3 has only AEAD suites and keeps OpenSSL's. */
+    if (cfg->tls_ciphers != NULL && SSL_CTX_set_cipher_list(ssl, cfg->tls_ciphers) != 1) {
+        snprintf(err, errlen, "tls.ciphers: no usable cipher in \"%s\" (an OpenSSL cipher list such as ECDHE+AESGCM)", cfg->tls_ciphers);
+        SSL_CTX_free(ssl);
+        return NULL;
+    }
+    /* The contract is forward-secret AEAD for TLS 1.2: an operator's list that strays from it is allowed, but said. */
+    STACK_OF(SSL_CIPHER) *ciphers = SSL_CTX_get_ciphers(ssl);
+    for (int i = 0; i < sk_SSL_CIPHER_num(ciphers); ++i) {
+        const SSL_CIPHER *c = sk_SSL_CIPHER_value(ciphers, i);
+        int kx = SSL_CIPHER_get_kx_nid(c);
+        if (strcmp(SSL_CIPHER_get_version(c), "TLSv1.3") != 0 && (!SSL_CIPHER_is_aead(c) || (kx != NID_kx_ecdhe && kx != NID_kx_dhe))) {
+            LOG_WARN("tls.ciphers allows %s, which is not a forward-secret AEAD cipher", SSL_CIPHER_get_name(c));
+            break;
+        }
+    }
+    if (SSL_CTX_set1_groups_list(ssl, "X25519:P-256:P-384") != 1) {
+        snprintf(err, errlen, "tls: cannot set the key exchange groups: %s", ERR_error_string(ERR_get_error(), NULL));
+        SSL_CTX_free(ssl);
+        return NULL;
+    }
     if (SSL_CTX_use_certificate_chain_file(ssl, cfg->tls_cert_file) != 1) {
         snprintf(err, errlen, "tls.cert_file: cannot load %s: %s", cfg->tls_cert_file, ERR_error_string(ERR_get_error(), NULL));
         SSL_CTX_free(ssl);
@@ -205,6 +234,19 @@ int http_server_run(const util_config_t *cfg)
         fprintf(stderr, "fhirsched: %s\n", err);
         return 1;
     }
+    if (http_auth_init(cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "fhirsched: %s\n", err);
+        if (ssl != NULL)
+            SSL_CTX_free(ssl);
+        return 1;
+    }
+    if (http_cors_init(cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "fhirsched: %s\n", err);
+        if (ssl != NULL)
+            SSL_CTX_free(ssl);
+        return 1;
+    }
+    http_ratelimit_init(cfg->rate_limit_per_second, cfg->rate_limit_burst);
 
     /* Signals go to the main thread only, which turns them into a flag the loops poll. */
     sigset_t sigs;
@@ -236,6 +278,9 @@ int http_server_run(const util_config_t *cfg)
         pthread_join(threads[i].tid, NULL);
     LOG_INFO("stopped");
     free(threads);
+    http_ratelimit_dispose();
+    auth_keys_dispose();
+    http_cors_dispose();
     h2o_config_dispose(&globalconf);
     if (ssl != NULL)
         SSL_CTX_free(ssl);

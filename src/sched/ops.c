@@ -68,6 +68,9 @@ struct st_sched_op_t {
     json_t *patient_resources;
     char *comment;
     bool override_rules;
+    const fhir_access_t *access; /* the requester's rules for what the operation writes */
+    fhir_ix_audit_fn audit;
+    void *audit_ctx;
     /* state */
     store_query_t query;
     char *params[6];
@@ -149,6 +152,18 @@ void sched_op_destroy(sched_op_t *op)
     if (op->ix != NULL)
         fhir_ix_destroy(op->ix);
     free(op);
+}
+
+void sched_op_set_guard(sched_op_t *op, const fhir_access_t *access, fhir_ix_audit_fn audit, void *audit_ctx)
+{
+    op->access = access;
+    op->audit = audit;
+    op->audit_ctx = audit_ctx;
+}
+
+bool sched_op_overrides_rules(const sched_op_t *op)
+{
+    return op->override_rules;
 }
 
 void *sched_op_data(const sched_op_t *op)
@@ -1065,10 +1080,20 @@ static void take_ix_failure(sched_op_t *op)
     op->oo.status = op->status;
 }
 
-static void write_target(sched_op_t *op, fhir_ix_cb done)
+/* A write on the requester's behalf: their access rules and audit trail apply as to any REST write. */
+static fhir_ix_t *guarded_ix(sched_op_t *op)
 {
     fhir_ix_t *ix = op->ix = fhir_ix_create();
     ix->data = op;
+    ix->access = op->access;
+    ix->audit = op->audit;
+    ix->audit_ctx = op->audit_ctx;
+    return ix;
+}
+
+static void write_target(sched_op_t *op, fhir_ix_cb done)
+{
+    fhir_ix_t *ix = guarded_ix(op);
     ix->req.type = "Appointment";
     ix->req.id = util_xstrdup(op->target_id);
     json_object_set_new(op->target, "id", json_string(op->target_id));
@@ -1164,8 +1189,7 @@ static void on_patient_created(fhir_ix_t *ix)
 
 static void create_patient(sched_op_t *op, json_t *patient)
 {
-    fhir_ix_t *ix = op->ix = fhir_ix_create();
-    ix->data = op;
+    fhir_ix_t *ix = guarded_ix(op);
     ix->req.type = "Patient";
     const char *id = json_string_value(json_object_get(patient, "id"));
     ix->req.kind = id != NULL ? FHIR_IX_UPDATE : FHIR_IX_CREATE;

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <jansson.h>
+#include "fhir/interaction.h"
 #include "fhir/outcome.h"
 #include "store/store.h"
 
@@ -33,6 +34,10 @@ int sched_op_parse(sched_op_t *op, const char *query, const json_t *parameters);
 /** Runs the operation; `cb` fires once from the event loop when the result is ready. */
 void sched_op_run(sched_op_t *op, store_pool_t *pool, sched_op_cb cb, void *data);
 
+/** Applies the requester's row rules and audit hook (fhir_ix_t.access/.audit) to every resource the operation writes. */
+void sched_op_set_guard(sched_op_t *op, const fhir_access_t *access, fhir_ix_audit_fn audit, void *audit_ctx);
+/** Whether the request asked $book to override the soft rules (override-rules). */
+bool sched_op_overrides_rules(const sched_op_t *op);
 /** The caller's pointer given to sched_op_run. */
 void *sched_op_data(const sched_op_t *op);
 /** HTTP status of the result. */

@@ -16,6 +16,7 @@ import assert from 'node:assert/strict';
 import { spawn, execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import https from 'node:https';
 import { createRequire } from 'node:module';
 import net from 'node:net';
 import os from 'node:os';
@@ -41,7 +42,10 @@ export const TYPES = [
     'Patient',
     'Subscription',
     'Device',
+    'AuditEvent',
 ];
+/** Stored types that are append-only: created with POST, never updated or deleted (405; docs/security.md). */
+export const APPEND_ONLY_TYPES = ['AuditEvent'];
 
 /** OperationOutcome issue codes that mean "the content is invalid" (IssueType "invalid" and its children). */
 export const INVALID_CODES = ['invalid', 'structure', 'required', 'value', 'invariant', 'code-invalid'];
@@ -184,9 +188,11 @@ process.on('exit', () => {
 /**
  * Starts `fhirsched serve` on a fresh database (or on `databaseUrl` if given,
  * which is then left alone) and waits for GET /readyz to answer 200.
+ * With `tls: { ca }` (the server's TLS settings go in `env`), root and base are
+ * https:// and readiness is probed over HTTPS trusting the PEM `ca`.
  * Returns { base, root, port, databaseUrl, proc, logs(), stop(), signal(), waitExit() }.
  */
-export async function startServer({ env = {}, databaseUrl, readyTimeoutMs = 20_000 } = {}) {
+export async function startServer({ env = {}, databaseUrl, readyTimeoutMs = 20_000, tls } = {}) {
     let db = null;
     if (!databaseUrl) {
         db = await createTestDatabase();
@@ -195,7 +201,7 @@ export async function startServer({ env = {}, databaseUrl, readyTimeoutMs = 20_0
     try {
         for (let attempt = 0; ; attempt++) {
             const port = await freePort();
-            const server = spawnServer(port, databaseUrl, env, db);
+            const server = spawnServer(port, databaseUrl, env, db, tls);
             try {
                 await waitReady(server, readyTimeoutMs);
                 return server;
@@ -211,7 +217,7 @@ export async function startServer({ env = {}, databaseUrl, readyTimeoutMs = 20_0
     }
 }
 
-function spawnServer(port, databaseUrl, extraEnv, db) {
+function spawnServer(port, databaseUrl, extraEnv, db, tls) {
     const bin = serverBinary();
     if (!fs.existsSync(bin)) throw new Error(`server binary ${bin} does not exist (build it, or set FHIRSCHED_BIN)`);
     const proc = spawn(bin, ['serve'], {
@@ -222,6 +228,8 @@ function spawnServer(port, databaseUrl, extraEnv, db) {
             FHIRSCHED_THREADS: '1',
             // authorization is tested by the suites that set it up (tests/lib/auth.mjs); the rest test FHIR behaviour
             FHIRSCHED_AUTH_ENABLED: 'false',
+            // and so is the audit trail (its AuditEvents would show in the history and counts other suites check)
+            FHIRSCHED_AUDIT_ENABLED: extraEnv.FHIRSCHED_AUTH_ENABLED === 'true' ? 'true' : 'false',
             ...extraEnv,
         },
         stdio: ['ignore', 'pipe', 'pipe'],
@@ -252,10 +260,11 @@ function spawnServer(port, databaseUrl, extraEnv, db) {
     });
     let signalled = null;
     let stopping = null;
-    const root = `http://127.0.0.1:${port}`;
+    const root = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
     const server = {
         port,
         root,
+        tls,
         base: `${root}/fhir`,
         databaseUrl,
         proc,
@@ -326,16 +335,33 @@ async function waitReady(server, timeoutMs) {
             throw new Error(`fhirsched exited before it was ready (code ${server.proc.exitCode})\n${tail(server.logs(), 8000)}`);
         }
         try {
-            const res = await fetch(`${server.root}/readyz`, { signal: AbortSignal.timeout(2000) });
-            await res.arrayBuffer();
-            if (res.status === 200) return;
-            last = `HTTP ${res.status}`;
+            const status = server.tls ? await httpsStatus(`${server.root}/readyz`, server.tls.ca) : await fetchStatus(`${server.root}/readyz`);
+            if (status === 200) return;
+            last = `HTTP ${status}`;
         } catch (e) {
             last = e.cause?.code || e.message;
         }
         await sleep(100);
     }
     throw new Error(`fhirsched not ready after ${timeoutMs} ms (last /readyz: ${last})\n${tail(server.logs(), 8000)}`);
+}
+
+async function fetchStatus(url) {
+    const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
+    await res.arrayBuffer();
+    return res.status;
+}
+
+/** GET over HTTPS trusting `ca` (fetch cannot be given a CA); resolves with the status. */
+function httpsStatus(url, ca) {
+    return new Promise((resolve, reject) => {
+        const req = https.get(url, { ca, timeout: 2000 }, (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode));
+        });
+        req.on('timeout', () => req.destroy(new Error('timeout')));
+        req.on('error', reject);
+    });
 }
 
 function tail(s, n) {
@@ -660,6 +686,24 @@ const SAMPLES = {
         deviceName: [{ name: 'Ultrasound scanner 1', type: 'user-friendly-name' }],
         type: { text: 'Ultrasound scanner' },
         location: { reference: 'Location/example' },
+    }),
+    AuditEvent: () => ({
+        resourceType: 'AuditEvent',
+        type: { system: 'http://dicom.nema.org/resources/ontology/DCM', code: '110100', display: 'Application Activity' },
+        subtype: [{ system: 'http://hl7.org/fhir/restful-interaction', code: 'read', display: 'read' }],
+        action: 'R',
+        recorded: '2030-01-07T09:00:00Z',
+        outcome: '0',
+        agent: [
+            {
+                who: { reference: 'Practitioner/example' },
+                altId: 'scheduling-app',
+                requestor: true,
+                network: { address: '127.0.0.1', type: '2' },
+            },
+        ],
+        source: { site: 'http://localhost/fhir', observer: { display: 'fhirsched' } },
+        entity: [{ what: { reference: 'Patient/example' }, role: { system: 'http://terminology.hl7.org/CodeSystem/object-role', code: '1', display: 'Patient' } }],
     }),
     Subscription: () => ({
         resourceType: 'Subscription',
