@@ -37,6 +37,16 @@ case "$listen_host" in
 esac
 BASE="http://$listen_host:$listen_port"
 
+# Authorization stays on in the demo: a development key under $DEMO_DIR signs the tokens (`fhirsched token`, never for
+# production), and the server trusts it as if it were the clinic's identity provider.
+DEV_KEY=$DEMO_DIR/dev-key.pem
+export FHIRSCHED_AUTH_ENABLED=true
+export FHIRSCHED_AUTH_ISSUER=${FHIRSCHED_AUTH_ISSUER:-urn:fhirsched:demo-issuer}
+export FHIRSCHED_AUTH_AUDIENCE="$BASE/fhir"
+export FHIRSCHED_AUTH_JWKS_FILE=$DEMO_DIR/dev-jwks.json
+unset FHIRSCHED_AUTH_JWKS_URL
+TOKEN=
+
 server_pid=
 pg_started=0
 
@@ -85,7 +95,20 @@ show_server_log() {
 }
 
 http_status() {
-    curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$1" || true
+    curl -s -o /dev/null -w '%{http_code}' --max-time 10 -H "Authorization: Bearer $TOKEN" "$1" || true
+}
+
+# The development key (made once), its public JWKS for the server, and tokens to try things with.
+make_dev_tokens() {
+    [ -f "$DEV_KEY" ] || "$BIN" token --new-key "$DEV_KEY" || die "cannot create the development key"
+    "$BIN" token --key "$DEV_KEY" --jwks >"$FHIRSCHED_AUTH_JWKS_FILE" || die "cannot write the development JWKS"
+    TOKEN=$("$BIN" token --key "$DEV_KEY" --sub demo-admin --client-id demo-cli --scope 'system/*.* openid' \
+        --role system-admin --ttl 86400) || die "cannot mint the development token"
+    printf '%s\n' "$TOKEN" >"$DEMO_DIR/token.txt"
+    "$BIN" token --key "$DEV_KEY" --sub sanne --client-id demo-portal --scope 'patient/*.read patient/Appointment.write' \
+        --patient pat-sanne-bakker --ttl 86400 >"$DEMO_DIR/patient-token.txt" || die "cannot mint the patient token"
+    "$BIN" token --key "$DEV_KEY" --sub frontdesk --client-id demo-frontdesk --scope 'user/*.*' --role receptionist \
+        --locations Location/clinic-north --ttl 86400 >"$DEMO_DIR/receptionist-token.txt" || die "cannot mint the receptionist token"
 }
 
 # A cluster that was already running belongs to someone else (another
@@ -146,7 +169,7 @@ load_demo_data() {
     esac
 
     body=$(mktemp)
-    status=$(curl -sS -o "$body" -w '%{http_code}' --max-time 60 -X POST \
+    status=$(curl -sS -o "$body" -w '%{http_code}' --max-time 60 -X POST -H "Authorization: Bearer $TOKEN" \
         -H 'Content-Type: application/fhir+json' -H 'Accept: application/fhir+json' \
         --data-binary "@$BUNDLE" "$BASE/fhir" || true)
     if [ "$status" != 200 ]; then
@@ -164,15 +187,22 @@ load_demo_data() {
 print_try_these() {
     cat <<EOF
 
+Development tokens (signed by $DEV_KEY, valid 24 h; NOT for production):
+  system-admin:                $DEMO_DIR/token.txt
+  receptionist (clinic-north): $DEMO_DIR/receptionist-token.txt
+  patient pat-sanne-bakker:    $DEMO_DIR/patient-token.txt
+
 Try these:
+  TOKEN=\$(cat $DEMO_DIR/token.txt)
   curl -s $BASE/readyz
   curl -s $BASE/fhir/metadata
-  curl -s $BASE/fhir/Location/clinic-north
-  curl -s '$BASE/fhir/Location?partof=Location/clinic-north'
-  curl -s '$BASE/fhir/PractitionerRole?practitioner=Practitioner/dr-eva-de-jong'
-  curl -s '$BASE/fhir/Schedule?actor=Location/room-north-ultrasound'
-  curl -s $BASE/fhir/HealthcareService/svc-ultrasound
-  curl -s $BASE/fhir/Patient/pat-sanne-bakker
+  curl -s $BASE/fhir/.well-known/smart-configuration
+  curl -s -H "Authorization: Bearer \$TOKEN" $BASE/fhir/Location/clinic-north
+  curl -s -H "Authorization: Bearer \$TOKEN" '$BASE/fhir/Location?partof=Location/clinic-north'
+  curl -s -H "Authorization: Bearer \$TOKEN" '$BASE/fhir/PractitionerRole?practitioner=Practitioner/dr-eva-de-jong'
+  curl -s -H "Authorization: Bearer \$TOKEN" '$BASE/fhir/Schedule?actor=Location/room-north-ultrasound'
+  curl -s -H "Authorization: Bearer \$TOKEN" $BASE/fhir/Patient/pat-sanne-bakker
+  curl -s -H "Authorization: Bearer \$TOKEN" '$BASE/fhir/AuditEvent?_sort=-date&_count=5'
 
 Server log:  tail -f $LOG
 Database:    scripts/pg.sh psql $PG_DIR $PG_PORT -d fhirsched
@@ -187,6 +217,7 @@ main() {
     trap 'cleanup; exit 0' INT TERM
 
     check_listen_port_free
+    make_dev_tokens
     start_database
     start_server
     load_demo_data

@@ -420,15 +420,14 @@ static int authenticate(http_req_t *hr, const char *path, size_t path_len, bool 
     return 0;
 }
 
-/* The client a rate limit applies to: the token's client, else the peer address. */
+/* Each client (the token's client_id, azp or sub) has its own bucket; without authorization there is no client to count. */
 static bool rate_limited(http_req_t *hr, const char *path, size_t path_len)
 {
     const auth_principal_t *p = who(hr->auth);
+    if (p == NULL || p->client_id == NULL)
+        return false;
     char key[160];
-    if (p != NULL && p->client_id != NULL)
-        snprintf(key, sizeof(key), "client:%s", p->client_id);
-    else
-        snprintf(key, sizeof(key), "addr:%s", hr->auth->peer);
+    snprintf(key, sizeof(key), "client:%s", p->client_id);
     unsigned retry;
     if (http_ratelimit_take(key, util_time_monotonic_ms(), &retry))
         return false;

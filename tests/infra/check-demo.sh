@@ -68,14 +68,15 @@ stop_demo() {
 
 start_demo
 grep -q "loaded demo/clinic-bundle.json" "$work/demo.out" || fail "first run did not load the demo bundle"
-[ "$(curl -s -o /dev/null -w '%{http_code}' "$base/fhir/Location/clinic-north")" = 200 ] || fail "demo Location missing"
-status=$(curl -s -o /dev/null -w '%{http_code}' -X PUT -H 'Content-Type: application/fhir+json' \
+[ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $(cat "$work/token.txt")" "$base/fhir/Location/clinic-north")" = 200 ] || fail "demo Location missing"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "$base/fhir/Location/clinic-north")" = 401 ] || fail "the demo answered without a token"
+status=$(curl -s -o /dev/null -w '%{http_code}' -X PUT -H "Authorization: Bearer $(cat "$work/token.txt")" -H 'Content-Type: application/fhir+json' \
     --data '{"resourceType":"Patient","id":"kept-between-runs","active":true}' "$base/fhir/Patient/kept-between-runs")
 [ "$status" = 201 ] || fail "PUT Patient answered $status"
 stop_demo
 
 start_demo
 grep -q "demo data already loaded" "$work/demo.out" || fail "second run loaded the demo data again"
-[ "$(curl -s -o /dev/null -w '%{http_code}' "$base/fhir/Patient/kept-between-runs")" = 200 ] || fail "data was not kept between runs"
+[ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $(cat "$work/token.txt")" "$base/fhir/Patient/kept-between-runs")" = 200 ] || fail "data was not kept between runs"
 stop_demo
 echo "check-demo: demo starts, loads once, stops server then database, keeps data between runs"
