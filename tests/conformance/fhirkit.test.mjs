@@ -3,8 +3,9 @@
 
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { after, before, beforeEach, afterEach, it } from 'node:test';
+import { after, before, beforeEach, afterEach, describe, it } from 'node:test';
 import { Client } from 'fhir-kit-client';
+import { makeKeys, startAuthServer, tempDir, tokenFor } from '../lib/auth.mjs';
 import { patientWithIdentifier, sample, schemaErrors, startServer, uniq } from '../lib/harness.mjs';
 
 const SYS = 'http://example.org/fhir/fhirkit';
@@ -412,4 +413,59 @@ it('scheduling operations through client.operation: $find (GET), $hold and $book
     });
     assert.equal(again.total, 1, 'only 09:30 is left');
     assert.equal(await failure(client.operation({ resourceType: 'Appointment', name: '$book', input: { resourceType: 'Parameters', parameter: [reference] } })), 409);
+});
+
+// ---- with authorization on (docs/security.md): the token travels in customHeaders ----
+
+describe('fhir-kit-client against a server with authorization on', () => {
+    let authServer;
+    let authed;
+    let anonymous;
+    before(async () => {
+        const keys = makeKeys(tempDir());
+        authServer = await startAuthServer({ keys });
+        const token = tokenFor('system-admin', { server: authServer });
+        authed = new Client({ baseUrl: authServer.base, customHeaders: { Authorization: `Bearer ${token}` } });
+        anonymous = new Client({ baseUrl: authServer.base });
+    });
+    after(async () => {
+        await authServer?.stop();
+    });
+
+    it('the same calls with Authorization: Bearer in customHeaders', async () => {
+        const cs = await anonymous.capabilityStatement();
+        assert.equal(cs.resourceType, 'CapabilityStatement', 'metadata is public');
+        const created = await authed.create({ resourceType: 'Patient', body: patientWithIdentifier(SYS, uniq('auth')) });
+        assert.ok(created.id);
+        const read = await authed.read({ resourceType: 'Patient', id: created.id });
+        assert.deepEqual(read, created);
+        const updated = await authed.update({ resourceType: 'Patient', id: created.id, body: { ...read, gender: 'male' } });
+        assert.equal(updated.meta.versionId, '2');
+        const found = await authed.search({ resourceType: 'Patient', searchParams: { _id: created.id } });
+        assert.equal(found.total, 1);
+        const hist = await authed.history({ resourceType: 'Patient', id: created.id });
+        assert.equal(hist.entry.length, 2);
+        const batch = await authed.batch({
+            body: { resourceType: 'Bundle', type: 'batch', entry: [{ request: { method: 'GET', url: `Patient/${created.id}` } }] },
+        });
+        assert.match(batch.entry[0].response.status, /^200/);
+        await authed.delete({ resourceType: 'Patient', id: created.id });
+    });
+
+    it('without a token: 401 reaches the client as an error carrying the OperationOutcome', async () => {
+        for (const call of [
+            () => anonymous.read({ resourceType: 'Patient', id: 'anything' }),
+            () => anonymous.search({ resourceType: 'Appointment', searchParams: { status: 'booked' } }),
+            () => anonymous.create({ resourceType: 'Patient', body: sample('Patient') }),
+        ]) {
+            try {
+                await call();
+                assert.fail('expected a 401');
+            } catch (e) {
+                assert.equal(e.response?.status, 401, e.message);
+                assert.equal(e.response.data?.resourceType, 'OperationOutcome');
+                assert.equal(e.config?.headers?.get?.('www-authenticate')?.split(' ')[0]?.toLowerCase() ?? 'bearer', 'bearer');
+            }
+        }
+    });
 });
