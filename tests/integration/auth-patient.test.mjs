@@ -392,7 +392,8 @@ describe('writes stay inside the compartment', () => {
         const after = (await admin.get('/Appointment/appt-b1')).json;
         assert.equal(after.meta.versionId, b1.meta.versionId, "B's appointment is unchanged");
         // a PUT to a new id for B is refused like any write for B
-        expectForbidden(await pa.put(`/Appointment/${uniq('new')}`, appointment(undefined, '2030-05-07T11:00:00Z', [`Patient/${B}`])));
+        const newId = uniq('new');
+        expectForbidden(await pa.put(`/Appointment/${newId}`, appointment(newId, '2030-05-07T11:00:00Z', [`Patient/${B}`])));
     });
 
     it('A changes its own Appointment, but cannot hand it over to B', async () => {
@@ -434,10 +435,11 @@ describe('writes stay inside the compartment', () => {
     });
 });
 
+const monday = nextWeekday(1);
+const find = (client, patient) =>
+    client.get(`/Appointment/$find?start=${monday}&end=${monday}&visit-type=${encodeURIComponent(`${SYS}|${seeded.visit}`)}${patient ? `&patient-reference=${patient}` : ''}&_count=20`);
+
 describe('scheduling operations', () => {
-    const monday = nextWeekday(1);
-    const find = (client, patient) =>
-        client.get(`/Appointment/$find?start=${monday}&end=${monday}&visit-type=${encodeURIComponent(`${SYS}|${seeded.visit}`)}${patient ? `&patient-reference=${patient}` : ''}&_count=20`);
     const proposals = (res) => (res.json.entry || []).map((e) => e.resource).filter((r) => r?.resourceType === 'Appointment');
     const params = (appt) => ({ resourceType: 'Parameters', parameter: [{ name: 'appointment-reference', valueReference: { reference: `Appointment/${appt.id}` } }] });
 
@@ -493,7 +495,11 @@ describe('scopes', () => {
         expectStatus(await slotsOnly.get('/Slot?schedule=Schedule/sched-slots'), 200);
         const readOnly = token('patient/*.read');
         expectForbidden(await readOnly.post('/Appointment', appointment(null, '2030-06-04T09:00:00Z', [`Patient/${A}`])), { scope: true });
-        expectForbidden(await readOnly.post('/Appointment/$book', { resourceType: 'Parameters', parameter: [] }), { scope: true });
+        const offer = (await find(admin, `Patient/${A}`)).json.entry.map((e) => e.resource).find((r) => r.resourceType === 'Appointment');
+        assert.ok(offer, 'a proposal for A');
+        const booking = { resourceType: 'Parameters', parameter: [{ name: 'appointment-reference', valueReference: { reference: `Appointment/${offer.id}` } }] };
+        expectForbidden(await readOnly.post('/Appointment/$hold', booking), { scope: true });
+        expectForbidden(await readOnly.post('/Appointment/$book', booking), { scope: true });
     });
 
     it('SMART v2: r reads, s searches, c creates, u updates; a restricted or disordered scope grants nothing', async () => {
@@ -517,11 +523,15 @@ describe('scopes', () => {
         expectForbidden(await disordered.get('/Appointment/appt-a1'), { scope: true });
     });
 
-    it('SMART v1 write covers create, update and delete within the compartment', async () => {
+    it('SMART v1 write covers create and update within the compartment', async () => {
         const v1 = token('patient/Appointment.read patient/Appointment.write');
         const made = await v1.post('/Appointment', appointment(null, '2030-06-06T09:00:00Z', [`Patient/${A}`, 'Practitioner/dr-a-only']));
         expectStatus(made, 201);
-        expectStatus(await v1.del(`/Appointment/${made.json.id}`), [200, 204]);
+        expectStatus(await v1.put(`/Appointment/${made.json.id}`, { ...made.json, status: 'cancelled' }), 200);
+        // deleting is not named for patients ("create and change"): either allowed, or refused as forbidden
+        const del = await v1.del(`/Appointment/${made.json.id}`);
+        if (del.status === 403) expectForbidden(del);
+        else expectStatus(del, [200, 204]);
     });
 
     it('a patient token cannot claim another patient through a role or fhirUser', async () => {

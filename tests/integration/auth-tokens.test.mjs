@@ -413,6 +413,9 @@ describe('rate limit', () => {
     let limited;
     before(async () => {
         limited = await startAuthServer({ keys, env: { FHIRSCHED_RATE_LIMIT_PER_SECOND: '1', FHIRSCHED_RATE_LIMIT_BURST: '3' } });
+        // the first request of a fresh server can take seconds (the bucket would refill meanwhile): warm up with a
+        // client of its own
+        expectStatus(await probe(bearer(tokenFor('system-admin', { server: limited, clientId: 'warm-up' })), { srv: limited }), 200);
     });
     after(async () => {
         await limited?.stop();
@@ -422,8 +425,9 @@ describe('rate limit', () => {
         const one = bearer(tokenFor('system-admin', { server: limited, clientId: 'client-one' }));
         const statuses = [];
         let refused;
+        const rid429 = requestId('limited');
         for (let i = 0; i < 4; i++) {
-            const res = await probe(one, { srv: limited });
+            const res = await probe(one, { srv: limited, headers: i === 3 ? { 'x-request-id': rid429 } : {} });
             statuses.push(res.status);
             if (res.status === 429) refused = res;
         }
@@ -446,5 +450,17 @@ describe('rate limit', () => {
             { timeoutMs: (Number(retry) + 2) * 1000, intervalMs: 250 },
         );
         assert.ok(again, 'served again after Retry-After');
+
+        // the 429 is a refusal like 401 and 403: recorded with outcome 4 (read slowly, by a client of its own)
+        const reader = api(limited, tokenFor('system-admin', { server: limited, clientId: 'audit-reader' }));
+        const found = await auditsFor(reader, rid429, { query: 'outcome=4', timeoutMs: 4000, intervalMs: 1100 });
+        assert.equal(found.length, 1, `an AuditEvent with outcome 4 for the 429 (${rid429})`);
+    });
+
+    it('requests without a token are counted by peer address', async () => {
+        // 6 quick requests: with a burst of 3 and 1 per second at most 4 can pass, whatever came before
+        const statuses = [];
+        for (let i = 0; i < 6; i++) statuses.push((await probe(undefined, { srv: limited })).status);
+        assert.ok(statuses.includes(429), `a 429 among ${statuses} (docs/security.md: "without a token, the peer address")`);
     });
 });

@@ -318,7 +318,7 @@ export function auditRequestId(ev) {
  * polled for up to timeoutMs (reads and refusals are recorded in batches). `reader` is an api() allowed to search
  * AuditEvents. Returns the list (maybe empty).
  */
-export async function auditsFor(reader, rid, { query = '', timeoutMs = 3000 } = {}) {
+export async function auditsFor(reader, rid, { query = '', timeoutMs = 3000, intervalMs = 100 } = {}) {
     let found = [];
     await pollUntil(
         async () => {
@@ -327,7 +327,7 @@ export async function auditsFor(reader, rid, { query = '', timeoutMs = 3000 } = 
             found = (res.json.entry || []).map((e) => e.resource).filter((r) => r?.resourceType === 'AuditEvent' && auditRequestId(r) === rid);
             return found.length > 0;
         },
-        { timeoutMs },
+        { timeoutMs, intervalMs },
     );
     return found;
 }
