@@ -14,7 +14,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-ALL_TARGETS="json_body search route bundle patch config sched"
+ALL_TARGETS="json_body search route bundle patch config sched jwt"
 
 if [ $# -lt 1 ] || [ "$1" = -h ] || [ "$1" = --help ]; then
     sed -n '2,13s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
