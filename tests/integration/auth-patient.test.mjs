@@ -102,7 +102,9 @@ before(async () => {
     seeded.ac = await admin.upsert(appointment('appt-ac', '2030-03-05T09:00:00Z', [`Patient/${A}`, `Patient/${C}`, 'Practitioner/dr-a-only']));
     seeded.b1 = await admin.upsert(appointment('appt-b1', '2030-03-04T11:00:00Z', [`Patient/${B}`, 'Practitioner/dr-shared']));
     seeded.b1 = await admin.upsert({ ...seeded.b1, description: 'Consultation (moved room)' }); // a second version
-    seeded.b2 = await admin.upsert(appointment('appt-b2', '2030-03-04T09:00:00Z', [`Patient/${B}`, 'Practitioner/dr-b-only']));
+    seeded.b2 = await admin.upsert(
+        appointment('appt-b2', '2030-03-04T09:00:00Z', [`Patient/${B}`, 'Practitioner/dr-b-only'], { identifier: [{ system: SYS, value: 'appt-b2' }] }),
+    );
     const response = (id, appt, patient) => ({
         resourceType: 'AppointmentResponse',
         id,
@@ -220,6 +222,37 @@ describe('searches show only the compartment', () => {
         expectNothing(await pa.get(`/Patient?name=${FAMILY[B]}`), 'Patient?name=B');
         expectNothing(await pa.get(`/Patient?identifier=${encodeURIComponent(`${SYS}|${B}`)}`), 'Patient?identifier=B');
         expectNothing(await pa.get(`/AppointmentResponse?actor=Patient/${B}`), 'AppointmentResponse of B');
+    });
+
+    it("B's data stays hidden through POST _search, references to B's appointments and chains", async () => {
+        const form = (body) => ({ body, headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+        expectNothing(await pa.req('POST', '/Appointment/_search', form(`patient=Patient/${B}`)), 'POST _search patient=B');
+        expectNothing(await pa.req('POST', '/Patient/_search', form(`_id=${B}`)), 'POST _search Patient _id=B');
+        expectNothing(await pa.get('/AppointmentResponse?appointment=Appointment/appt-b1'), 'responses to B\'s appointment');
+        expectNothing(await pa.get(`/AppointmentResponse?appointment.patient=Patient/${B}`), 'chained appointment.patient=B');
+        expectNothing(await pa.get(`/Appointment?identifier=${encodeURIComponent(`${SYS}|appt-b2`)}&_summary=count`), 'count by B\'s identifier');
+        expectNothing(await pa.get(`/Patient?_has:AppointmentResponse:actor:appointment=Appointment/appt-b1`), '_has through B\'s response');
+    });
+
+    it("conditional interactions do not see B's appointment", async () => {
+        const ident = encodeURIComponent(`${SYS}|appt-b2`);
+        const before = (await admin.get('/Appointment/appt-b2')).json;
+        // If-None-Exist matching only B's appointment: B's is not "found" (no 200 with it), A's is created or refused
+        const cc = await pa.post('/Appointment', appointment(null, '2030-05-09T09:00:00Z', [`Patient/${A}`, 'Practitioner/dr-a-only'], { identifier: [{ system: SYS, value: 'appt-b2' }] }), {
+            headers: { 'if-none-exist': `identifier=${ident}` },
+        });
+        if (cc.status === 403) expectForbidden(cc);
+        else expectStatus(cc, 201);
+        assert.notEqual(cc.json?.id, 'appt-b2', 'the answer is not B\'s appointment');
+        // conditional update and delete by B's identifier must not touch B's appointment
+        const cu = await pa.put(`/Appointment?identifier=${ident}`, appointment(undefined, '2030-05-09T10:00:00Z', [`Patient/${A}`, 'Practitioner/dr-a-only'], { identifier: [{ system: SYS, value: 'appt-b2' }] }));
+        assert.ok([200, 201, 403, 412].includes(cu.status), `conditional update: ${cu.status} ${cu.text.slice(0, 300)}`);
+        assert.notEqual(cu.json?.id, 'appt-b2', 'conditional update did not land on B\'s appointment');
+        const cd = await pa.del(`/Appointment?identifier=${ident}&patient=Patient/${B}`);
+        assert.ok([200, 204, 403, 404, 412].includes(cd.status), `conditional delete: ${cd.status} ${cd.text.slice(0, 300)}`);
+        const after = await admin.get('/Appointment/appt-b2');
+        expectStatus(after, 200);
+        assert.equal(after.json.meta.versionId, before.meta.versionId, "B's appointment is untouched");
     });
 
     it('Patient and AppointmentResponse searches: only A\'s own', async () => {

@@ -319,6 +319,48 @@ describe('accepted tokens', () => {
     });
 });
 
+describe('claims named by configuration (auth.role_claim, auth.locations_claim)', () => {
+    let azure;
+    before(async () => {
+        azure = await startAuthServer({ keys, env: { FHIRSCHED_AUTH_ROLE_CLAIM: 'roles', FHIRSCHED_AUTH_LOCATIONS_CLAIM: 'clinics' } });
+        const sys = api(azure, tokenFor('system-admin', { server: azure, roles: undefined, extra: { roles: ['system-admin'] } }));
+        await sys.upsert({ resourceType: 'Location', id: 'clinic-x', status: 'active', name: 'X' });
+        await sys.upsert({ resourceType: 'Location', id: 'clinic-y', status: 'active', name: 'Y' });
+        await sys.upsert({ resourceType: 'Patient', id: 'pat-x', name: [{ family: 'X' }] });
+        for (const c of ['x', 'y']) {
+            await sys.upsert({
+                resourceType: 'Appointment',
+                id: `appt-${c}`,
+                status: 'proposed',
+                participant: [
+                    { actor: { reference: `Location/clinic-${c}` }, status: 'accepted' },
+                    { actor: { reference: 'Patient/pat-x' }, status: 'accepted' },
+                ],
+            });
+        }
+    });
+    after(async () => {
+        await azure?.stop();
+    });
+
+    it('the role comes from the configured claim (a string or an array); the default claim then means nothing', async () => {
+        const support = (roles) => api(azure, tokenFor(null, { server: azure, extra: { roles } }));
+        for (const roles of ['support', ['support']]) {
+            expectStatus(await support(roles).get('/Practitioner'), 200);
+            expectOutcome(await support(roles).get('/Patient/pat-x'), 403, 'forbidden');
+        }
+        // fhirsched_role is an ordinary claim here: a support user cannot become an admin through it
+        const both = api(azure, tokenFor(null, { server: azure, extra: { roles: 'support', fhirsched_role: 'system-admin' } }));
+        expectOutcome(await both.get('/Patient/pat-x'), 403, 'forbidden');
+    });
+
+    it('the locations come from the configured claim', async () => {
+        const recX = api(azure, tokenFor(null, { server: azure, extra: { roles: ['receptionist'], clinics: ['Location/clinic-x'] } }));
+        expectStatus(await recX.get('/Appointment/appt-x'), 200);
+        expectOutcome(await recX.get('/Appointment/appt-y'), 403, 'forbidden');
+    });
+});
+
 describe('key rotation through a JWKS URL', () => {
     let idp;
     let jwks;
