@@ -499,10 +499,17 @@ describe('rate limit', () => {
         assert.equal(found.length, 1, `an AuditEvent with outcome 4 for the 429 (${rid429})`);
     });
 
-    it('requests without a token are counted by peer address', async () => {
-        // 6 quick requests: with a burst of 3 and 1 per second at most 4 can pass, whatever came before
-        const statuses = [];
-        for (let i = 0; i < 6; i++) statuses.push((await probe(undefined, { srv: limited })).status);
-        assert.ok(statuses.includes(429), `a 429 among ${statuses} (docs/security.md: "without a token, the peer address")`);
+    it('the client is the token\'s client_id, else azp, else sub', async () => {
+        const quick = async (tokens) => {
+            const statuses = [];
+            for (const t of tokens) statuses.push((await probe(bearer(t), { srv: limited })).status);
+            return statuses;
+        };
+        // no client_id, one azp, two users: one client
+        const viaAzp = (sub) => tokenFor('system-admin', { server: limited, sub, omit: ['client_id'], extra: { azp: 'portal-azp' } });
+        assert.deepEqual(await quick([viaAzp('u1'), viaAzp('u2'), viaAzp('u1'), viaAzp('u2')]), [200, 200, 200, 429], 'counted by azp');
+        // neither client_id nor azp: each sub on its own
+        const viaSub = (sub) => tokenFor('system-admin', { server: limited, sub, omit: ['client_id'] });
+        assert.deepEqual(await quick([viaSub('s1'), viaSub('s2'), viaSub('s1'), viaSub('s2')]), [200, 200, 200, 200], 'counted by sub');
     });
 });
