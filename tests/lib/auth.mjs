@@ -136,10 +136,11 @@ export function unknownKidToken(key, claims) {
 
 /**
  * `startServer` with authorization on: issuer ISSUER, the keys' jwks.json (unless env sets FHIRSCHED_AUTH_JWKS_URL),
- * audience left at its default (the base URL). Returns the harness server with `audience` and `keys` added.
+ * audience left at its default (the base URL), no rate limit (per_second 0) unless env sets one. Returns the harness server with `audience` and `keys` added.
  */
 export async function startAuthServer({ keys, env = {}, ...rest } = {}) {
-    const authEnv = { FHIRSCHED_AUTH_ENABLED: 'true', FHIRSCHED_AUTH_ISSUER: ISSUER };
+    // No rate limit unless the suite sets one: the suites send hundreds of requests per client id in a few seconds.
+    const authEnv = { FHIRSCHED_AUTH_ENABLED: 'true', FHIRSCHED_AUTH_ISSUER: ISSUER, FHIRSCHED_RATE_LIMIT_PER_SECOND: '0' };
     if (!env.FHIRSCHED_AUTH_JWKS_URL && keys) authEnv.FHIRSCHED_AUTH_JWKS_FILE = keys.jwksFile;
     const server = await startServer({ env: { ...authEnv, ...env }, ...rest });
     server.audience = env.FHIRSCHED_AUTH_AUDIENCE ?? server.base;
