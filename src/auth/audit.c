@@ -103,8 +103,7 @@ json_t *auth_audit_event(const auth_principal_t *p, const auth_audit_info_t *inf
     if (info->request_id != NULL)
         json_object_set_new(entity, "detail", json_pack("[{s:s,s:s}]", "type", "request-id", "valueString", info->request_id));
     json_array_append_new(entities, entity);
-    if (info->patient != NULL && !(info->type != NULL && strcmp(info->type, "Patient") == 0 && info->id != NULL &&
-                                   strcmp(info->id, info->patient) == 0)) {
+    if (info->patient != NULL) {
         char *ref = util_asprintf("Patient/%s", info->patient);
         json_array_append_new(entities, json_pack("{s:{s:s},s:o}", "what", "reference", ref, "role",
                                                   coding("http://terminology.hl7.org/CodeSystem/object-role", "1", "Patient")));

@@ -43,6 +43,7 @@ typedef struct st_http_auth_t {
     auth_principal_t principal;
     char request_id[64];
     char peer[64];
+    const char *operation; /* "$hold"/"$book": its Appointment writes are recorded as that operation */
 } http_auth_t;
 
 /* Links a heap context to its request: whichever of "request gone" and "work done" comes second frees it. */
@@ -194,7 +195,36 @@ static void ix_audit_kind(const fhir_ix_request_t *req, auth_audit_info_t *info)
     }
 }
 
-static auth_audit_info_t ix_audit_info(const fhir_ix_t *ix, const http_auth_t *a)
+/* The first Patient an Appointment or AppointmentResponse names (participant.actor or actor), into buf. */
+static const char *patient_of(const fhir_ix_t *ix, char *buf, size_t len)
+{
+    if (ix->req.type == NULL || (strcmp(ix->req.type, "Appointment") != 0 && strcmp(ix->req.type, "AppointmentResponse") != 0))
+        return NULL;
+    json_t *doc = ix->req.resource != NULL ? json_incref(ix->req.resource)
+                  : ix->res.body_kind == FHIR_BODY_RESOURCE && ix->res.body != NULL ? json_loadb(ix->res.body, ix->res.body_len, 0, NULL)
+                                                                                     : NULL;
+    json_t *actors = json_array();
+    size_t i;
+    json_t *p;
+    json_array_foreach(json_object_get(doc, "participant"), i, p) {
+        json_array_append(actors, json_object_get(p, "actor"));
+    }
+    if (json_object_get(doc, "actor") != NULL)
+        json_array_append(actors, json_object_get(doc, "actor"));
+    const char *found = NULL;
+    json_array_foreach(actors, i, p) {
+        const char *ref = json_string_value(json_object_get(p, "reference"));
+        if (found == NULL && ref != NULL && strncmp(ref, "Patient/", 8) == 0 && fhir_id_is_valid(ref + 8, strlen(ref + 8))) {
+            snprintf(buf, len, "%s", ref + 8);
+            found = buf;
+        }
+    }
+    json_decref(actors);
+    json_decref(doc);
+    return found;
+}
+
+static auth_audit_info_t ix_audit_info(const fhir_ix_t *ix, const http_auth_t *a, char *patient_buf, size_t patient_len)
 {
     auth_audit_info_t info = {.type = ix->req.type, .id = ix->res.id != NULL ? ix->res.id : ix->req.id, .version = ix->res.version,
                               .status = ix->res.status != 0 ? ix->res.status : 500};
@@ -206,8 +236,10 @@ static auth_audit_info_t ix_audit_info(const fhir_ix_t *ix, const http_auth_t *a
     const auth_principal_t *p = who(a);
     if (ix->req.type != NULL && strcmp(ix->req.type, "Patient") == 0 && info.id != NULL)
         info.patient = info.id;
-    else if (p != NULL && p->patient != NULL)
+    else if ((info.patient = patient_of(ix, patient_buf, patient_len)) == NULL && p != NULL)
         info.patient = p->patient;
+    if (a != NULL && a->operation != NULL && ix->req.type != NULL && strcmp(ix->req.type, "Appointment") == 0)
+        info.subtype = "operation";
     return info;
 }
 
@@ -227,7 +259,8 @@ static void audit_push(http_thread_t *thread, const http_auth_t *a, auth_audit_i
 static json_t *audit_for_write(const fhir_ix_t *ix, void *ctx)
 {
     const http_auth_t *a = ctx;
-    auth_audit_info_t info = ix_audit_info(ix, a);
+    char patient[80];
+    auth_audit_info_t info = ix_audit_info(ix, a, patient, sizeof(patient));
     info.request_id = a->request_id;
     info.peer = a->peer;
     return auth_audit_event(who(a), &info);
@@ -242,7 +275,8 @@ static void audit_ix(http_thread_t *thread, const http_auth_t *a, const fhir_ix_
     int status = ix->res.status != 0 ? ix->res.status : 500;
     if (write ? ix->_audited && status < 400 : status < 400 && !is_patient_data(ix->req.type))
         return;
-    auth_audit_info_t info = ix_audit_info(ix, a);
+    char patient[80];
+    auth_audit_info_t info = ix_audit_info(ix, a, patient, sizeof(patient));
     audit_push(thread, a, &info);
 }
 
@@ -325,8 +359,14 @@ static void refuse(http_req_t *hr, const char *path, size_t path_len, int status
     va_start(args, fmt);
     char *why = util_vasprintf(fmt, args);
     va_end(args);
-    char *challenge = error != NULL ? util_asprintf("Bearer realm=\"fhirsched\", error=\"%s\", error_description=\"%s\"", error, why)
+    /* a quoted-string cannot hold a bare '"' or '\\' (RFC 7235) */
+    char *description = util_xstrdup(why);
+    for (char *c = description; *c != '\0'; ++c)
+        if (*c == '"' || *c == '\\' || (unsigned char)*c < 0x20)
+            *c = '\'';
+    char *challenge = error != NULL ? util_asprintf("Bearer realm=\"fhirsched\", error=\"%s\", error_description=\"%s\"", error, description)
                                     : util_xstrdup("Bearer realm=\"fhirsched\"");
+    free(description);
     if (status == 401 || error != NULL)
         http_add_header(hr, "www-authenticate", challenge);
     free(challenge);
@@ -390,16 +430,17 @@ static int authenticate(http_req_t *hr, const char *path, size_t path_len, bool 
         refuse(hr, path, path_len, 401, NULL, "this request needs a bearer token (Authorization: Bearer <token>)");
         return 1;
     }
-    if (len < 7 || strncasecmp(h, "Bearer ", 7) != 0) {
-        refuse(hr, path, path_len, 401, "invalid_request", "the Authorization header must be \"Bearer <token>\"");
+    const char *token = h + 7;
+    size_t tlen = len >= 7 ? len - 7 : 0;
+    while (tlen > 0 && *token == ' ')
+        ++token, --tlen;
+    while (tlen > 0 && token[tlen - 1] == ' ')
+        --tlen;
+    if (len < 7 || strncasecmp(h, "Bearer ", 7) != 0 || tlen == 0) {
+        refuse(hr, path, path_len, 401, "invalid_token", "the Authorization header must carry a bearer token (Bearer <token>)");
         return 1;
     }
-    const char *token = h + 7;
-    len -= 7;
-    while (len > 0 && *token == ' ')
-        ++token, --len;
-    while (len > 0 && token[len - 1] == ' ')
-        --len;
+    len = tlen;
     auth_keyset_t *keys = auth_keys_current();
     auth_jwt_expect_t expect = {http_config->auth_issuer, http_config->auth_audience, http_config->auth_clock_skew_seconds, time(NULL)};
     json_t *claims = NULL;
@@ -739,6 +780,7 @@ static char *query_with_form(const char *query, const h2o_req_t *req)
 static void on_op_done(sched_op_t *op)
 {
     http_job_t *job = sched_op_data(op);
+    /* a successful $hold/$book is recorded by the Appointment write it committed (subtype operation) */
     auth_audit_info_t info = {.subtype = "operation", .action = 'E', .type = "Appointment", .status = sched_op_status(op)};
     const auth_principal_t *p = who(job->auth);
     if (p != NULL)
@@ -746,7 +788,8 @@ static void on_op_done(sched_op_t *op)
     info.query = job->op_name;
     if (info.status >= 400 && sched_op_outcome(op)->count != 0)
         info.outcome_text = sched_op_outcome(op)->issues[0].diagnostics;
-    audit_push(job->thread, job->auth, &info);
+    if (info.status >= 400 || strcmp(job->op_name, "$find") == 0)
+        audit_push(job->thread, job->auth, &info);
     http_req_t *hr = job_finish(job);
     if (hr != NULL) {
         int status = sched_op_status(op);
@@ -813,10 +856,14 @@ static int serve_operation(http_req_t *hr, const char *method, sched_op_kind_t k
         fhir_outcome_t oo;
         fhir_outcome_init(&oo);
         bool scope_short = false;
-        int refused = kind == SCHED_OP_FIND ? (p->perms[fhir_resource_type_index("Appointment", 11)] & AUTH_PERM_READ) != 0
-                                                  ? 0
-                                                  : auth_check(p, "Appointment", AUTH_PERM_R, &oo, &scope_short)
-                                            : auth_check(p, "Appointment", AUTH_PERM_C | AUTH_PERM_U, &oo, &scope_short);
+        /* availability is no patient data: any role may ask, within the token's scopes */
+        int appointment = fhir_resource_type_index("Appointment", strlen("Appointment")), refused = 0;
+        if (kind != SCHED_OP_FIND)
+            refused = auth_check(p, "Appointment", AUTH_PERM_C | AUTH_PERM_U, &oo, &scope_short);
+        else if (!(p->scope_perms[appointment] & AUTH_PERM_READ))
+            refused = auth_check(p, "Appointment", AUTH_PERM_R, &oo, &scope_short);
+        else if (p->has_role_claim && p->roles == 0)
+            refused = fhir_outcome_fail(&oo, 403, "forbidden", NULL, "the token names no clinic role this server knows");
         if (refused == 0 && sched_op_overrides_rules(op) && !auth_may_override_rules(p)) {
             refused = fhir_outcome_fail(&oo, 403, "forbidden", NULL, "override-rules is for clinic and system administrators");
         }
@@ -830,6 +877,7 @@ static int serve_operation(http_req_t *hr, const char *method, sched_op_kind_t k
         }
         fhir_outcome_dispose(&oo);
     }
+    hr->auth->operation = kind == SCHED_OP_FIND ? NULL : names[kind];
     sched_op_set_guard(op, p != NULL ? &p->access : NULL, auth_audit_settings.enabled ? audit_for_write : NULL, hr->auth);
     http_job_t *job = job_create(hr);
     job->op = op;

@@ -251,12 +251,13 @@ export function bearerChallenge(res) {
 export const UNAUTHORIZED_CODES = ['security', 'login', 'unknown', 'expired'];
 
 /** 401 with `WWW-Authenticate: Bearer ... error="invalid_token"` and an OperationOutcome; returns it. */
-export function expectUnauthorized(res, why = '') {
+/** 401 with a Bearer challenge: error="invalid_token", or no error code at all when no credentials were sent (RFC 6750 §3.1). */
+export function expectUnauthorized(res, why = '', { noCredentials = false } = {}) {
     const oo = expectOutcome(res, 401, UNAUTHORIZED_CODES);
     const ch = bearerChallenge(res);
     assert.ok(ch, `401 without WWW-Authenticate ${why}`);
     assert.equal(ch.scheme.toLowerCase(), 'bearer', `WWW-Authenticate scheme: ${ch.raw}`);
-    assert.equal(ch.error, 'invalid_token', `WWW-Authenticate error ${why}: ${ch.raw}`);
+    assert.equal(ch.error, noCredentials ? undefined : 'invalid_token', `WWW-Authenticate error ${why}: ${ch.raw}`);
     assert.ok(ch.wellFormed, `WWW-Authenticate is a well-formed challenge (RFC 7235 quoted-strings) ${why}: ${ch.raw}`);
     return oo;
 }
