@@ -229,10 +229,15 @@ static void on_tx_end_error(store_query_t *q, PGresult *res, const char *err)
     on_tx_end(ix, res);
 }
 
+bool fhir_ix_writes(const fhir_ix_request_t *req)
+{
+    return req->kind == FHIR_IX_CREATE || req->kind == FHIR_IX_UPDATE || req->kind == FHIR_IX_PATCH || req->kind == FHIR_IX_DELETE ||
+           req->kind == FHIR_IX_CONDITIONAL_UPDATE || req->kind == FHIR_IX_CONDITIONAL_DELETE;
+}
+
 static bool is_write(const fhir_ix_t *ix)
 {
-    return ix->req.kind == FHIR_IX_CREATE || ix->req.kind == FHIR_IX_UPDATE || ix->req.kind == FHIR_IX_PATCH ||
-           ix->req.kind == FHIR_IX_DELETE || ix->req.kind == FHIR_IX_CONDITIONAL_UPDATE || ix->req.kind == FHIR_IX_CONDITIONAL_DELETE;
+    return fhir_ix_writes(&ix->req);
 }
 
 static void send_write_of(fhir_ix_t *ix, const char *type, const char *id, json_t *resource, const char *mode, int if_match,
@@ -435,9 +440,7 @@ static void send_write_of(fhir_ix_t *ix, const char *type, const char *id, json_
 
 static bool writes_appointment(const fhir_ix_t *ix)
 {
-    return ix->req.type != NULL && strcmp(ix->req.type, "Appointment") == 0 &&
-           (ix->req.kind == FHIR_IX_CREATE || ix->req.kind == FHIR_IX_UPDATE || ix->req.kind == FHIR_IX_PATCH ||
-            ix->req.kind == FHIR_IX_DELETE || ix->req.kind == FHIR_IX_CONDITIONAL_UPDATE || ix->req.kind == FHIR_IX_CONDITIONAL_DELETE);
+    return ix->req.type != NULL && strcmp(ix->req.type, "Appointment") == 0 && is_write(ix);
 }
 
 /*

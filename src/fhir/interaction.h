@@ -110,6 +110,8 @@ void fhir_ix_run(fhir_ix_t *ix, store_pool_t *pool, store_session_t *session, fh
  * rewriting the request into its unconditional form; used by transactions before references are resolved.
  */
 void fhir_ix_resolve(fhir_ix_t *ix, store_pool_t *pool, store_session_t *session, fhir_ix_cb cb);
+/** Whether the request changes a resource (create, update, patch, delete, and their conditional forms). */
+bool fhir_ix_writes(const fhir_ix_request_t *req);
 /** Validates and checks a create/update body against the request; fills ix->res on failure. -1 on failure. */
 int fhir_ix_check_body(fhir_ix_t *ix);
 /**

@@ -269,9 +269,7 @@ static json_t *audit_for_write(const fhir_ix_t *ix, void *ctx)
 /* Reads of patient data and every failure are recorded here; successful writes recorded theirs in their transaction. */
 static void audit_ix(http_thread_t *thread, const http_auth_t *a, const fhir_ix_t *ix)
 {
-    bool write = ix->req.kind == FHIR_IX_CREATE || ix->req.kind == FHIR_IX_UPDATE || ix->req.kind == FHIR_IX_PATCH ||
-                 ix->req.kind == FHIR_IX_DELETE || ix->req.kind == FHIR_IX_CONDITIONAL_UPDATE ||
-                 ix->req.kind == FHIR_IX_CONDITIONAL_DELETE || ix->req.kind == FHIR_IX_EXISTING || ix->req.kind == FHIR_IX_NOTHING;
+    bool write = fhir_ix_writes(&ix->req) || ix->req.kind == FHIR_IX_EXISTING || ix->req.kind == FHIR_IX_NOTHING;
     int status = ix->res.status != 0 ? ix->res.status : 500;
     if (write ? ix->_audited && status < 400 : status < 400 && !is_patient_data(ix->req.type))
         return;
