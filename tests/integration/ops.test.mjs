@@ -53,13 +53,19 @@ describe('CapabilityStatement at /metadata', () => {
             const r = cs.rest[0].resource?.find((x) => x.type === type);
             assert.ok(r, `${type} is in rest[0].resource`);
             const codes = (r.interaction || []).map((i) => i.code);
-            for (const c of TYPE_INTERACTIONS) assert.ok(codes.includes(c), `${type}: interaction ${c} (has ${codes.join(', ')})`);
+            // AuditEvents are append-only: no update, patch or delete (docs/security.md)
+            const appendOnly = type === 'AuditEvent';
+            const changes = ['update', 'patch', 'delete'];
+            for (const c of TYPE_INTERACTIONS) {
+                if (appendOnly && changes.includes(c)) assert.ok(!codes.includes(c), `${type}: no interaction ${c}`);
+                else assert.ok(codes.includes(c), `${type}: interaction ${c} (has ${codes.join(', ')})`);
+            }
             assert.equal(r.versioning, 'versioned-update');
             assert.equal(r.readHistory, true);
-            assert.equal(r.updateCreate, true);
+            assert.equal(r.updateCreate, !appendOnly);
             assert.equal(r.conditionalCreate, true);
-            assert.equal(r.conditionalUpdate, true);
-            assert.equal(r.conditionalDelete, 'single');
+            assert.equal(r.conditionalUpdate, !appendOnly);
+            assert.equal(r.conditionalDelete, appendOnly ? 'not-supported' : 'single');
         });
     }
 
