@@ -27,8 +27,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /* Keep in sync with src/fhir/types.c: the types the server stores. */
-const STORED_TYPES = ['Appointment', 'AppointmentResponse', 'Device', 'HealthcareService', 'Location', 'Patient',
-                      'Practitioner', 'PractitionerRole', 'Schedule', 'Slot', 'Subscription'];
+const STORED_TYPES = ['Appointment', 'AppointmentResponse', 'AuditEvent', 'Device', 'HealthcareService', 'Location',
+                      'Patient', 'Practitioner', 'PractitionerRole', 'Schedule', 'Slot', 'Subscription'];
 /* Not stored, but exchanged over the API, so they are validated too. */
 const EXTRA_TYPES = ['Bundle', 'CapabilityStatement', 'OperationOutcome', 'Parameters'];
 /* Constraint keys that src/fhir/validate.c implements by hand; their text comes from the definitions. */

@@ -68,129 +68,141 @@ static const char *const codes_6[] = {
     "arrived", "booked", "cancelled", "checked-in", "entered-in-error", "fulfilled", "noshow", "pending", "proposed",
     "waitlist",
 };
-/* http://hl7.org/fhir/ValueSet/bundle-type */
+/* http://hl7.org/fhir/ValueSet/audit-event-action */
 static const char *const codes_7[] = {
+    "C", "D", "E", "R", "U",
+};
+/* http://hl7.org/fhir/ValueSet/audit-event-outcome */
+static const char *const codes_8[] = {
+    "0", "12", "4", "8",
+};
+/* http://hl7.org/fhir/ValueSet/bundle-type */
+static const char *const codes_9[] = {
     "batch", "batch-response", "collection", "document", "history", "message", "searchset", "transaction",
     "transaction-response",
 };
 /* http://hl7.org/fhir/ValueSet/capability-statement-kind */
-static const char *const codes_8[] = {
+static const char *const codes_10[] = {
     "capability", "instance", "requirements",
 };
 /* http://hl7.org/fhir/ValueSet/conditional-delete-status */
-static const char *const codes_9[] = {
+static const char *const codes_11[] = {
     "multiple", "not-supported", "single",
 };
 /* http://hl7.org/fhir/ValueSet/conditional-read-status */
-static const char *const codes_10[] = {
+static const char *const codes_12[] = {
     "full-support", "modified-since", "not-match", "not-supported",
 };
 /* http://hl7.org/fhir/ValueSet/contact-point-system */
-static const char *const codes_11[] = {
+static const char *const codes_13[] = {
     "email", "fax", "other", "pager", "phone", "sms", "url",
 };
 /* http://hl7.org/fhir/ValueSet/contact-point-use */
-static const char *const codes_12[] = {
+static const char *const codes_14[] = {
     "home", "mobile", "old", "temp", "work",
 };
 /* http://hl7.org/fhir/ValueSet/contributor-type */
-static const char *const codes_13[] = {
+static const char *const codes_15[] = {
     "author", "editor", "endorser", "reviewer",
 };
 /* http://hl7.org/fhir/ValueSet/days-of-week */
-static const char *const codes_14[] = {
+static const char *const codes_16[] = {
     "fri", "mon", "sat", "sun", "thu", "tue", "wed",
 };
 /* http://hl7.org/fhir/ValueSet/device-nametype */
-static const char *const codes_15[] = {
+static const char *const codes_17[] = {
     "manufacturer-name", "model-name", "other", "patient-reported-name", "udi-label-name", "user-friendly-name",
 };
 /* http://hl7.org/fhir/ValueSet/device-status */
-static const char *const codes_16[] = {
+static const char *const codes_18[] = {
     "active", "entered-in-error", "inactive", "unknown",
 };
 /* http://hl7.org/fhir/ValueSet/document-mode */
-static const char *const codes_17[] = {
+static const char *const codes_19[] = {
     "consumer", "producer",
 };
 /* http://hl7.org/fhir/ValueSet/event-capability-mode */
-static const char *const codes_18[] = {
+static const char *const codes_20[] = {
     "receiver", "sender",
 };
 /* http://hl7.org/fhir/ValueSet/event-timing */
-static const char *const codes_19[] = {
+static const char *const codes_21[] = {
     "AC", "ACD", "ACM", "ACV", "AFT", "AFT.early", "AFT.late", "C", "CD", "CM", "CV", "EVE", "EVE.early", "EVE.late", "HS",
     "MORN", "MORN.early", "MORN.late", "NIGHT", "NOON", "PC", "PCD", "PCM", "PCV", "PHS", "WAKE",
 };
 /* http://hl7.org/fhir/ValueSet/http-verb */
-static const char *const codes_20[] = {
+static const char *const codes_22[] = {
     "DELETE", "GET", "HEAD", "PATCH", "POST", "PUT",
 };
 /* http://hl7.org/fhir/ValueSet/identifier-use */
-static const char *const codes_21[] = {
+static const char *const codes_23[] = {
     "official", "old", "secondary", "temp", "usual",
 };
 /* http://hl7.org/fhir/ValueSet/issue-severity */
-static const char *const codes_22[] = {
+static const char *const codes_24[] = {
     "error", "fatal", "information", "warning",
 };
 /* http://hl7.org/fhir/ValueSet/issue-type */
-static const char *const codes_23[] = {
+static const char *const codes_25[] = {
     "business-rule", "code-invalid", "conflict", "deleted", "duplicate", "exception", "expired", "extension", "forbidden",
     "incomplete", "informational", "invalid", "invariant", "lock-error", "login", "multiple-matches", "no-store",
     "not-found", "not-supported", "processing", "required", "security", "structure", "suppressed", "throttled", "timeout",
     "too-costly", "too-long", "transient", "unknown", "value",
 };
 /* http://hl7.org/fhir/ValueSet/link-type */
-static const char *const codes_24[] = {
+static const char *const codes_26[] = {
     "refer", "replaced-by", "replaces", "seealso",
 };
 /* http://hl7.org/fhir/ValueSet/location-mode */
-static const char *const codes_25[] = {
+static const char *const codes_27[] = {
     "instance", "kind",
 };
 /* http://hl7.org/fhir/ValueSet/location-status */
-static const char *const codes_26[] = {
+static const char *const codes_28[] = {
     "active", "inactive", "suspended",
 };
 /* http://hl7.org/fhir/ValueSet/name-use */
-static const char *const codes_27[] = {
+static const char *const codes_29[] = {
     "anonymous", "maiden", "nickname", "official", "old", "temp", "usual",
 };
 /* http://hl7.org/fhir/ValueSet/narrative-status */
-static const char *const codes_28[] = {
+static const char *const codes_30[] = {
     "additional", "empty", "extensions", "generated",
 };
+/* http://hl7.org/fhir/ValueSet/network-type */
+static const char *const codes_31[] = {
+    "1", "2", "3", "4", "5",
+};
 /* http://hl7.org/fhir/ValueSet/operation-parameter-use */
-static const char *const codes_29[] = {
+static const char *const codes_32[] = {
     "in", "out",
 };
 /* http://hl7.org/fhir/ValueSet/participantrequired */
-static const char *const codes_30[] = {
+static const char *const codes_33[] = {
     "information-only", "optional", "required",
 };
 /* http://hl7.org/fhir/ValueSet/participationstatus */
-static const char *const codes_31[] = {
+static const char *const codes_34[] = {
     "accepted", "declined", "needs-action", "tentative",
 };
 /* http://hl7.org/fhir/ValueSet/publication-status */
-static const char *const codes_32[] = {
+static const char *const codes_35[] = {
     "active", "draft", "retired", "unknown",
 };
 /* http://hl7.org/fhir/ValueSet/quantity-comparator */
-static const char *const codes_33[] = {
+static const char *const codes_36[] = {
     "<", "<=", ">", ">=",
 };
 /* http://hl7.org/fhir/ValueSet/reference-handling-policy */
-static const char *const codes_34[] = {
+static const char *const codes_37[] = {
     "enforced", "literal", "local", "logical", "resolves",
 };
 /* http://hl7.org/fhir/ValueSet/related-artifact-type */
-static const char *const codes_35[] = {
+static const char *const codes_38[] = {
     "citation", "composed-of", "depends-on", "derived-from", "documentation", "justification", "predecessor", "successor",
 };
 /* http://hl7.org/fhir/ValueSet/resource-types */
-static const char *const codes_36[] = {
+static const char *const codes_39[] = {
     "Account", "ActivityDefinition", "AdverseEvent", "AllergyIntolerance", "Appointment", "AppointmentResponse",
     "AuditEvent", "Basic", "Binary", "BiologicallyDerivedProduct", "BodyStructure", "Bundle", "CapabilityStatement",
     "CarePlan", "CareTeam", "CatalogEntry", "ChargeItem", "ChargeItemDefinition", "Claim", "ClaimResponse",
@@ -218,56 +230,56 @@ static const char *const codes_36[] = {
     "Task", "TerminologyCapabilities", "TestReport", "TestScript", "ValueSet", "VerificationResult", "VisionPrescription",
 };
 /* http://hl7.org/fhir/ValueSet/restful-capability-mode */
-static const char *const codes_37[] = {
+static const char *const codes_40[] = {
     "client", "server",
 };
 /* http://hl7.org/fhir/ValueSet/search-entry-mode */
-static const char *const codes_38[] = {
+static const char *const codes_41[] = {
     "include", "match", "outcome",
 };
 /* http://hl7.org/fhir/ValueSet/search-param-type */
-static const char *const codes_39[] = {
+static const char *const codes_42[] = {
     "composite", "date", "number", "quantity", "reference", "special", "string", "token", "uri",
 };
 /* http://hl7.org/fhir/ValueSet/slotstatus */
-static const char *const codes_40[] = {
+static const char *const codes_43[] = {
     "busy", "busy-tentative", "busy-unavailable", "entered-in-error", "free",
 };
 /* http://hl7.org/fhir/ValueSet/sort-direction */
-static const char *const codes_41[] = {
+static const char *const codes_44[] = {
     "ascending", "descending",
 };
 /* http://hl7.org/fhir/ValueSet/subscription-channel-type */
-static const char *const codes_42[] = {
+static const char *const codes_45[] = {
     "email", "message", "rest-hook", "sms", "websocket",
 };
 /* http://hl7.org/fhir/ValueSet/subscription-status */
-static const char *const codes_43[] = {
+static const char *const codes_46[] = {
     "active", "error", "off", "requested",
 };
 /* http://hl7.org/fhir/ValueSet/system-restful-interaction */
-static const char *const codes_44[] = {
+static const char *const codes_47[] = {
     "batch", "history-system", "search-system", "transaction",
 };
 /* http://hl7.org/fhir/ValueSet/trigger-type */
-static const char *const codes_45[] = {
+static const char *const codes_48[] = {
     "data-access-ended", "data-accessed", "data-added", "data-changed", "data-modified", "data-removed", "named-event",
     "periodic",
 };
 /* http://hl7.org/fhir/ValueSet/type-restful-interaction */
-static const char *const codes_46[] = {
+static const char *const codes_49[] = {
     "create", "delete", "history-instance", "history-type", "patch", "read", "search-type", "update", "vread",
 };
 /* http://hl7.org/fhir/ValueSet/udi-entry-type */
-static const char *const codes_47[] = {
+static const char *const codes_50[] = {
     "barcode", "card", "manual", "rfid", "self-reported", "unknown",
 };
 /* http://hl7.org/fhir/ValueSet/units-of-time */
-static const char *const codes_48[] = {
+static const char *const codes_51[] = {
     "a", "d", "h", "min", "mo", "s", "wk",
 };
 /* http://hl7.org/fhir/ValueSet/versioning-policy */
-static const char *const codes_49[] = {
+static const char *const codes_52[] = {
     "no-version", "versioned", "versioned-update",
 };
 
@@ -279,49 +291,52 @@ const fhir_schema_valueset_t fhir_schema_valuesets[FHIR_SCHEMA_VALUESET_COUNT + 
     {"http://hl7.org/fhir/ValueSet/administrative-gender", codes_4, 4},
     {"http://hl7.org/fhir/ValueSet/all-types", codes_5, 213},
     {"http://hl7.org/fhir/ValueSet/appointmentstatus", codes_6, 10},
-    {"http://hl7.org/fhir/ValueSet/bundle-type", codes_7, 9},
-    {"http://hl7.org/fhir/ValueSet/capability-statement-kind", codes_8, 3},
-    {"http://hl7.org/fhir/ValueSet/conditional-delete-status", codes_9, 3},
-    {"http://hl7.org/fhir/ValueSet/conditional-read-status", codes_10, 4},
-    {"http://hl7.org/fhir/ValueSet/contact-point-system", codes_11, 7},
-    {"http://hl7.org/fhir/ValueSet/contact-point-use", codes_12, 5},
-    {"http://hl7.org/fhir/ValueSet/contributor-type", codes_13, 4},
-    {"http://hl7.org/fhir/ValueSet/days-of-week", codes_14, 7},
-    {"http://hl7.org/fhir/ValueSet/device-nametype", codes_15, 6},
-    {"http://hl7.org/fhir/ValueSet/device-status", codes_16, 4},
-    {"http://hl7.org/fhir/ValueSet/document-mode", codes_17, 2},
-    {"http://hl7.org/fhir/ValueSet/event-capability-mode", codes_18, 2},
-    {"http://hl7.org/fhir/ValueSet/event-timing", codes_19, 26},
-    {"http://hl7.org/fhir/ValueSet/http-verb", codes_20, 6},
-    {"http://hl7.org/fhir/ValueSet/identifier-use", codes_21, 5},
-    {"http://hl7.org/fhir/ValueSet/issue-severity", codes_22, 4},
-    {"http://hl7.org/fhir/ValueSet/issue-type", codes_23, 31},
-    {"http://hl7.org/fhir/ValueSet/link-type", codes_24, 4},
-    {"http://hl7.org/fhir/ValueSet/location-mode", codes_25, 2},
-    {"http://hl7.org/fhir/ValueSet/location-status", codes_26, 3},
-    {"http://hl7.org/fhir/ValueSet/name-use", codes_27, 7},
-    {"http://hl7.org/fhir/ValueSet/narrative-status", codes_28, 4},
-    {"http://hl7.org/fhir/ValueSet/operation-parameter-use", codes_29, 2},
-    {"http://hl7.org/fhir/ValueSet/participantrequired", codes_30, 3},
-    {"http://hl7.org/fhir/ValueSet/participationstatus", codes_31, 4},
-    {"http://hl7.org/fhir/ValueSet/publication-status", codes_32, 4},
-    {"http://hl7.org/fhir/ValueSet/quantity-comparator", codes_33, 4},
-    {"http://hl7.org/fhir/ValueSet/reference-handling-policy", codes_34, 5},
-    {"http://hl7.org/fhir/ValueSet/related-artifact-type", codes_35, 8},
-    {"http://hl7.org/fhir/ValueSet/resource-types", codes_36, 148},
-    {"http://hl7.org/fhir/ValueSet/restful-capability-mode", codes_37, 2},
-    {"http://hl7.org/fhir/ValueSet/search-entry-mode", codes_38, 3},
-    {"http://hl7.org/fhir/ValueSet/search-param-type", codes_39, 9},
-    {"http://hl7.org/fhir/ValueSet/slotstatus", codes_40, 5},
-    {"http://hl7.org/fhir/ValueSet/sort-direction", codes_41, 2},
-    {"http://hl7.org/fhir/ValueSet/subscription-channel-type", codes_42, 5},
-    {"http://hl7.org/fhir/ValueSet/subscription-status", codes_43, 4},
-    {"http://hl7.org/fhir/ValueSet/system-restful-interaction", codes_44, 4},
-    {"http://hl7.org/fhir/ValueSet/trigger-type", codes_45, 8},
-    {"http://hl7.org/fhir/ValueSet/type-restful-interaction", codes_46, 9},
-    {"http://hl7.org/fhir/ValueSet/udi-entry-type", codes_47, 6},
-    {"http://hl7.org/fhir/ValueSet/units-of-time", codes_48, 7},
-    {"http://hl7.org/fhir/ValueSet/versioning-policy", codes_49, 3},
+    {"http://hl7.org/fhir/ValueSet/audit-event-action", codes_7, 5},
+    {"http://hl7.org/fhir/ValueSet/audit-event-outcome", codes_8, 4},
+    {"http://hl7.org/fhir/ValueSet/bundle-type", codes_9, 9},
+    {"http://hl7.org/fhir/ValueSet/capability-statement-kind", codes_10, 3},
+    {"http://hl7.org/fhir/ValueSet/conditional-delete-status", codes_11, 3},
+    {"http://hl7.org/fhir/ValueSet/conditional-read-status", codes_12, 4},
+    {"http://hl7.org/fhir/ValueSet/contact-point-system", codes_13, 7},
+    {"http://hl7.org/fhir/ValueSet/contact-point-use", codes_14, 5},
+    {"http://hl7.org/fhir/ValueSet/contributor-type", codes_15, 4},
+    {"http://hl7.org/fhir/ValueSet/days-of-week", codes_16, 7},
+    {"http://hl7.org/fhir/ValueSet/device-nametype", codes_17, 6},
+    {"http://hl7.org/fhir/ValueSet/device-status", codes_18, 4},
+    {"http://hl7.org/fhir/ValueSet/document-mode", codes_19, 2},
+    {"http://hl7.org/fhir/ValueSet/event-capability-mode", codes_20, 2},
+    {"http://hl7.org/fhir/ValueSet/event-timing", codes_21, 26},
+    {"http://hl7.org/fhir/ValueSet/http-verb", codes_22, 6},
+    {"http://hl7.org/fhir/ValueSet/identifier-use", codes_23, 5},
+    {"http://hl7.org/fhir/ValueSet/issue-severity", codes_24, 4},
+    {"http://hl7.org/fhir/ValueSet/issue-type", codes_25, 31},
+    {"http://hl7.org/fhir/ValueSet/link-type", codes_26, 4},
+    {"http://hl7.org/fhir/ValueSet/location-mode", codes_27, 2},
+    {"http://hl7.org/fhir/ValueSet/location-status", codes_28, 3},
+    {"http://hl7.org/fhir/ValueSet/name-use", codes_29, 7},
+    {"http://hl7.org/fhir/ValueSet/narrative-status", codes_30, 4},
+    {"http://hl7.org/fhir/ValueSet/network-type", codes_31, 5},
+    {"http://hl7.org/fhir/ValueSet/operation-parameter-use", codes_32, 2},
+    {"http://hl7.org/fhir/ValueSet/participantrequired", codes_33, 3},
+    {"http://hl7.org/fhir/ValueSet/participationstatus", codes_34, 4},
+    {"http://hl7.org/fhir/ValueSet/publication-status", codes_35, 4},
+    {"http://hl7.org/fhir/ValueSet/quantity-comparator", codes_36, 4},
+    {"http://hl7.org/fhir/ValueSet/reference-handling-policy", codes_37, 5},
+    {"http://hl7.org/fhir/ValueSet/related-artifact-type", codes_38, 8},
+    {"http://hl7.org/fhir/ValueSet/resource-types", codes_39, 148},
+    {"http://hl7.org/fhir/ValueSet/restful-capability-mode", codes_40, 2},
+    {"http://hl7.org/fhir/ValueSet/search-entry-mode", codes_41, 3},
+    {"http://hl7.org/fhir/ValueSet/search-param-type", codes_42, 9},
+    {"http://hl7.org/fhir/ValueSet/slotstatus", codes_43, 5},
+    {"http://hl7.org/fhir/ValueSet/sort-direction", codes_44, 2},
+    {"http://hl7.org/fhir/ValueSet/subscription-channel-type", codes_45, 5},
+    {"http://hl7.org/fhir/ValueSet/subscription-status", codes_46, 4},
+    {"http://hl7.org/fhir/ValueSet/system-restful-interaction", codes_47, 4},
+    {"http://hl7.org/fhir/ValueSet/trigger-type", codes_48, 8},
+    {"http://hl7.org/fhir/ValueSet/type-restful-interaction", codes_49, 9},
+    {"http://hl7.org/fhir/ValueSet/udi-entry-type", codes_50, 6},
+    {"http://hl7.org/fhir/ValueSet/units-of-time", codes_51, 7},
+    {"http://hl7.org/fhir/ValueSet/versioning-policy", codes_52, 3},
 };
 
 /* Address */
@@ -365,7 +380,7 @@ static const fhir_schema_slot_t slots_Age[] = {
 };
 static const fhir_schema_element_t elements_Age[] = {
     {"code", 6, 0, 0, P, FHIR_SCHEMA_PRIM_CODE, 0},
-    {"comparator", 3, 0, 33, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"comparator", 3, 0, 36, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
     {"system", 5, 0, 0, P, FHIR_SCHEMA_PRIM_URI, 0},
@@ -470,8 +485,8 @@ static const fhir_schema_element_t elements_Appointment_participant[] = {
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
     {"modifierExtension", 2, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"period", 7, FHIR_SCHEMA_T_PERIOD, 0, C, NONE, 0},
-    {"required", 5, 0, 30, P, FHIR_SCHEMA_PRIM_CODE, 0},
-    {"status", 6, 0, 31, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"required", 5, 0, 33, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"status", 6, 0, 34, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"type", 3, FHIR_SCHEMA_T_CODEABLECONCEPT, 0, C, NONE, 0},
 };
 /* AppointmentResponse */
@@ -506,7 +521,7 @@ static const fhir_schema_element_t elements_AppointmentResponse[] = {
     {"language", 3, 0, 0, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"meta", 1, FHIR_SCHEMA_T_META, 0, C, NONE, 0},
     {"modifierExtension", 7, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
-    {"participantStatus", 14, 0, 31, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"participantStatus", 14, 0, 34, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"participantType", 12, FHIR_SCHEMA_T_CODEABLECONCEPT, 0, C, NONE, 0},
     {"start", 10, 0, 0, P, FHIR_SCHEMA_PRIM_INSTANT, 0},
     {"text", 4, FHIR_SCHEMA_T_NARRATIVE, 0, C, NONE, 0},
@@ -536,6 +551,159 @@ static const fhir_schema_element_t elements_Attachment[] = {
     {"title", 8, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
     {"url", 5, 0, 0, P, FHIR_SCHEMA_PRIM_URL, 0},
 };
+/* AuditEvent */
+static const fhir_schema_slot_t slots_AuditEvent[] = {
+    {"id", 0, 1, 0, 1},
+    {"meta", 0, 1, 0, 1},
+    {"implicitRules", 0, 1, 0, 1},
+    {"language", 0, 1, 0, 0},
+    {"text", 0, 1, 0, 0},
+    {"contained", 0, UNB, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 0},
+    {"type", 1, 1, 0, 1},
+    {"subtype", 0, UNB, 0, 1},
+    {"action", 0, 1, 0, 1},
+    {"period", 0, 1, 0, 0},
+    {"recorded", 1, 1, 0, 1},
+    {"outcome", 0, 1, 0, 1},
+    {"outcomeDesc", 0, 1, 0, 1},
+    {"purposeOfEvent", 0, UNB, 0, 1},
+    {"agent", 1, UNB, 0, 0},
+    {"source", 1, 1, 0, 0},
+    {"entity", 0, UNB, 0, 0},
+};
+static const fhir_schema_element_t elements_AuditEvent[] = {
+    {"action", 10, 0, 7, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"agent", 16, FHIR_SCHEMA_T_AUDITEVENT_AGENT, 0, C, NONE, 0},
+    {"contained", 5, 0, 0, R, NONE, 0},
+    {"entity", 18, FHIR_SCHEMA_T_AUDITEVENT_ENTITY, 0, C, NONE, 0},
+    {"extension", 6, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
+    {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_ID, ATTR},
+    {"implicitRules", 2, 0, 0, P, FHIR_SCHEMA_PRIM_URI, 0},
+    {"language", 3, 0, 0, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"meta", 1, FHIR_SCHEMA_T_META, 0, C, NONE, 0},
+    {"modifierExtension", 7, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
+    {"outcome", 13, 0, 8, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"outcomeDesc", 14, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
+    {"period", 11, FHIR_SCHEMA_T_PERIOD, 0, C, NONE, 0},
+    {"purposeOfEvent", 15, FHIR_SCHEMA_T_CODEABLECONCEPT, 0, C, NONE, 0},
+    {"recorded", 12, 0, 0, P, FHIR_SCHEMA_PRIM_INSTANT, 0},
+    {"source", 17, FHIR_SCHEMA_T_AUDITEVENT_SOURCE, 0, C, NONE, 0},
+    {"subtype", 9, FHIR_SCHEMA_T_CODING, 0, C, NONE, 0},
+    {"text", 4, FHIR_SCHEMA_T_NARRATIVE, 0, C, NONE, 0},
+    {"type", 8, FHIR_SCHEMA_T_CODING, 0, C, NONE, 0},
+};
+/* AuditEvent.agent */
+static const fhir_schema_slot_t slots_AuditEvent_agent[] = {
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"type", 0, 1, 0, 0},
+    {"role", 0, UNB, 0, 0},
+    {"who", 0, 1, 0, 1},
+    {"altId", 0, 1, 0, 0},
+    {"name", 0, 1, 0, 0},
+    {"requestor", 1, 1, 0, 1},
+    {"location", 0, 1, 0, 0},
+    {"policy", 0, UNB, 0, 0},
+    {"media", 0, 1, 0, 0},
+    {"network", 0, 1, 0, 0},
+    {"purposeOfUse", 0, UNB, 0, 0},
+};
+static const fhir_schema_element_t elements_AuditEvent_agent[] = {
+    {"altId", 6, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
+    {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
+    {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
+    {"location", 9, FHIR_SCHEMA_T_REFERENCE, 0, C, NONE, 0},
+    {"media", 11, FHIR_SCHEMA_T_CODING, 0, C, NONE, 0},
+    {"modifierExtension", 2, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
+    {"name", 7, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
+    {"network", 12, FHIR_SCHEMA_T_AUDITEVENT_AGENT_NETWORK, 0, C, NONE, 0},
+    {"policy", 10, 0, 0, P, FHIR_SCHEMA_PRIM_URI, 0},
+    {"purposeOfUse", 13, FHIR_SCHEMA_T_CODEABLECONCEPT, 0, C, NONE, 0},
+    {"requestor", 8, 0, 0, P, FHIR_SCHEMA_PRIM_BOOLEAN, 0},
+    {"role", 4, FHIR_SCHEMA_T_CODEABLECONCEPT, 0, C, NONE, 0},
+    {"type", 3, FHIR_SCHEMA_T_CODEABLECONCEPT, 0, C, NONE, 0},
+    {"who", 5, FHIR_SCHEMA_T_REFERENCE, 0, C, NONE, 0},
+};
+/* AuditEvent.agent.network */
+static const fhir_schema_slot_t slots_AuditEvent_agent_network[] = {
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"address", 0, 1, 0, 0},
+    {"type", 0, 1, 0, 0},
+};
+static const fhir_schema_element_t elements_AuditEvent_agent_network[] = {
+    {"address", 3, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
+    {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
+    {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
+    {"modifierExtension", 2, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
+    {"type", 4, 0, 31, P, FHIR_SCHEMA_PRIM_CODE, 0},
+};
+/* AuditEvent.entity */
+static const fhir_schema_slot_t slots_AuditEvent_entity[] = {
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"what", 0, 1, 0, 1},
+    {"type", 0, 1, 0, 0},
+    {"role", 0, 1, 0, 0},
+    {"lifecycle", 0, 1, 0, 0},
+    {"securityLabel", 0, UNB, 0, 0},
+    {"name", 0, 1, 0, 1},
+    {"description", 0, 1, 0, 0},
+    {"query", 0, 1, 0, 1},
+    {"detail", 0, UNB, 0, 0},
+};
+static const fhir_schema_element_t elements_AuditEvent_entity[] = {
+    {"description", 9, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
+    {"detail", 11, FHIR_SCHEMA_T_AUDITEVENT_ENTITY_DETAIL, 0, C, NONE, 0},
+    {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
+    {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
+    {"lifecycle", 6, FHIR_SCHEMA_T_CODING, 0, C, NONE, 0},
+    {"modifierExtension", 2, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
+    {"name", 8, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
+    {"query", 10, 0, 0, P, FHIR_SCHEMA_PRIM_BASE64BINARY, 0},
+    {"role", 5, FHIR_SCHEMA_T_CODING, 0, C, NONE, 0},
+    {"securityLabel", 7, FHIR_SCHEMA_T_CODING, 0, C, NONE, 0},
+    {"type", 4, FHIR_SCHEMA_T_CODING, 0, C, NONE, 0},
+    {"what", 3, FHIR_SCHEMA_T_REFERENCE, 0, C, NONE, 0},
+};
+/* AuditEvent.entity.detail */
+static const fhir_schema_slot_t slots_AuditEvent_entity_detail[] = {
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"type", 1, 1, 0, 0},
+    {"value[x]", 1, 1, 1, 0},
+};
+static const fhir_schema_element_t elements_AuditEvent_entity_detail[] = {
+    {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
+    {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
+    {"modifierExtension", 2, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
+    {"type", 3, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
+    {"valueBase64Binary", 4, 0, 0, P, FHIR_SCHEMA_PRIM_BASE64BINARY, 0},
+    {"valueString", 4, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
+};
+/* AuditEvent.source */
+static const fhir_schema_slot_t slots_AuditEvent_source[] = {
+    {"id", 0, 1, 0, 0},
+    {"extension", 0, UNB, 0, 0},
+    {"modifierExtension", 0, UNB, 0, 1},
+    {"site", 0, 1, 0, 0},
+    {"observer", 1, 1, 0, 1},
+    {"type", 0, UNB, 0, 0},
+};
+static const fhir_schema_element_t elements_AuditEvent_source[] = {
+    {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
+    {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
+    {"modifierExtension", 2, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
+    {"observer", 4, FHIR_SCHEMA_T_REFERENCE, 0, C, NONE, 0},
+    {"site", 3, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
+    {"type", 5, FHIR_SCHEMA_T_CODING, 0, C, NONE, 0},
+};
 /* Bundle */
 static const fhir_schema_slot_t slots_Bundle[] = {
     {"id", 0, 1, 0, 1},
@@ -561,7 +729,7 @@ static const fhir_schema_element_t elements_Bundle[] = {
     {"signature", 10, FHIR_SCHEMA_T_SIGNATURE, 0, C, NONE, 0},
     {"timestamp", 6, 0, 0, P, FHIR_SCHEMA_PRIM_INSTANT, 0},
     {"total", 7, 0, 0, P, FHIR_SCHEMA_PRIM_UNSIGNEDINT, 0},
-    {"type", 5, 0, 7, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"type", 5, 0, 9, P, FHIR_SCHEMA_PRIM_CODE, 0},
 };
 /* Bundle.entry */
 static const fhir_schema_slot_t slots_Bundle_entry[] = {
@@ -605,7 +773,7 @@ static const fhir_schema_element_t elements_Bundle_entry_request[] = {
     {"ifModifiedSince", 6, 0, 0, P, FHIR_SCHEMA_PRIM_INSTANT, 0},
     {"ifNoneExist", 8, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
     {"ifNoneMatch", 5, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
-    {"method", 3, 0, 20, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"method", 3, 0, 22, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"modifierExtension", 2, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"url", 4, 0, 0, P, FHIR_SCHEMA_PRIM_URI, 0},
 };
@@ -641,7 +809,7 @@ static const fhir_schema_slot_t slots_Bundle_entry_search[] = {
 static const fhir_schema_element_t elements_Bundle_entry_search[] = {
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
-    {"mode", 3, 0, 38, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"mode", 3, 0, 41, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"modifierExtension", 2, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"score", 4, 0, 0, P, FHIR_SCHEMA_PRIM_DECIMAL, 0},
 };
@@ -715,7 +883,7 @@ static const fhir_schema_element_t elements_CapabilityStatement[] = {
     {"imports", 24, 0, 0, P, FHIR_SCHEMA_PRIM_CANONICAL, 0},
     {"instantiates", 23, 0, 0, P, FHIR_SCHEMA_PRIM_CANONICAL, 0},
     {"jurisdiction", 19, FHIR_SCHEMA_T_CODEABLECONCEPT, 0, C, NONE, 0},
-    {"kind", 22, 0, 8, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"kind", 22, 0, 10, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"language", 3, 0, 0, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"messaging", 32, FHIR_SCHEMA_T_CAPABILITYSTATEMENT_MESSAGING, 0, C, NONE, 0},
     {"meta", 1, FHIR_SCHEMA_T_META, 0, C, NONE, 0},
@@ -726,7 +894,7 @@ static const fhir_schema_element_t elements_CapabilityStatement[] = {
     {"purpose", 20, 0, 0, P, FHIR_SCHEMA_PRIM_MARKDOWN, 0},
     {"rest", 31, FHIR_SCHEMA_T_CAPABILITYSTATEMENT_REST, 0, C, NONE, 0},
     {"software", 25, FHIR_SCHEMA_T_CAPABILITYSTATEMENT_SOFTWARE, 0, C, NONE, 0},
-    {"status", 12, 0, 32, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"status", 12, 0, 35, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"text", 4, FHIR_SCHEMA_T_NARRATIVE, 0, C, NONE, 0},
     {"title", 11, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
     {"url", 8, 0, 0, P, FHIR_SCHEMA_PRIM_URI, 0},
@@ -746,7 +914,7 @@ static const fhir_schema_element_t elements_CapabilityStatement_document[] = {
     {"documentation", 4, 0, 0, P, FHIR_SCHEMA_PRIM_MARKDOWN, 0},
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
-    {"mode", 3, 0, 17, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"mode", 3, 0, 19, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"modifierExtension", 2, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"profile", 5, 0, 0, P, FHIR_SCHEMA_PRIM_CANONICAL, 0},
 };
@@ -813,7 +981,7 @@ static const fhir_schema_element_t elements_CapabilityStatement_messaging_suppor
     {"definition", 4, 0, 0, P, FHIR_SCHEMA_PRIM_CANONICAL, 0},
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
-    {"mode", 3, 0, 18, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"mode", 3, 0, 20, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"modifierExtension", 2, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
 };
 /* CapabilityStatement.rest */
@@ -836,7 +1004,7 @@ static const fhir_schema_element_t elements_CapabilityStatement_rest[] = {
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
     {"interaction", 7, FHIR_SCHEMA_T_CAPABILITYSTATEMENT_REST_INTERACTION, 0, C, NONE, 0},
-    {"mode", 3, 0, 37, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"mode", 3, 0, 40, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"modifierExtension", 2, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"operation", 9, FHIR_SCHEMA_T_CAPABILITYSTATEMENT_REST_RESOURCE_OPERATION, 0, C, NONE, 0},
     {"resource", 6, FHIR_SCHEMA_T_CAPABILITYSTATEMENT_REST_RESOURCE, 0, C, NONE, 0},
@@ -852,7 +1020,7 @@ static const fhir_schema_slot_t slots_CapabilityStatement_rest_interaction[] = {
     {"documentation", 0, 1, 0, 0},
 };
 static const fhir_schema_element_t elements_CapabilityStatement_rest_interaction[] = {
-    {"code", 3, 0, 44, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"code", 3, 0, 47, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"documentation", 4, 0, 0, P, FHIR_SCHEMA_PRIM_MARKDOWN, 0},
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
@@ -883,8 +1051,8 @@ static const fhir_schema_slot_t slots_CapabilityStatement_rest_resource[] = {
 };
 static const fhir_schema_element_t elements_CapabilityStatement_rest_resource[] = {
     {"conditionalCreate", 11, 0, 0, P, FHIR_SCHEMA_PRIM_BOOLEAN, 0},
-    {"conditionalDelete", 14, 0, 9, P, FHIR_SCHEMA_PRIM_CODE, 0},
-    {"conditionalRead", 12, 0, 10, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"conditionalDelete", 14, 0, 11, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"conditionalRead", 12, 0, 12, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"conditionalUpdate", 13, 0, 0, P, FHIR_SCHEMA_PRIM_BOOLEAN, 0},
     {"documentation", 6, 0, 0, P, FHIR_SCHEMA_PRIM_MARKDOWN, 0},
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
@@ -894,14 +1062,14 @@ static const fhir_schema_element_t elements_CapabilityStatement_rest_resource[] 
     {"operation", 19, FHIR_SCHEMA_T_CAPABILITYSTATEMENT_REST_RESOURCE_OPERATION, 0, C, NONE, 0},
     {"profile", 4, 0, 0, P, FHIR_SCHEMA_PRIM_CANONICAL, 0},
     {"readHistory", 9, 0, 0, P, FHIR_SCHEMA_PRIM_BOOLEAN, 0},
-    {"referencePolicy", 15, 0, 34, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"referencePolicy", 15, 0, 37, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"searchInclude", 16, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
     {"searchParam", 18, FHIR_SCHEMA_T_CAPABILITYSTATEMENT_REST_RESOURCE_SEARCHPARAM, 0, C, NONE, 0},
     {"searchRevInclude", 17, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
     {"supportedProfile", 5, 0, 0, P, FHIR_SCHEMA_PRIM_CANONICAL, 0},
-    {"type", 3, 0, 36, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"type", 3, 0, 39, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"updateCreate", 10, 0, 0, P, FHIR_SCHEMA_PRIM_BOOLEAN, 0},
-    {"versioning", 8, 0, 49, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"versioning", 8, 0, 52, P, FHIR_SCHEMA_PRIM_CODE, 0},
 };
 /* CapabilityStatement.rest.resource.interaction */
 static const fhir_schema_slot_t slots_CapabilityStatement_rest_resource_interaction[] = {
@@ -912,7 +1080,7 @@ static const fhir_schema_slot_t slots_CapabilityStatement_rest_resource_interact
     {"documentation", 0, 1, 0, 0},
 };
 static const fhir_schema_element_t elements_CapabilityStatement_rest_resource_interaction[] = {
-    {"code", 3, 0, 46, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"code", 3, 0, 49, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"documentation", 4, 0, 0, P, FHIR_SCHEMA_PRIM_MARKDOWN, 0},
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
@@ -952,7 +1120,7 @@ static const fhir_schema_element_t elements_CapabilityStatement_rest_resource_se
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
     {"modifierExtension", 2, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"name", 3, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
-    {"type", 5, 0, 39, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"type", 5, 0, 42, P, FHIR_SCHEMA_PRIM_CODE, 0},
 };
 /* CapabilityStatement.rest.security */
 static const fhir_schema_slot_t slots_CapabilityStatement_rest_security[] = {
@@ -1048,8 +1216,8 @@ static const fhir_schema_element_t elements_ContactPoint[] = {
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
     {"period", 6, FHIR_SCHEMA_T_PERIOD, 0, C, NONE, 0},
     {"rank", 5, 0, 0, P, FHIR_SCHEMA_PRIM_POSITIVEINT, 0},
-    {"system", 2, 0, 11, P, FHIR_SCHEMA_PRIM_CODE, 0},
-    {"use", 4, 0, 12, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"system", 2, 0, 13, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"use", 4, 0, 14, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"value", 3, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
 };
 /* Contributor */
@@ -1065,7 +1233,7 @@ static const fhir_schema_element_t elements_Contributor[] = {
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
     {"name", 3, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
-    {"type", 2, 0, 13, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"type", 2, 0, 15, P, FHIR_SCHEMA_PRIM_CODE, 0},
 };
 /* Count */
 static const fhir_schema_slot_t slots_Count[] = {
@@ -1079,7 +1247,7 @@ static const fhir_schema_slot_t slots_Count[] = {
 };
 static const fhir_schema_element_t elements_Count[] = {
     {"code", 6, 0, 0, P, FHIR_SCHEMA_PRIM_CODE, 0},
-    {"comparator", 3, 0, 33, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"comparator", 3, 0, 36, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
     {"system", 5, 0, 0, P, FHIR_SCHEMA_PRIM_URI, 0},
@@ -1154,7 +1322,7 @@ static const fhir_schema_slot_t slots_DataRequirement_sort[] = {
     {"direction", 1, 1, 0, 1},
 };
 static const fhir_schema_element_t elements_DataRequirement_sort[] = {
-    {"direction", 3, 0, 41, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"direction", 3, 0, 44, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
     {"path", 2, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
@@ -1224,7 +1392,7 @@ static const fhir_schema_element_t elements_Device[] = {
     {"safety", 32, FHIR_SCHEMA_T_CODEABLECONCEPT, 0, C, NONE, 0},
     {"serialNumber", 18, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
     {"specialization", 23, FHIR_SCHEMA_T_DEVICE_SPECIALIZATION, 0, C, NONE, 0},
-    {"status", 11, 0, 16, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"status", 11, 0, 18, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"statusReason", 12, FHIR_SCHEMA_T_CODEABLECONCEPT, 0, C, NONE, 0},
     {"text", 4, FHIR_SCHEMA_T_NARRATIVE, 0, C, NONE, 0},
     {"type", 22, FHIR_SCHEMA_T_CODEABLECONCEPT, 0, C, NONE, 0},
@@ -1245,7 +1413,7 @@ static const fhir_schema_element_t elements_Device_deviceName[] = {
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
     {"modifierExtension", 2, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"name", 3, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
-    {"type", 4, 0, 15, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"type", 4, 0, 17, P, FHIR_SCHEMA_PRIM_CODE, 0},
 };
 /* Device.property */
 static const fhir_schema_slot_t slots_Device_property[] = {
@@ -1295,7 +1463,7 @@ static const fhir_schema_element_t elements_Device_udiCarrier[] = {
     {"carrierAIDC", 6, 0, 0, P, FHIR_SCHEMA_PRIM_BASE64BINARY, 0},
     {"carrierHRF", 7, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
     {"deviceIdentifier", 3, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
-    {"entryType", 8, 0, 47, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"entryType", 8, 0, 50, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
     {"issuer", 4, 0, 0, P, FHIR_SCHEMA_PRIM_URI, 0},
@@ -1331,7 +1499,7 @@ static const fhir_schema_slot_t slots_Distance[] = {
 };
 static const fhir_schema_element_t elements_Distance[] = {
     {"code", 6, 0, 0, P, FHIR_SCHEMA_PRIM_CODE, 0},
-    {"comparator", 3, 0, 33, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"comparator", 3, 0, 36, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
     {"system", 5, 0, 0, P, FHIR_SCHEMA_PRIM_URI, 0},
@@ -1406,7 +1574,7 @@ static const fhir_schema_slot_t slots_Duration[] = {
 };
 static const fhir_schema_element_t elements_Duration[] = {
     {"code", 6, 0, 0, P, FHIR_SCHEMA_PRIM_CODE, 0},
-    {"comparator", 3, 0, 33, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"comparator", 3, 0, 36, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
     {"system", 5, 0, 0, P, FHIR_SCHEMA_PRIM_URI, 0},
@@ -1586,7 +1754,7 @@ static const fhir_schema_element_t elements_HealthcareService_availableTime[] = 
     {"allDay", 4, 0, 0, P, FHIR_SCHEMA_PRIM_BOOLEAN, 0},
     {"availableEndTime", 6, 0, 0, P, FHIR_SCHEMA_PRIM_TIME, 0},
     {"availableStartTime", 5, 0, 0, P, FHIR_SCHEMA_PRIM_TIME, 0},
-    {"daysOfWeek", 3, 0, 14, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"daysOfWeek", 3, 0, 16, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
     {"modifierExtension", 2, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
@@ -1642,7 +1810,7 @@ static const fhir_schema_element_t elements_HumanName[] = {
     {"prefix", 6, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
     {"suffix", 7, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
     {"text", 3, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
-    {"use", 2, 0, 27, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"use", 2, 0, 29, P, FHIR_SCHEMA_PRIM_CODE, 0},
 };
 /* Identifier */
 static const fhir_schema_slot_t slots_Identifier[] = {
@@ -1662,7 +1830,7 @@ static const fhir_schema_element_t elements_Identifier[] = {
     {"period", 6, FHIR_SCHEMA_T_PERIOD, 0, C, NONE, 0},
     {"system", 4, 0, 0, P, FHIR_SCHEMA_PRIM_URI, 0},
     {"type", 3, FHIR_SCHEMA_T_CODEABLECONCEPT, 0, C, NONE, 0},
-    {"use", 2, 0, 21, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"use", 2, 0, 23, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"value", 5, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
 };
 /* Location */
@@ -1708,14 +1876,14 @@ static const fhir_schema_element_t elements_Location[] = {
     {"language", 3, 0, 0, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"managingOrganization", 20, FHIR_SCHEMA_T_REFERENCE, 0, C, NONE, 0},
     {"meta", 1, FHIR_SCHEMA_T_META, 0, C, NONE, 0},
-    {"mode", 14, 0, 25, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"mode", 14, 0, 27, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"modifierExtension", 7, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"name", 11, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
     {"operationalStatus", 10, FHIR_SCHEMA_T_CODING, 0, C, NONE, 0},
     {"partOf", 21, FHIR_SCHEMA_T_REFERENCE, 0, C, NONE, 0},
     {"physicalType", 18, FHIR_SCHEMA_T_CODEABLECONCEPT, 0, C, NONE, 0},
     {"position", 19, FHIR_SCHEMA_T_LOCATION_POSITION, 0, C, NONE, 0},
-    {"status", 9, 0, 26, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"status", 9, 0, 28, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"telecom", 16, FHIR_SCHEMA_T_CONTACTPOINT, 0, C, NONE, 0},
     {"text", 4, FHIR_SCHEMA_T_NARRATIVE, 0, C, NONE, 0},
     {"type", 15, FHIR_SCHEMA_T_CODEABLECONCEPT, 0, C, NONE, 0},
@@ -1733,7 +1901,7 @@ static const fhir_schema_slot_t slots_Location_hoursOfOperation[] = {
 static const fhir_schema_element_t elements_Location_hoursOfOperation[] = {
     {"allDay", 4, 0, 0, P, FHIR_SCHEMA_PRIM_BOOLEAN, 0},
     {"closingTime", 6, 0, 0, P, FHIR_SCHEMA_PRIM_TIME, 0},
-    {"daysOfWeek", 3, 0, 14, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"daysOfWeek", 3, 0, 16, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
     {"modifierExtension", 2, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
@@ -1801,7 +1969,7 @@ static const fhir_schema_element_t elements_Narrative[] = {
     {"div", 3, 0, 0, P, FHIR_SCHEMA_PRIM_XHTML, ATTR},
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
-    {"status", 2, 0, 28, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"status", 2, 0, 30, P, FHIR_SCHEMA_PRIM_CODE, 0},
 };
 /* OperationOutcome */
 static const fhir_schema_slot_t slots_OperationOutcome[] = {
@@ -1839,7 +2007,7 @@ static const fhir_schema_slot_t slots_OperationOutcome_issue[] = {
     {"expression", 0, UNB, 0, 1},
 };
 static const fhir_schema_element_t elements_OperationOutcome_issue[] = {
-    {"code", 4, 0, 23, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"code", 4, 0, 25, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"details", 5, FHIR_SCHEMA_T_CODEABLECONCEPT, 0, C, NONE, 0},
     {"diagnostics", 6, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
     {"expression", 8, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
@@ -1847,7 +2015,7 @@ static const fhir_schema_element_t elements_OperationOutcome_issue[] = {
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
     {"location", 7, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
     {"modifierExtension", 2, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
-    {"severity", 3, 0, 22, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"severity", 3, 0, 24, P, FHIR_SCHEMA_PRIM_CODE, 0},
 };
 /* ParameterDefinition */
 static const fhir_schema_slot_t slots_ParameterDefinition[] = {
@@ -1870,7 +2038,7 @@ static const fhir_schema_element_t elements_ParameterDefinition[] = {
     {"name", 2, 0, 0, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"profile", 8, 0, 0, P, FHIR_SCHEMA_PRIM_CANONICAL, 0},
     {"type", 7, 0, 5, P, FHIR_SCHEMA_PRIM_CODE, 0},
-    {"use", 3, 0, 29, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"use", 3, 0, 32, P, FHIR_SCHEMA_PRIM_CODE, 0},
 };
 /* Parameters */
 static const fhir_schema_slot_t slots_Parameters[] = {
@@ -2063,7 +2231,7 @@ static const fhir_schema_element_t elements_Patient_link[] = {
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
     {"modifierExtension", 2, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"other", 3, FHIR_SCHEMA_T_REFERENCE, 0, C, NONE, 0},
-    {"type", 4, 0, 24, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"type", 4, 0, 26, P, FHIR_SCHEMA_PRIM_CODE, 0},
 };
 /* Period */
 static const fhir_schema_slot_t slots_Period[] = {
@@ -2201,7 +2369,7 @@ static const fhir_schema_element_t elements_PractitionerRole_availableTime[] = {
     {"allDay", 4, 0, 0, P, FHIR_SCHEMA_PRIM_BOOLEAN, 0},
     {"availableEndTime", 6, 0, 0, P, FHIR_SCHEMA_PRIM_TIME, 0},
     {"availableStartTime", 5, 0, 0, P, FHIR_SCHEMA_PRIM_TIME, 0},
-    {"daysOfWeek", 3, 0, 14, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"daysOfWeek", 3, 0, 16, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
     {"modifierExtension", 2, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
@@ -2233,7 +2401,7 @@ static const fhir_schema_slot_t slots_Quantity[] = {
 };
 static const fhir_schema_element_t elements_Quantity[] = {
     {"code", 6, 0, 0, P, FHIR_SCHEMA_PRIM_CODE, 0},
-    {"comparator", 3, 0, 33, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"comparator", 3, 0, 36, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
     {"system", 5, 0, 0, P, FHIR_SCHEMA_PRIM_URI, 0},
@@ -2303,7 +2471,7 @@ static const fhir_schema_element_t elements_RelatedArtifact[] = {
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
     {"label", 3, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
     {"resource", 8, 0, 0, P, FHIR_SCHEMA_PRIM_CANONICAL, 0},
-    {"type", 2, 0, 35, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"type", 2, 0, 38, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"url", 6, 0, 0, P, FHIR_SCHEMA_PRIM_URL, 0},
 };
 /* SampledData */
@@ -2429,7 +2597,7 @@ static const fhir_schema_element_t elements_Slot[] = {
     {"serviceType", 10, FHIR_SCHEMA_T_CODEABLECONCEPT, 0, C, NONE, 0},
     {"specialty", 11, FHIR_SCHEMA_T_CODEABLECONCEPT, 0, C, NONE, 0},
     {"start", 15, 0, 0, P, FHIR_SCHEMA_PRIM_INSTANT, 0},
-    {"status", 14, 0, 40, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"status", 14, 0, 43, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"text", 4, FHIR_SCHEMA_T_NARRATIVE, 0, C, NONE, 0},
 };
 /* Subscription */
@@ -2464,7 +2632,7 @@ static const fhir_schema_element_t elements_Subscription[] = {
     {"meta", 1, FHIR_SCHEMA_T_META, 0, C, NONE, 0},
     {"modifierExtension", 7, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"reason", 11, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, 0},
-    {"status", 8, 0, 43, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"status", 8, 0, 46, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"text", 4, FHIR_SCHEMA_T_NARRATIVE, 0, C, NONE, 0},
 };
 /* Subscription.channel */
@@ -2484,7 +2652,7 @@ static const fhir_schema_element_t elements_Subscription_channel[] = {
     {"id", 0, 0, 0, P, FHIR_SCHEMA_PRIM_STRING, ATTR},
     {"modifierExtension", 2, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"payload", 5, 0, 0, P, FHIR_SCHEMA_PRIM_CODE, 0},
-    {"type", 3, 0, 42, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"type", 3, 0, 45, P, FHIR_SCHEMA_PRIM_CODE, 0},
 };
 /* Timing */
 static const fhir_schema_slot_t slots_Timing[] = {
@@ -2529,10 +2697,10 @@ static const fhir_schema_element_t elements_Timing_repeat[] = {
     {"boundsRange", 2, FHIR_SCHEMA_T_RANGE, 0, C, NONE, 0},
     {"count", 3, 0, 0, P, FHIR_SCHEMA_PRIM_POSITIVEINT, 0},
     {"countMax", 4, 0, 0, P, FHIR_SCHEMA_PRIM_POSITIVEINT, 0},
-    {"dayOfWeek", 13, 0, 14, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"dayOfWeek", 13, 0, 16, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"duration", 5, 0, 0, P, FHIR_SCHEMA_PRIM_DECIMAL, 0},
     {"durationMax", 6, 0, 0, P, FHIR_SCHEMA_PRIM_DECIMAL, 0},
-    {"durationUnit", 7, 0, 48, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"durationUnit", 7, 0, 51, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"extension", 1, FHIR_SCHEMA_T_EXTENSION, 0, C, NONE, 0},
     {"frequency", 8, 0, 0, P, FHIR_SCHEMA_PRIM_POSITIVEINT, 0},
     {"frequencyMax", 9, 0, 0, P, FHIR_SCHEMA_PRIM_POSITIVEINT, 0},
@@ -2540,9 +2708,9 @@ static const fhir_schema_element_t elements_Timing_repeat[] = {
     {"offset", 16, 0, 0, P, FHIR_SCHEMA_PRIM_UNSIGNEDINT, 0},
     {"period", 10, 0, 0, P, FHIR_SCHEMA_PRIM_DECIMAL, 0},
     {"periodMax", 11, 0, 0, P, FHIR_SCHEMA_PRIM_DECIMAL, 0},
-    {"periodUnit", 12, 0, 48, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"periodUnit", 12, 0, 51, P, FHIR_SCHEMA_PRIM_CODE, 0},
     {"timeOfDay", 14, 0, 0, P, FHIR_SCHEMA_PRIM_TIME, 0},
-    {"when", 15, 0, 19, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"when", 15, 0, 21, P, FHIR_SCHEMA_PRIM_CODE, 0},
 };
 /* TriggerDefinition */
 static const fhir_schema_slot_t slots_TriggerDefinition[] = {
@@ -2564,7 +2732,7 @@ static const fhir_schema_element_t elements_TriggerDefinition[] = {
     {"timingDateTime", 4, 0, 0, P, FHIR_SCHEMA_PRIM_DATETIME, 0},
     {"timingReference", 4, FHIR_SCHEMA_T_REFERENCE, 0, C, NONE, 0},
     {"timingTiming", 4, FHIR_SCHEMA_T_TIMING, 0, C, NONE, 0},
-    {"type", 2, 0, 45, P, FHIR_SCHEMA_PRIM_CODE, 0},
+    {"type", 2, 0, 48, P, FHIR_SCHEMA_PRIM_CODE, 0},
 };
 /* UsageContext */
 static const fhir_schema_slot_t slots_UsageContext[] = {
@@ -2593,6 +2761,14 @@ const fhir_schema_struct_t fhir_schema_structs[FHIR_SCHEMA_STRUCT_COUNT] = {
     [FHIR_SCHEMA_T_APPOINTMENTRESPONSE] = {"AppointmentResponse",
         slots_AppointmentResponse, elements_AppointmentResponse, 16, 16, 1},
     [FHIR_SCHEMA_T_ATTACHMENT] = {"Attachment", slots_Attachment, elements_Attachment, 10, 10, 0},
+    [FHIR_SCHEMA_T_AUDITEVENT] = {"AuditEvent", slots_AuditEvent, elements_AuditEvent, 19, 19, 1},
+    [FHIR_SCHEMA_T_AUDITEVENT_AGENT] = {"AuditEvent.agent", slots_AuditEvent_agent, elements_AuditEvent_agent, 14, 14, 0},
+    [FHIR_SCHEMA_T_AUDITEVENT_AGENT_NETWORK] = {"AuditEvent.agent.network",
+        slots_AuditEvent_agent_network, elements_AuditEvent_agent_network, 5, 5, 0},
+    [FHIR_SCHEMA_T_AUDITEVENT_ENTITY] = {"AuditEvent.entity", slots_AuditEvent_entity, elements_AuditEvent_entity, 12, 12, 0},
+    [FHIR_SCHEMA_T_AUDITEVENT_ENTITY_DETAIL] = {"AuditEvent.entity.detail",
+        slots_AuditEvent_entity_detail, elements_AuditEvent_entity_detail, 5, 6, 0},
+    [FHIR_SCHEMA_T_AUDITEVENT_SOURCE] = {"AuditEvent.source", slots_AuditEvent_source, elements_AuditEvent_source, 6, 6, 0},
     [FHIR_SCHEMA_T_BUNDLE] = {"Bundle", slots_Bundle, elements_Bundle, 11, 11, 1},
     [FHIR_SCHEMA_T_BUNDLE_ENTRY] = {"Bundle.entry", slots_Bundle_entry, elements_Bundle_entry, 9, 9, 0},
     [FHIR_SCHEMA_T_BUNDLE_ENTRY_REQUEST] = {"Bundle.entry.request",
@@ -2738,6 +2914,7 @@ const char *const fhir_schema_prim_names[FHIR_SCHEMA_PRIM_COUNT] = {
 const fhir_schema_resource_t fhir_schema_resources[FHIR_SCHEMA_RESOURCE_COUNT] = {
     {"Appointment", FHIR_SCHEMA_T_APPOINTMENT},
     {"AppointmentResponse", FHIR_SCHEMA_T_APPOINTMENTRESPONSE},
+    {"AuditEvent", FHIR_SCHEMA_T_AUDITEVENT},
     {"Bundle", FHIR_SCHEMA_T_BUNDLE},
     {"CapabilityStatement", FHIR_SCHEMA_T_CAPABILITYSTATEMENT},
     {"Device", FHIR_SCHEMA_T_DEVICE},

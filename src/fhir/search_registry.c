@@ -18,6 +18,8 @@
 
 /* Everything a Schedule, Appointment or AppointmentResponse actor may be. */
 #define ACTORS "Practitioner|Device|Patient|HealthcareService|PractitionerRole|RelatedPerson|Location"
+/* Everything an AuditEvent agent or source observer may be. */
+#define AUDIT_AGENTS "Practitioner|Organization|Device|Patient|PractitionerRole|RelatedPerson"
 
 static const fhir_search_param_t registry[] = {
     {NULL, "_id", TOKEN, "Resource.id", EL(ID), NULL, NULL, SP("Resource-id")},
@@ -65,6 +67,25 @@ static const fhir_search_param_t registry[] = {
     {"AppointmentResponse", "location", REFERENCE, "AppointmentResponse.actor.where(resolve() is Location)", EL(REFERENCE), "Location", NULL, SP("AppointmentResponse-location")},
     {"AppointmentResponse", "part-status", TOKEN, "AppointmentResponse.participantStatus", EL(CODE), NULL, "http://hl7.org/fhir/participationstatus", SP("AppointmentResponse-part-status")},
     {"AppointmentResponse", "identifier", TOKEN, "AppointmentResponse.identifier", EL(IDENTIFIER), NULL, NULL, SP("AppointmentResponse-identifier")},
+    /* altId and source.site are plain strings searched as tokens: code only, no system */
+    {"AuditEvent", "date", DATE, "AuditEvent.recorded", EL(INSTANT), NULL, NULL, SP("AuditEvent-date")},
+    {"AuditEvent", "agent", REFERENCE, "AuditEvent.agent.who", EL(REFERENCE), AUDIT_AGENTS, NULL, SP("AuditEvent-agent")},
+    {"AuditEvent", "entity", REFERENCE, "AuditEvent.entity.what", EL(REFERENCE), "*", NULL, SP("AuditEvent-entity")},
+    {"AuditEvent", "patient", REFERENCE, "AuditEvent.agent.who.where(resolve() is Patient) | AuditEvent.entity.what.where(resolve() is Patient)", EL(REFERENCE), "Patient", NULL, SP("AuditEvent-patient")},
+    {"AuditEvent", "type", TOKEN, "AuditEvent.type", EL(CODING), NULL, NULL, SP("AuditEvent-type")},
+    {"AuditEvent", "subtype", TOKEN, "AuditEvent.subtype", EL(CODING), NULL, NULL, SP("AuditEvent-subtype")},
+    {"AuditEvent", "action", TOKEN, "AuditEvent.action", EL(CODE), NULL, "http://hl7.org/fhir/audit-event-action", SP("AuditEvent-action")},
+    {"AuditEvent", "outcome", TOKEN, "AuditEvent.outcome", EL(CODE), NULL, "http://hl7.org/fhir/audit-event-outcome", SP("AuditEvent-outcome")},
+    {"AuditEvent", "source", REFERENCE, "AuditEvent.source.observer", EL(REFERENCE), AUDIT_AGENTS, NULL, SP("AuditEvent-source")},
+    {"AuditEvent", "site", TOKEN, "AuditEvent.source.site", EL(CODE), NULL, NULL, SP("AuditEvent-site")},
+    {"AuditEvent", "altid", TOKEN, "AuditEvent.agent.altId", EL(CODE), NULL, NULL, SP("AuditEvent-altid")},
+    {"AuditEvent", "policy", URI, "AuditEvent.agent.policy", EL(URI), NULL, NULL, SP("AuditEvent-policy")},
+    {"AuditEvent", "address", STRING, "AuditEvent.agent.network.address", EL(STRING), NULL, NULL, SP("AuditEvent-address")},
+    {"AuditEvent", "agent-name", STRING, "AuditEvent.agent.name", EL(STRING), NULL, NULL, SP("AuditEvent-agent-name")},
+    {"AuditEvent", "agent-role", TOKEN, "AuditEvent.agent.role", EL(CODEABLE), NULL, NULL, SP("AuditEvent-agent-role")},
+    {"AuditEvent", "entity-type", TOKEN, "AuditEvent.entity.type", EL(CODING), NULL, NULL, SP("AuditEvent-entity-type")},
+    {"AuditEvent", "entity-role", TOKEN, "AuditEvent.entity.role", EL(CODING), NULL, NULL, SP("AuditEvent-entity-role")},
+    {"AuditEvent", "entity-name", STRING, "AuditEvent.entity.name", EL(STRING), NULL, NULL, SP("AuditEvent-entity-name")},
     {"Device", "identifier", TOKEN, "Device.identifier", EL(IDENTIFIER), NULL, NULL, SP("Device-identifier")},
     {"Device", "type", TOKEN, "Device.type", EL(CODEABLE), NULL, NULL, SP("Device-type")},
     {"Device", "status", TOKEN, "Device.status", EL(CODE), NULL, "http://hl7.org/fhir/device-status", SP("Device-status")},

@@ -3,7 +3,7 @@
 #include "fhir/types.h"
 
 const char *const fhir_resource_types[FHIR_RESOURCE_TYPE_COUNT] = {
-    "Appointment", "AppointmentResponse", "Device", "HealthcareService", "Location", "Patient",
+    "Appointment", "AppointmentResponse", "AuditEvent", "Device", "HealthcareService", "Location", "Patient",
     "Practitioner", "PractitionerRole", "Schedule", "Slot", "Subscription",
 };
 

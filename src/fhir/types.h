@@ -5,7 +5,7 @@
 #include <stddef.h>
 
 /** Number of stored resource types. */
-#define FHIR_RESOURCE_TYPE_COUNT 11
+#define FHIR_RESOURCE_TYPE_COUNT 12
 
 /** Stored resource types, sorted by name; each has its partition of the resource table (see migrations/). */
 extern const char *const fhir_resource_types[FHIR_RESOURCE_TYPE_COUNT];

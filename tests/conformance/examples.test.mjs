@@ -3,7 +3,8 @@
 // examples) survive a round trip: PUT at their own id, GET, and the same
 // resource comes back (narrative `text` included; only `meta` may differ).
 // The *-examples-general.json Bundles are collections: their entries are
-// POSTed one by one and read back at the Location the server gives.
+// POSTed one by one and read back at the Location the server gives. So are
+// AuditEvents, which are append-only (PUT answers 405, docs/security.md).
 // There is no referential integrity on plain writes, so references to
 // resources that do not exist must not matter.
 
@@ -11,7 +12,17 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { SOURCE_DIR, TYPES, content, expectOutcome, expectStatus, fhir, parseLocation, startServer } from '../lib/harness.mjs';
+import {
+    APPEND_ONLY_TYPES as APPEND_ONLY,
+    SOURCE_DIR,
+    TYPES,
+    content,
+    expectOutcome,
+    expectStatus,
+    fhir,
+    parseLocation,
+    startServer,
+} from '../lib/harness.mjs';
 
 const DIR = path.join(SOURCE_DIR, 'conformance', 'fhir-r4-examples');
 
@@ -68,7 +79,7 @@ it(`the example set is there and covers all ${TYPES.length} types`, () => {
 });
 
 describe('PUT each example at its own id, GET it back unchanged', () => {
-    for (const { file, json } of singles) {
+    for (const { file, json } of singles.filter((e) => !APPEND_ONLY.includes(e.json.resourceType))) {
         const special = SPECIAL[file];
         it(`${file} (${json.resourceType}/${json.id})${special ? ` [special: ${special.reason}]` : ''}`, async () => {
             const url = `/${json.resourceType}/${json.id}`;
@@ -86,6 +97,22 @@ describe('PUT each example at its own id, GET it back unchanged', () => {
                 withoutIgnored(content(got.json, { keepId: true }), special?.ignore),
                 withoutIgnored(content(json, { keepId: true }), special?.ignore),
             );
+            if (json.text) assert.equal(got.json.text.div, json.text.div, 'narrative kept byte for byte');
+        });
+    }
+});
+
+describe('append-only examples: POST each, GET it back unchanged at its new id', () => {
+    for (const { file, json } of singles.filter((e) => APPEND_ONLY.includes(e.json.resourceType))) {
+        it(`${file} (${json.resourceType}/${json.id})`, async () => {
+            const put = await fhir(server, 'PUT', `/${json.resourceType}/${json.id}`, { body: json });
+            expectOutcome(put, 405);
+            const res = await fhir(server, 'POST', `/${json.resourceType}`, { body: json });
+            expectStatus(res, 201);
+            const loc = parseLocation(server, res.headers.get('location'), json.resourceType);
+            const got = await fhir(server, 'GET', `/${json.resourceType}/${loc.id}`);
+            expectStatus(got, 200);
+            assert.deepEqual(content(got.json), content(json));
             if (json.text) assert.equal(got.json.text.div, json.text.div, 'narrative kept byte for byte');
         });
     }

@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import {
+    APPEND_ONLY_TYPES,
     TYPES,
     content,
     expectFhirJson,
@@ -46,7 +47,7 @@ function changed(type, resource) {
     return { ...content(resource, { keepId: true }), language: 'en' };
 }
 
-for (const type of TYPES) {
+for (const type of TYPES.filter((t) => !APPEND_ONLY_TYPES.includes(t))) {
     describe(type, () => {
         it('create, read, vread, update, delete, read deleted, revive', async (t) => {
             const original = sample(type);
@@ -179,6 +180,30 @@ for (const type of TYPES) {
     });
 }
 
+// AuditEvents are append-only (docs/security.md, "Audit trail"): created and read, never changed or deleted.
+for (const type of APPEND_ONLY_TYPES) {
+    describe(type, () => {
+        it('create, read and vread; update, update as create and delete: 405', async () => {
+            const res = await fhir(server, 'POST', `/${type}`, { body: sample(type) });
+            expectStatus(res, 201);
+            checkVersionHeaders(res, 1);
+            assert.deepEqual(content(res.json), content(sample(type)), 'stored content = sent content');
+            const id = res.json.id;
+            for (const p of [`/${type}/${id}`, `/${type}/${id}/_history/1`]) {
+                const got = await fhir(server, 'GET', p);
+                expectStatus(got, 200);
+                assert.deepEqual(got.json, res.json);
+            }
+            expectOutcome(await fhir(server, 'PUT', `/${type}/${id}`, { body: changed(type, res.json) }), 405);
+            expectOutcome(await fhir(server, 'PUT', `/${type}/${uniq('new')}`, { body: sample(type) }), 405);
+            expectOutcome(await fhir(server, 'DELETE', `/${type}/${id}`), 405);
+            const again = await fhir(server, 'GET', `/${type}/${id}`);
+            expectStatus(again, 200);
+            assert.equal(again.json.meta.versionId, '1');
+        });
+    });
+}
+
 it('create ignores a client-supplied id and meta.versionId', async () => {
     const body = sample('Patient', { id: 'client-chosen-id', meta: { versionId: '42', lastUpdated: '2001-01-01T00:00:00Z' } });
     const res = await fhir(server, 'POST', '/Patient', { body });
@@ -205,7 +230,7 @@ it('create keeps meta.tag, meta.profile and meta.security', async () => {
 
 it('delete of ids that never existed: the same answer (200, 204 or 404) for every type', async () => {
     const statuses = [];
-    for (const type of TYPES) {
+    for (const type of TYPES.filter((t) => !APPEND_ONLY_TYPES.includes(t))) {
         for (let i = 0; i < 2; i++) {
             const res = await fhir(server, 'DELETE', `/${type}/${uniq('never')}`);
             expectStatus(res, [200, 204, 404]);

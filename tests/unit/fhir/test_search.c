@@ -294,6 +294,51 @@ static void test_extracts_scheduling_resources(void **state)
     json_decref(ix);
     json_decref(device);
 
+    /* an AuditEvent as fhirsched records it: the agent by fhirUser or by identifier, the patient among the entities */
+    json_t *audit = json_loads("{\"resourceType\":\"AuditEvent\",\"type\":{\"system\":\"http://terminology.hl7.org/CodeSystem/audit-event-type\","
+                               "\"code\":\"rest\"},\"subtype\":[{\"system\":\"http://hl7.org/fhir/restful-interaction\",\"code\":\"read\"}],"
+                               "\"action\":\"R\",\"recorded\":\"2026-11-23T09:00:01.250Z\",\"outcome\":\"0\","
+                               "\"agent\":[{\"who\":{\"reference\":\"Practitioner/dr1\"},\"altId\":\"portal\",\"requestor\":true,"
+                               "\"name\":\"Dr One\",\"role\":[{\"coding\":[{\"system\":\"urn:roles\",\"code\":\"doctor\"}]}],"
+                               "\"network\":{\"address\":\"10.0.0.7\",\"type\":\"2\"}},"
+                               "{\"who\":{\"identifier\":{\"system\":\"https://idp.example\",\"value\":\"svc-7\"}},\"requestor\":false}],"
+                               "\"source\":{\"site\":\"http://example.org/fhir\",\"observer\":{\"display\":\"fhirsched\"}},"
+                               "\"entity\":[{\"what\":{\"reference\":\"Appointment/a1\"},\"name\":\"Check-up\"},"
+                               "{\"what\":{\"reference\":\"http://example.org/fhir/Patient/p1\"},\"role\":{\"system\":"
+                               "\"http://terminology.hl7.org/CodeSystem/object-role\",\"code\":\"1\"}}]}",
+                               0, NULL);
+    assert_non_null(audit);
+    ix = fhir_search_index("AuditEvent", audit);
+    assert_true(has_token(ix, "agent=Practitioner/dr1"));
+    assert_true(has_token(ix, "agent=dr1"));
+    assert_true(has_token(ix, "agent:identifier=https://idp.example|svc-7"));
+    assert_true(has_token(ix, "entity=Appointment/a1"));
+    assert_true(has_token(ix, "entity=Patient/p1"));
+    /* patient: agents and entities that are Patients, nothing else */
+    assert_true(has_token(ix, "patient=Patient/p1"));
+    assert_true(has_token(ix, "patient=p1"));
+    assert_false(has_token(ix, "patient=Appointment/a1"));
+    assert_false(has_token(ix, "patient=Practitioner/dr1"));
+    assert_true(has_token(ix, "action=R"));
+    assert_true(has_token(ix, "action=http://hl7.org/fhir/audit-event-action|R"));
+    assert_true(has_token(ix, "outcome=0"));
+    assert_true(has_token(ix, "outcome=http://hl7.org/fhir/audit-event-outcome|0"));
+    assert_true(has_token(ix, "type=http://terminology.hl7.org/CodeSystem/audit-event-type|rest"));
+    assert_true(has_token(ix, "subtype=http://hl7.org/fhir/restful-interaction|read"));
+    assert_true(has_token(ix, "altid=portal"));
+    assert_true(has_token(ix, "site=http://example.org/fhir"));
+    assert_true(has_token(ix, "agent-role=urn:roles|doctor"));
+    assert_true(has_token(ix, "entity-role=http://terminology.hl7.org/CodeSystem/object-role|1"));
+    assert_true(has_text(ix, "address=10.0.0.7"));
+    assert_true(has_text(ix, "agent-name=dr one"));
+    assert_true(has_text(ix, "entity-name=check-up"));
+    assert_false(has_token(ix, "source")); /* an observer by display only is not searchable */
+    d = json_object_get(ix, "d");
+    assert_string_equal(json_string_value(json_array_get(d, 0)), "2026-11-23T09:00:01.250Z");
+    assert_string_equal(json_string_value(json_array_get(d, 1)), "2026-11-23T09:00:01.250Z");
+    json_decref(ix);
+    json_decref(audit);
+
     /* odd content is skipped, never fatal */
     json_t *odd = json_loads("{\"resourceType\":\"Slot\",\"status\":5,\"schedule\":\"x\",\"start\":{\"a\":1},\"identifier\":[1,null]}", 0, NULL);
     ix = fhir_search_index("Slot", odd);
