@@ -34,7 +34,6 @@ typedef struct st_auth_audit_settings_t {
     unsigned retention_days; /* 0: kept forever */
     unsigned purge_interval_ms;
     const char *site;        /* our base URL */
-    const char *issuer;      /* identifies token subjects */
 } auth_audit_settings_t;
 extern auth_audit_settings_t auth_audit_settings;
 

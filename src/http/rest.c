@@ -278,41 +278,32 @@ static void audit_ix(http_thread_t *thread, const http_auth_t *a, const fhir_ix_
     audit_push(thread, a, &info);
 }
 
-/* A request refused before it reached the engine (401, 403, 405, 429): described from its method and path. */
+/* A request refused before it reached the engine (401, 403, 405, 429): described by the router, like any interaction. */
 static void audit_refusal(http_req_t *hr, const char *path, size_t path_len, int status, const char *why)
 {
-    const char *method = hr->req->method.base;
-    size_t mlen = hr->req->method.len;
-    auth_audit_info_t info = {.status = status, .outcome_text = why, .subtype = "read", .action = 'R'};
-    if (util_str_eq(method, mlen, "POST"))
-        info.subtype = "create", info.action = 'C';
-    else if (util_str_eq(method, mlen, "PUT"))
-        info.subtype = "update", info.action = 'U';
-    else if (util_str_eq(method, mlen, "PATCH"))
-        info.subtype = "patch", info.action = 'U';
-    else if (util_str_eq(method, mlen, "DELETE"))
-        info.subtype = "delete", info.action = 'D';
-    size_t seg = strcspn(path, "/?");
-    if (seg > path_len)
-        seg = path_len;
-    int type = fhir_resource_type_index(path, seg);
-    char *id = NULL;
-    if (type >= 0) {
-        info.type = fhir_resource_types[type];
-        if (seg < path_len && path[seg] == '/') {
-            size_t idlen = strcspn(path + seg + 1, "/?");
-            if (seg + 1 + idlen > path_len)
-                idlen = path_len - seg - 1;
-            if (idlen != 0 && path[seg + 1] != '_' && path[seg + 1] != '$' && fhir_id_is_valid(path + seg + 1, idlen))
-                info.id = id = util_xstrndup(path + seg + 1, idlen);
-            else if (idlen != 0 && path[seg + 1] == '$')
-                info.subtype = "operation", info.action = 'E';
-        }
+    char *method = util_xstrndup(hr->req->method.base, hr->req->method.len);
+    fhir_ix_request_t req = {0};
+    fhir_outcome_t oo;
+    fhir_outcome_init(&oo);
+    auth_audit_info_t info = {.status = status, .outcome_text = why, .subtype = "operation", .action = 'E'};
+    if (fhir_ix_route(&req, method, path, path_len, NULL, &oo) == 0) {
+        ix_audit_kind(&req, &info);
+        info.type = req.type;
+        info.id = req.id;
+    } else if (req.type != NULL) {
+        /* refused by the router itself (PUT on an AuditEvent, Appointment/$book): the method says what was tried */
+        info.type = req.type;
+        info.id = req.id;
+        static const char *const methods[][3] = {{"PUT", "update", "U"}, {"PATCH", "patch", "U"}, {"DELETE", "delete", "D"}};
+        for (size_t i = 0; i != sizeof(methods) / sizeof(methods[0]); ++i)
+            if (strcmp(method, methods[i][0]) == 0)
+                info.subtype = methods[i][1], info.action = methods[i][2][0];
     }
-    if (info.type == NULL && info.action == 'R')
-        info.subtype = "search-system", info.action = 'E';
     audit_push(hr->thread, hr->auth, &info);
-    free(id);
+    fhir_outcome_dispose(&oo);
+    free(req.id);
+    free(req.query);
+    free(method);
 }
 
 /* ---- authentication ---- */
@@ -368,11 +359,7 @@ static void refuse(http_req_t *hr, const char *path, size_t path_len, int status
     if (status == 401 || error != NULL)
         http_add_header(hr, "www-authenticate", challenge);
     free(challenge);
-    fhir_outcome_t oo;
-    fhir_outcome_init(&oo);
-    fhir_outcome_add(&oo, FHIR_SEV_ERROR, status == 401 ? "login" : "forbidden", NULL, "%s", why);
-    http_send_outcome(hr, status, &oo);
-    fhir_outcome_dispose(&oo);
+    http_send_error(hr, status, status == 401 ? "login" : "forbidden", "%s", why);
     audit_refusal(hr, path, path_len, status, why);
     free(why);
 }
@@ -1253,8 +1240,7 @@ int http_auth_init(const util_config_t *cfg, char *err, size_t errlen)
     auth_audit_settings = (auth_audit_settings_t){.enabled = cfg->audit_enabled,
                                                   .retention_days = cfg->audit_retention_days,
                                                   .purge_interval_ms = cfg->scheduling_sweep_interval_ms,
-                                                  .site = cfg->base_url,
-                                                  .issuer = cfg->auth_issuer};
+                                                  .site = cfg->base_url};
     if (!cfg->auth_enabled) {
         LOG_WARN("AUTHORIZATION IS SWITCHED OFF (auth.enabled: false): anyone who can reach %s can read and change every "
                  "patient's data. Never run this way outside development.",
