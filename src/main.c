@@ -9,6 +9,7 @@
 #include "fhir/search.h"
 #include "http/http.h"
 #include "store/store.h"
+#include "subs/subs.h"
 #include "util/config.h"
 #include "util/log.h"
 
@@ -96,13 +97,20 @@ static int cmd_serve(util_config_t *cfg)
         return 1;
     }
     fhir_search_set_cursor_key(secret);
+    int subs_ok = subs_init(cfg, secret, err, sizeof(err));
     free(secret);
+    if (subs_ok != 0) {
+        fprintf(stderr, "fhirsched serve: %s\n", err);
+        return 1;
+    }
+    fhir_ix_set_body_check("Subscription", subs_check_subscription);
     fhir_capability_security = (fhir_capability_security_t){cfg->auth_enabled, cfg->cors_allowed_origins != NULL,
                                                              cfg->auth_authorize_url, cfg->auth_token_url};
     fhir_capability_init(cfg->base_url, FHIRSCHED_VERSION);
     int ret = http_server_run(cfg);
     fhir_capability_dispose();
     fhir_search_set_cursor_key(NULL);
+    subs_dispose();
     return ret;
 }
 

@@ -116,8 +116,16 @@ void fhir_capability_init(const char *base_url, const char *software_version)
         software_version, "implementation", "description", "fhirsched", "url", base_url, "fhirVersion", "4.0.1", "format",
         "application/fhir+json", "json", "patchFormat", "application/json-patch+json", "rest", "mode", "server", "resource",
         resources, "interaction", system);
+    json_t *rest = json_array_get(json_object_get(cs, "rest"), 0);
     if (fhir_capability_security.smart)
-        json_object_set_new(json_array_get(json_object_get(cs, "rest"), 0), "security", security_of(&fhir_capability_security));
+        json_object_set_new(rest, "security", security_of(&fhir_capability_security));
+    /* where the websocket channel of Subscriptions is (ws:// or wss:// beside the base) */
+    bool tls = strncmp(base_url, "https:", 6) == 0;
+    char *ws = util_asprintf("%s%s/websocket", tls ? "wss" : "ws", base_url + (tls ? 5 : 4));
+    json_object_set_new(rest, "extension",
+                        json_pack("[{s:s,s:s}]", "url", "http://hl7.org/fhir/StructureDefinition/capabilitystatement-websocket",
+                                  "valueUri", ws));
+    free(ws);
     capability_text = fhir_json_dump(cs, false, &capability_len);
     json_decref(cs);
 }

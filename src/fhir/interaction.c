@@ -299,6 +299,15 @@ static void on_own_session(store_session_t *s, const char *err)
 
 /* ---- body checks ---- */
 
+static fhir_ix_body_check_fn body_checks[FHIR_RESOURCE_TYPE_COUNT];
+
+void fhir_ix_set_body_check(const char *type, fhir_ix_body_check_fn check)
+{
+    int i = fhir_resource_type_index(type, strlen(type));
+    if (i >= 0)
+        body_checks[i] = check;
+}
+
 int fhir_ix_check_body(fhir_ix_t *ix)
 {
     json_t *r = ix->req.resource;
@@ -328,6 +337,12 @@ int fhir_ix_check_body(fhir_ix_t *ix)
             goto Fail;
     }
     if (fhir_validate_resource(r, oo) != 0) {
+        if (oo->status == 0)
+            oo->status = 422;
+        goto Fail;
+    }
+    int ti = fhir_resource_type_index(ix->req.type, strlen(ix->req.type));
+    if (ti >= 0 && body_checks[ti] != NULL && body_checks[ti](r, oo) != 0) {
         if (oo->status == 0)
             oo->status = 422;
         goto Fail;

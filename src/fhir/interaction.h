@@ -114,6 +114,11 @@ void fhir_ix_resolve(fhir_ix_t *ix, store_pool_t *pool, store_session_t *session
 bool fhir_ix_writes(const fhir_ix_request_t *req);
 /** Validates and checks a create/update body against the request; fills ix->res on failure. -1 on failure. */
 int fhir_ix_check_body(fhir_ix_t *ix);
+/** A type's own check of create/update/patch bodies, run after validation; it may rewrite the resource into its stored
+ * form. 0, or -1 with the issue (and status) in `oo`. */
+typedef int (*fhir_ix_body_check_fn)(json_t *resource, fhir_outcome_t *oo);
+/** Registers the body check of `type` (once, before the loops run). */
+void fhir_ix_set_body_check(const char *type, fhir_ix_body_check_fn check);
 /**
  * Maps a method and a path relative to the FHIR base ("Patient/1/_history/2", "Slot", "_history") plus its raw query
  * string onto `req` (kind, type, id, vid, query). 404/405/400 with an issue in `oo` when no interaction fits.

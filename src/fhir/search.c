@@ -1213,6 +1213,7 @@ int fhir_search_build_for(fhir_search_t *s, const char *type, const char *query,
     s->access = access;
     util_buf_init(&s->sql);
     util_buf_init(&s->count_sql);
+    util_buf_init(&s->where);
     util_buf_init(&s->used);
     s->count = limits->default_count;
     s->total = FHIR_TOTAL_ACCURATE;
@@ -1306,6 +1307,7 @@ int fhir_search_build_for(fhir_search_t *s, const char *type, const char *query,
     s->nparams_where = s->nparams;
     util_buf_puts(&s->count_sql, "SELECT count(*) FROM resource r WHERE ");
     util_buf_append(&s->count_sql, where.base, where.len);
+    util_buf_append(&s->where, where.base, where.len);
 
     /* sort keys: the requested ones, then res_type and id so that every row has its own place */
     sort_key_t keys[FHIR_SEARCH_MAX_SORT + 2];
@@ -1380,6 +1382,7 @@ void fhir_search_dispose(fhir_search_t *s)
     free(s->params);
     util_buf_dispose(&s->sql);
     util_buf_dispose(&s->count_sql);
+    util_buf_dispose(&s->where);
     util_buf_dispose(&s->used);
     free(s->_element_store);
     free(s->cursor);

@@ -126,6 +126,7 @@ typedef struct st_fhir_search_t {
     size_t ntypes;
     util_buf_t sql;       /* the page: res_type, id, version_id, body, then the sort keys as text; count + 1 rows */
     util_buf_t count_sql; /* SELECT count(*) over the same conditions; its parameters are the first `nparams_where` */
+    util_buf_t where;     /* those conditions alone, on the columns of `resource` aliased r (Subscription matching) */
     char **params;
     int nparams;
     int nparams_where;

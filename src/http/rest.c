@@ -23,6 +23,7 @@
 #include "http/http.h"
 #include "http/ratelimit.h"
 #include "sched/ops.h"
+#include "subs/subs.h"
 #include "util/log.h"
 #include "util/str.h"
 #include "util/time.h"
@@ -1118,6 +1119,46 @@ static bool is_public(const char *path, size_t path_len)
 }
 
 /* Authentication, then the rate limit, then the FHIR request; `may_refresh` is false once the keys were refreshed for it. */
+/* ---- the websocket channel of Subscriptions ---- */
+
+static bool ws_may_search(void *ctx, const char *type, const fhir_access_t **access, char *why, size_t whylen)
+{
+    const auth_principal_t *p = who(ctx);
+    *access = NULL;
+    if (p == NULL)
+        return true;
+    fhir_outcome_t oo;
+    fhir_outcome_init(&oo);
+    bool scope_short;
+    int ret = auth_check(p, type, AUTH_PERM_READ, &oo, &scope_short);
+    if (ret != 0)
+        snprintf(why, whylen, "%s", oo.count != 0 ? oo.issues[0].diagnostics : "this token may not read these resources");
+    fhir_outcome_dispose(&oo);
+    *access = &p->access;
+    return ret == 0;
+}
+
+static void ws_auth_release(void *ctx)
+{
+    auth_release(ctx);
+}
+
+static int serve_websocket(http_req_t *hr)
+{
+    subs_ws_auth_t auth = {ws_may_search, ws_auth_release, hr->auth};
+    if (!subs_ws_is_upgrade(hr->req) || hr->req->version >= 0x200) {
+        http_send_error(hr, 400, "not-supported", "%s/websocket takes a websocket upgrade (GET with Upgrade: websocket, over HTTP/1.1)",
+                        FHIR_PREFIX);
+        return 0;
+    }
+    ++hr->auth->refs;
+    if (subs_ws_accept(hr->req, hr->thread->pool, &auth) != 0) {
+        auth_release(hr->auth);
+        http_send_error(hr, 400, "not-supported", "the websocket upgrade failed");
+    }
+    return 0;
+}
+
 static int serve_authorized(http_req_t *hr, const char *path, size_t path_len, bool may_refresh)
 {
     if (is_public(path, path_len))
@@ -1126,6 +1167,8 @@ static int serve_authorized(http_req_t *hr, const char *path, size_t path_len, b
         return 0;
     if (rate_limited(hr, path, path_len))
         return 0;
+    if (util_str_eq(path, path_len, "websocket"))
+        return serve_websocket(hr);
     return serve_fhir(hr, path, path_len);
 }
 

@@ -21,6 +21,7 @@
 #include "http/ratelimit.h"
 #include "sched/find.h"
 #include "sched/ops.h"
+#include "subs/subs.h"
 #include "util/log.h"
 #include "util/str.h"
 #include "util/time.h"
@@ -104,6 +105,7 @@ static void *thread_main(void *arg)
     h2o_socket_read_stop(t->listener);
     h2o_socket_close(t->listener);
     t->listener = NULL;
+    subs_ws_loop_shutdown(t->loop);
     h2o_context_request_shutdown(&t->ctx);
     uint64_t deadline = util_time_monotonic_ms() + http_config->http_shutdown_grace_ms, idle_since = 0;
     bool closing_idle = false;
@@ -268,6 +270,8 @@ int http_server_run(const util_config_t *cfg)
     threads[0].runs_sweeper = true; /* one sweeper per instance is plenty */
     for (unsigned i = 0; i != n; ++i)
         pthread_create(&threads[i].tid, NULL, thread_main, &threads[i]);
+    if (subs_dispatch_start(err, sizeof(err)) != 0)
+        LOG_ERROR("%s; rest-hook Subscriptions will not be delivered", err);
     LOG_INFO("serving FHIR at %s (%u threads%s)", cfg->base_url, n, ssl != NULL ? ", TLS" : "");
 
     int sig;
@@ -276,6 +280,7 @@ int http_server_run(const util_config_t *cfg)
     atomic_store(&shutdown_requested, 1);
     for (unsigned i = 0; i != n; ++i)
         pthread_join(threads[i].tid, NULL);
+    subs_dispatch_stop();
     LOG_INFO("stopped");
     free(threads);
     http_ratelimit_dispose();

@@ -69,6 +69,14 @@ static const config_key_t config_keys[] = {
     KEY("audit.enabled", CONFIG_BOOL, audit_enabled, 0, 0),
     KEY("audit.retention_days", CONFIG_UINT, audit_retention_days, 0, 36500),
     KEY("cors.allowed_origins", CONFIG_STRING, cors_allowed_origins, 0, 0),
+    KEY("subscriptions.endpoint_allowlist", CONFIG_STRING, subs_endpoint_allowlist, 0, 0),
+    KEY("subscriptions.max_failures", CONFIG_UINT, subs_max_failures, 1, 1000),
+    KEY("subscriptions.retry_base_ms", CONFIG_UINT, subs_retry_base_ms, 10, 3600000),
+    KEY("subscriptions.retry_max_ms", CONFIG_UINT, subs_retry_max_ms, 10, 86400000),
+    KEY("subscriptions.timeout_ms", CONFIG_UINT, subs_timeout_ms, 100, 600000),
+    KEY("subscriptions.heartbeat_seconds", CONFIG_UINT, subs_heartbeat_seconds, 1, 3600),
+    KEY("subscriptions.retention_hours", CONFIG_UINT, subs_retention_hours, 1, 8760),
+    KEY("subscriptions.ca_file", CONFIG_STRING, subs_ca_file, 0, 0),
     KEY("log.access", CONFIG_BOOL, log_access, 0, 0),
     KEY("log.level", CONFIG_LOG_LEVEL, log_level, 0, 0),
 };
@@ -118,6 +126,12 @@ void util_config_defaults(util_config_t *cfg)
     set_string(&cfg->auth_locations_claim, "fhirsched_locations");
     cfg->rate_limit_per_second = 100;
     cfg->rate_limit_burst = 200;
+    cfg->subs_max_failures = 10;
+    cfg->subs_retry_base_ms = 1000;
+    cfg->subs_retry_max_ms = 300000;
+    cfg->subs_timeout_ms = 5000;
+    cfg->subs_heartbeat_seconds = 30;
+    cfg->subs_retention_hours = 72;
     cfg->audit_enabled = true;
     cfg->audit_retention_days = 2190; /* six years, the HIPAA documentation period */
     cfg->log_access = true;

@@ -55,6 +55,14 @@ typedef struct st_util_config_t {
     bool audit_enabled;             /* audit.enabled: record AuditEvents */
     unsigned audit_retention_days;  /* audit.retention_days: older AuditEvents are deleted (0: kept forever) */
     char *cors_allowed_origins;     /* cors.allowed_origins: comma-separated origins, or "*" (empty: no CORS) */
+    char *subs_endpoint_allowlist;  /* subscriptions.endpoint_allowlist: comma-separated URL prefixes rest-hooks may call */
+    unsigned subs_max_failures;     /* subscriptions.max_failures: failed attempts in a row before status error */
+    unsigned subs_retry_base_ms;    /* subscriptions.retry_base_ms: first retry delay, doubled per failure */
+    unsigned subs_retry_max_ms;     /* subscriptions.retry_max_ms: longest retry delay */
+    unsigned subs_timeout_ms;       /* subscriptions.timeout_ms: a rest-hook request that takes longer failed */
+    unsigned subs_heartbeat_seconds; /* subscriptions.heartbeat_seconds: websocket ping interval */
+    unsigned subs_retention_hours;  /* subscriptions.retention_hours: changes kept for subscriptions that fall behind */
+    char *subs_ca_file;             /* subscriptions.ca_file: CAs for https endpoints (default: the system's) */
     bool log_access;            /* log.access: JSON access log lines on stdout */
     char *log_level;            /* log.level: error|warn|info|debug */
 } util_config_t;

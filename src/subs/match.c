@@ -1,0 +1,75 @@
+/*
+ * Criteria as SQL over the outbox. The search engine builds its conditions on the columns of `resource` (alias r); an
+ * outbox row carries those columns twice, for the version before and the version after the change, so the same
+ * conditions run over both sides and a change matches when either side does.
+ */
+#include <inttypes.h>
+#include <string.h>
+#include "fhir/interaction.h"
+#include "fhir/search.h"
+#include "subs/subs.h"
+
+#define MODULE_NAME "subs/match.c"
+
+int subs_matcher_init(subs_matcher_t *m, const char *criteria, const fhir_access_t *access, fhir_outcome_t *oo)
+{
+    memset(m, 0, sizeof(*m));
+    util_buf_init(&m->sql);
+    const char *type;
+    if (subs_criteria_check(criteria, &type, oo) != 0) {
+        subs_matcher_dispose(m);
+        return -1;
+    }
+    const char *q = strchr(criteria, '?');
+    q = q != NULL ? q + 1 : "";
+    fhir_search_t s;
+    int ret = fhir_search_build_for(&s, type, q, strlen(q), &fhir_search_limits, true, access, oo);
+    if (ret != 0) {
+        fhir_search_dispose(&s);
+        /* the search engine speaks of the query; say that it is the criteria */
+        for (size_t i = 0; i != oo->count; ++i)
+            if (oo->issues[i].expression == NULL)
+                oo->issues[i].expression = util_xstrdup("Subscription.criteria");
+        subs_matcher_dispose(m);
+        return -1;
+    }
+    int n = s.nparams_where;
+    util_buf_printf(&m->sql,
+                    "SELECT c.pos, c.res_type, c.id, c.version_id, c.event, CASE WHEN $%d::boolean THEN h.body END"
+                    " FROM sub_change c LEFT JOIN resource_history h"
+                    " ON h.res_type = c.res_type AND h.id = c.id AND h.version_id = c.version_id"
+                    " WHERE c.pos > $%d::bigint AND c.pos <= $%d::bigint AND c.res_type = $%d::text AND EXISTS (SELECT 1 FROM (VALUES"
+                    " (c.res_type, c.id, c.n_deleted, c.n_last_updated, c.n_tokens, c.n_text, c.n_date, c.n_sort, c.n_geo),"
+                    " (c.res_type, c.id, c.o_deleted, c.o_last_updated, c.o_tokens, c.o_text, c.o_date, c.o_sort, c.o_geo))"
+                    " AS r(res_type, id, deleted, last_updated, sp_tokens, sp_text, sp_date, sp_sort, sp_geo) WHERE ",
+                    n + 4, n + 1, n + 2, n + 3);
+    util_buf_append(&m->sql, s.where.base, s.where.len);
+    util_buf_printf(&m->sql, ") ORDER BY c.pos LIMIT %d", SUBS_MATCH_BATCH);
+    m->nparams = n + 4;
+    m->params = util_xcalloc((size_t)m->nparams, sizeof(char *));
+    for (int i = 0; i != n; ++i)
+        m->params[i] = util_xstrdup(s.params[i]);
+    m->params[n + 2] = util_xstrdup(type);
+    fhir_search_dispose(&s);
+    return 0;
+}
+
+void subs_matcher_range(subs_matcher_t *m, int64_t from, int64_t to, bool payload)
+{
+    int n = m->nparams - 4;
+    free(m->params[n]);
+    free(m->params[n + 1]);
+    free(m->params[n + 3]);
+    m->params[n] = util_asprintf("%" PRId64, from);
+    m->params[n + 1] = util_asprintf("%" PRId64, to);
+    m->params[n + 3] = util_xstrdup(payload ? "true" : "false");
+}
+
+void subs_matcher_dispose(subs_matcher_t *m)
+{
+    for (int i = 0; i != m->nparams; ++i)
+        free(m->params[i]);
+    free(m->params);
+    util_buf_dispose(&m->sql);
+    memset(m, 0, sizeof(*m));
+}
