@@ -370,8 +370,13 @@ static void on_ws_message(h2o_websocket_conn_t *ws, const struct wslay_event_on_
         conn_release(c);
         return;
     }
+    if (arg->opcode == WSLAY_CONNECTION_CLOSE) {
+        /* answer with the peer's own code (wslay's automatic answer carries none) */
+        wslay_event_queue_close(ws->ws_ctx, arg->status_code != 0 ? arg->status_code : 1000, NULL, 0);
+        return;
+    }
     if (arg->opcode != WSLAY_TEXT_FRAME)
-        return; /* pongs, binary frames: nothing to do (wslay answers pings and closes itself) */
+        return; /* pongs, binary frames: nothing to do (wslay answers pings itself) */
     if (arg->msg_length > MAX_COMMAND) {
         sendf(c, "error - command too long");
         return;
