@@ -5,7 +5,7 @@
 
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: deps build build-asan demo demo-reset test docs clean
+.PHONY: deps build build-asan demo demo-reset test docs clean bench-subscriptions
 
 deps:
 	scripts/deps.sh
@@ -31,6 +31,13 @@ demo-reset:
 test:
 	$(MAKE) --no-print-directory deps
 	scripts/test.sh
+
+# Subscription delivery latency with 1,000 active Subscriptions (tests/bench/subscriptions.mjs); the full benchmark
+# harness (make bench) is still to come.
+bench-subscriptions:
+	$(MAKE) --no-print-directory deps
+	$(MAKE) --no-print-directory build
+	cd tests && npm ci --silent && FHIRSCHED_BIN=../build/fhirsched node bench/subscriptions.mjs
 
 # Generated documentation (a unit test fails when it is out of date).
 docs: build
