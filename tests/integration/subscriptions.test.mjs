@@ -10,7 +10,7 @@ import { startReceiver } from '../lib/receiver.mjs';
 
 const FAST = { FHIRSCHED_SUBSCRIPTIONS_RETRY_BASE_MS: '50', FHIRSCHED_SUBSCRIPTIONS_RETRY_MAX_MS: '200', FHIRSCHED_SUBSCRIPTIONS_TIMEOUT_MS: '2000' };
 
-async function waitUntil(check, what, timeoutMs = 10_000) {
+async function waitUntil(check, what, timeoutMs = 30_000) {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
         const v = await check();

@@ -230,6 +230,8 @@ function spawnServer(port, databaseUrl, extraEnv, db, tls) {
             FHIRSCHED_AUTH_ENABLED: 'false',
             // and so is the audit trail (its AuditEvents would show in the history and counts other suites check)
             FHIRSCHED_AUDIT_ENABLED: extraEnv.FHIRSCHED_AUTH_ENABLED === 'true' ? 'true' : 'false',
+            // the endpoints of the sample and fixture Subscriptions (nothing listens there; they are "off")
+            FHIRSCHED_SUBSCRIPTIONS_ENDPOINT_ALLOWLIST: 'http://127.0.0.1:9/,https://hooks.example.org/',
             ...extraEnv,
         },
         stdio: ['ignore', 'pipe', 'pipe'],
