@@ -342,7 +342,7 @@ int fhir_ix_check_body(fhir_ix_t *ix)
         goto Fail;
     }
     int ti = fhir_resource_type_index(ix->req.type, strlen(ix->req.type));
-    if (ti >= 0 && body_checks[ti] != NULL && body_checks[ti](r, oo) != 0) {
+    if (ti >= 0 && body_checks[ti] != NULL && body_checks[ti](r, ix->access, oo) != 0) {
         if (oo->status == 0)
             oo->status = 422;
         goto Fail;

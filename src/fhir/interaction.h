@@ -115,8 +115,8 @@ bool fhir_ix_writes(const fhir_ix_request_t *req);
 /** Validates and checks a create/update body against the request; fills ix->res on failure. -1 on failure. */
 int fhir_ix_check_body(fhir_ix_t *ix);
 /** A type's own check of create/update/patch bodies, run after validation; it may rewrite the resource into its stored
- * form. 0, or -1 with the issue (and status) in `oo`. */
-typedef int (*fhir_ix_body_check_fn)(json_t *resource, fhir_outcome_t *oo);
+ * form. `access` is the writer's (NULL: everything). 0, or -1 with the issue (and status) in `oo`. */
+typedef int (*fhir_ix_body_check_fn)(json_t *resource, const fhir_access_t *access, fhir_outcome_t *oo);
 /** Registers the body check of `type` (once, before the loops run). */
 void fhir_ix_set_body_check(const char *type, fhir_ix_body_check_fn check);
 /**

@@ -300,7 +300,7 @@ static int seal_headers(json_t *channel, const char *endpoint, fhir_outcome_t *o
     return 0;
 }
 
-int subs_check_subscription(json_t *resource, fhir_outcome_t *oo)
+int subs_check_subscription(json_t *resource, const fhir_access_t *access, fhir_outcome_t *oo)
 {
     const char *criteria = json_string_value(json_object_get(resource, "criteria")), *type;
     if (criteria == NULL)
@@ -332,6 +332,11 @@ int subs_check_subscription(json_t *resource, fhir_outcome_t *oo)
         if (!subs_endpoint_allowed(endpoint))
             return fhir_outcome_fail(oo, 422, "security", "Subscription.channel.endpoint",
                                      "channel.endpoint is not on this server's allowlist (subscriptions.endpoint_allowlist)");
+        if (fhir_access_rule(access, type, false)->level != FHIR_ACCESS_ALL)
+            return fhir_outcome_fail(oo, 403, "forbidden", "Subscription.criteria",
+                                     "a rest-hook Subscription sends every matching %s; this token may not read all of them "
+                                     "(use the websocket channel, which applies the listener's own access)",
+                                     type);
     }
     if (seal_headers(channel, rest_hook ? endpoint : NULL, oo) != 0)
         return -1;

@@ -44,9 +44,11 @@ void subs_dispose(void);
 /**
  * Checks a Subscription about to be stored and rewrites it into its stored form: criteria parsed like a search, the
  * channel type and payload supported, a rest-hook endpoint on the allowlist, header values sealed, the status the
- * server manages. 0, or -1 with a 422 issue in `oo`.
+ * server manages. A rest-hook is delivered without anyone's row rules, so only a writer who may read every resource of
+ * the criteria's type (`access` NULL or ALL for it) may store one (403 otherwise; websockets apply the binder's rules).
+ * 0, or -1 with a 422 (or 403) issue in `oo`.
  */
-int subs_check_subscription(json_t *resource, fhir_outcome_t *oo);
+int subs_check_subscription(json_t *resource, const fhir_access_t *access, fhir_outcome_t *oo);
 /** Whether `url` starts with one of the allowed prefixes (scheme and host compared without case, at a boundary). */
 bool subs_endpoint_allowed(const char *url);
 /** "sealed:<base64url>" of `value`, bound to `endpoint` and `name` (caller frees). */

@@ -14,7 +14,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-ALL_TARGETS="json_body search route bundle patch config sched jwt"
+ALL_TARGETS="json_body search route bundle patch config sched jwt subscription"
 
 if [ $# -lt 1 ] || [ "$1" = -h ] || [ "$1" = --help ]; then
     sed -n '2,13s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
@@ -47,7 +47,7 @@ mkdir -p "$artifacts"
 # The dictionary (tests/fuzz/dict/) a target's mutations draw words from.
 dict_of() {
     case "$1" in
-        json_body | bundle | patch) echo fhir_json ;;
+        json_body | bundle | patch | subscription) echo fhir_json ;;
         *) echo "$1" ;;
     esac
 }

@@ -336,6 +336,10 @@ describe('websocket with authorization', () => {
         support.ws.send(`bind ${sub.id}`);
         await support.waitFor((m) => m.some((x) => x.startsWith(`error ${sub.id} forbidden`)), 'forbidden');
         support.ws.close();
+        // a rest-hook is delivered without row rules: a clinic-limited admin may not create one on Appointments
+        const limited = api(server, tokenFor('clinic-admin', { server, locations: ['Location/clinic-a'] }));
+        const refused = await limited.post('/Subscription', restHook('Appointment?status=booked', 'http://127.0.0.1:9/hook'));
+        expectOutcome(refused, 403);
         const desk = await wsClient(server, { authorization: `Bearer ${tokenFor('system-admin', { server })}` });
         desk.ws.send(`bind ${sub.id}`);
         await desk.waitFor((m) => m.includes(`bound ${sub.id}`), 'bound');

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include "fhir/types.h"
 #include "subs/subs.h"
 
 static int setup(void **state)
@@ -96,7 +97,7 @@ static int check(json_t *s, int *status)
 {
     fhir_outcome_t oo;
     fhir_outcome_init(&oo);
-    int r = subs_check_subscription(s, &oo);
+    int r = subs_check_subscription(s, NULL, &oo);
     *status = oo.status;
     fhir_outcome_dispose(&oo);
     return r;
@@ -172,6 +173,32 @@ static void test_refusals(void **state)
     }
 }
 
+static void test_rest_hook_needs_all_rows(void **state)
+{
+    (void)state;
+    fhir_access_t access;
+    memset(&access, 0, sizeof(access)); /* FHIR_ACCESS_ALL everywhere */
+    int ti = fhir_resource_type_index("Appointment", 11);
+    access.read[ti].level = FHIR_ACCESS_SOME;
+    access.read[ti].tokens = "{_site=Location/a}";
+    fhir_outcome_t oo;
+    fhir_outcome_init(&oo);
+    json_t *s = subscription("Appointment?status=booked", "rest-hook", "http://127.0.0.1:7000/h", "requested");
+    assert_int_equal(subs_check_subscription(s, &access, &oo), -1);
+    assert_int_equal(oo.status, 403);
+    json_decref(s);
+    fhir_outcome_dispose(&oo);
+    /* a websocket is fine (the listener's own rules apply), and so is a rest-hook on a type read in full */
+    fhir_outcome_init(&oo);
+    s = subscription("Appointment?status=booked", "websocket", NULL, "requested");
+    assert_int_equal(subs_check_subscription(s, &access, &oo), 0);
+    json_decref(s);
+    s = subscription("Slot?status=free", "rest-hook", "http://127.0.0.1:7000/h", "requested");
+    assert_int_equal(subs_check_subscription(s, &access, &oo), 0);
+    json_decref(s);
+    fhir_outcome_dispose(&oo);
+}
+
 static void test_matcher_sql(void **state)
 {
     (void)state;
@@ -200,6 +227,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_seal_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stored_form, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rest_hook_needs_all_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_matcher_sql, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
