@@ -334,6 +334,8 @@ void auth_principal_init(auth_principal_t *p, const json_t *claims)
     if (p->client_id == NULL && p->subject != NULL)
         p->client_id = util_xstrdup(p->subject);
     p->token_id = claim_string(claims, "jti");
+    json_t *exp = json_object_get(claims, "exp");
+    p->expires = json_is_integer(exp) ? (int64_t)json_integer_value(exp) : json_is_real(exp) ? (int64_t)json_real_value(exp) : 0;
     p->fhir_user = reference_tail(json_string_value(json_object_get(claims, "fhirUser")));
     p->patient = claim_string(claims, "patient");
     if (p->patient != NULL && !fhir_id_is_valid(p->patient, strlen(p->patient))) {

@@ -7,6 +7,7 @@
 #define AUTH_AUTHZ_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <jansson.h>
 #include "fhir/access.h"
 #include "fhir/interaction.h"
@@ -45,6 +46,7 @@ typedef struct st_auth_principal_t {
     char *fhir_user; /* "Practitioner/1" (the tail of the fhirUser claim), or NULL */
     char *patient;   /* patient context (id), or NULL */
     char *token_id;  /* jti, or NULL */
+    int64_t expires; /* exp (Unix seconds), 0 when absent */
     unsigned roles;  /* AUTH_ROLE_* */
     bool has_role_claim;
     char **locations; /* "Location/<id>" the user is limited to */

@@ -1145,7 +1145,8 @@ static void ws_auth_release(void *ctx)
 
 static int serve_websocket(http_req_t *hr)
 {
-    subs_ws_auth_t auth = {ws_may_search, ws_auth_release, hr->auth};
+    const auth_principal_t *p = who(hr->auth);
+    subs_ws_auth_t auth = {ws_may_search, ws_auth_release, hr->auth, p != NULL ? p->expires : 0};
     if (!subs_ws_is_upgrade(hr->req) || hr->req->version >= 0x200) {
         http_send_error(hr, 400, "not-supported", "%s/websocket takes a websocket upgrade (GET with Upgrade: websocket, over HTTP/1.1)",
                         FHIR_PREFIX);

@@ -99,6 +99,7 @@ typedef struct st_subs_ws_auth_t {
     bool (*may_search)(void *ctx, const char *type, const fhir_access_t **access, char *why, size_t whylen);
     void (*release)(void *ctx);
     void *ctx;
+    int64_t expires; /* the token's exp (Unix seconds; 0: none): the socket is closed then */
 } subs_ws_auth_t;
 
 /** Whether `req` asks for a websocket upgrade. */

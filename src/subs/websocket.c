@@ -7,6 +7,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <string.h>
+#include <time.h>
 #include <h2o/websocket.h>
 #include "fhir/interaction.h"
 #include "subs/subs.h"
@@ -43,6 +44,7 @@ struct st_ws_conn_t {
     size_t nbindings;
     unsigned refs; /* the socket and every query out */
     uint64_t last_heartbeat;
+    bool expired; /* closing because the token expired */
 };
 
 /* the bind lookup */
@@ -208,10 +210,17 @@ static void run_binding(ws_conn_t *c, ws_binding_t *b, int64_t head)
 static void on_tick(h2o_timeout_entry_t *entry)
 {
     (void)entry;
-    int64_t head = subs_head();
+    int64_t head = subs_head(), wall = (int64_t)time(NULL);
     uint64_t now = util_time_monotonic_ms();
     for (h2o_linklist_t *l = L.conns.next; l != &L.conns; l = l->next) {
         ws_conn_t *c = H2O_STRUCT_FROM_MEMBER(ws_conn_t, link, l);
+        if (c->auth.expires != 0 && wall >= c->auth.expires && c->ws != NULL && c->ws->sock != NULL && !c->expired) {
+            /* what the token allowed ends with it: reconnect with a fresh one (the reason is in the close frame, which
+             * wslay would send ahead of any text frame) */
+            wslay_event_queue_close(c->ws->ws_ctx, 1008, (const uint8_t *)"token expired", 13);
+            c->expired = true;
+            continue;
+        }
         for (h2o_linklist_t *bl = c->bindings.next; bl != &c->bindings; bl = bl->next) {
             ws_binding_t *b = H2O_STRUCT_FROM_MEMBER(ws_binding_t, link, bl);
             if (!b->busy && b->cursor < head)

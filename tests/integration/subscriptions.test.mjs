@@ -51,7 +51,10 @@ async function wsClient(server, headers = {}) {
     const c = { ws, messages: [], pings: 0, closed: null };
     ws.on('message', (m) => c.messages.push(String(m)));
     ws.on('ping', () => c.pings++);
-    ws.on('close', (code) => (c.closed = code));
+    ws.on('close', (code, reason) => {
+        c.closed = code;
+        c.reason = String(reason);
+    });
     await new Promise((ok, fail) => {
         ws.once('open', ok);
         ws.once('error', fail);
@@ -344,5 +347,12 @@ describe('websocket with authorization', () => {
         desk.ws.send(`bind ${sub.id}`);
         await desk.waitFor((m) => m.includes(`bound ${sub.id}`), 'bound');
         desk.ws.close();
+    });
+
+    it('closes the socket when the token expires (1008)', async () => {
+        const short = await wsClient(server, { authorization: `Bearer ${tokenFor('system-admin', { server, ttl: 2 })}` });
+        await waitUntil(() => short.closed !== null, 'close at expiry', 10_000);
+        assert.equal(short.closed, 1008);
+        assert.equal(short.reason, 'token expired');
     });
 });
