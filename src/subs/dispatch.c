@@ -37,6 +37,7 @@
 #define RECONNECT_MS 1000
 #define PRUNE_EVERY_MS 60000
 #define CURSOR_SAVE_EVERY_MS 5000
+#define RELOAD_EVERY_MS 10000 /* also without a notification (one may be lost while the listener reconnects) */
 #define PIPELINE_MAX 64
 #define MAX_ERROR_TEXT 300
 
@@ -62,7 +63,9 @@ static void wake_all(void)
     pthread_mutex_unlock(&D.lock);
 }
 
-/* Sleeps up to `ms` unless the head or the subscriptions change (or stop is asked). */
+#define ANY_HEAD INT64_MIN /* wait_for_news: a moving head does not end the wait */
+
+/* Sleeps up to `ms` unless the head (unless ANY_HEAD) or the subscriptions change, or stop is asked. */
 static void wait_for_news(int64_t head_seen, unsigned gen_seen, unsigned ms)
 {
     struct timespec until;
@@ -74,7 +77,8 @@ static void wait_for_news(int64_t head_seen, unsigned gen_seen, unsigned ms)
         until.tv_nsec -= 1000000000;
     }
     pthread_mutex_lock(&D.lock);
-    while (!atomic_load(&D.stop) && atomic_load(&D.head) == head_seen && atomic_load(&D.generation) == gen_seen)
+    while (!atomic_load(&D.stop) && (head_seen == ANY_HEAD || atomic_load(&D.head) == head_seen) &&
+           atomic_load(&D.generation) == gen_seen)
         if (pthread_cond_timedwait(&D.cond, &D.lock, &until) != 0)
             break;
     pthread_mutex_unlock(&D.lock);
@@ -100,7 +104,7 @@ static PGconn *connect_db(void)
         }
         LOG_WARN("subscriptions: cannot connect to the database; retrying");
         PQfinish(c);
-        wait_for_news(atomic_load(&D.head), atomic_load(&D.generation), RECONNECT_MS);
+        wait_for_news(ANY_HEAD, atomic_load(&D.generation), RECONNECT_MS);
     }
     return NULL;
 }
@@ -208,6 +212,7 @@ typedef struct st_shard_t {
     size_t nsubs;
     unsigned stmt_counter;
     uint64_t last_cursor_save;
+    uint64_t loaded_at;
 } shard_t;
 
 static void sub_dispose(shard_t *sh, sub_t *s, bool deallocate)
@@ -637,14 +642,17 @@ static void *shard_main(void *arg)
             if (res != NULL)
                 PQclear(res);
             if (!sh.locked) {
-                wait_for_news(-1, gen, LOCK_RETRY_MS); /* another instance delivers this shard */
+                wait_for_news(ANY_HEAD, gen, LOCK_RETRY_MS); /* another instance delivers this shard */
                 continue;
             }
             loaded = false;
         }
-        if (!loaded || gen != gen_seen) {
+        if (!loaded || gen != gen_seen || util_time_monotonic_ms() - sh.loaded_at >= RELOAD_EVERY_MS) {
+            sh.loaded_at = util_time_monotonic_ms();
+            if (loaded)
+                save_idle_cursors(&sh); /* the reload reads cursors back */
             if (shard_load(&sh) != 0) {
-                wait_for_news(head, gen, RECONNECT_MS);
+                wait_for_news(ANY_HEAD, gen, RECONNECT_MS);
                 continue;
             }
             loaded = true;
