@@ -10,6 +10,7 @@
 #   FHIRSCHED_THREADS       passed through to the server
 #   FHIRSCHED_DEMO_DIR      where the database and log live (default var/demo)
 #   FHIRSCHED_DEMO_BIN      the fhirsched binary (default build/fhirsched)
+#   FHIRSCHED_SUBSCRIPTIONS_ENDPOINT_ALLOWLIST  rest-hook endpoints allowed (default http://127.0.0.1:9000/)
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -45,6 +46,8 @@ export FHIRSCHED_AUTH_ISSUER=${FHIRSCHED_AUTH_ISSUER:-urn:fhirsched:demo-issuer}
 export FHIRSCHED_AUTH_AUDIENCE="$BASE/fhir"
 export FHIRSCHED_AUTH_JWKS_FILE=$DEMO_DIR/dev-jwks.json
 unset FHIRSCHED_AUTH_JWKS_URL
+# rest-hook Subscriptions of the README tour may call a receiver on this machine's port 9000
+export FHIRSCHED_SUBSCRIPTIONS_ENDPOINT_ALLOWLIST=${FHIRSCHED_SUBSCRIPTIONS_ENDPOINT_ALLOWLIST:-http://127.0.0.1:9000/}
 TOKEN=
 
 server_pid=

@@ -1280,6 +1280,12 @@ int fhir_search_build_for(fhir_search_t *s, const char *type, const char *query,
         util_buf_puts(&where, " AND ");
         util_buf_append(&where, clause.base, clause.len);
         note_used(s, n, pairs[i].value);
+        /* a plain token/reference clause, "(r.sp_tokens && $k::text[])" as cond_for writes it, is a necessary condition */
+        int k, end = 0;
+        if (s->ntoken_filters != FHIR_SEARCH_MAX_TOKEN_FILTERS &&
+            (sscanf(clause.base, "(r.sp_tokens && $%d::text[])%n", &k, &end) == 1 || sscanf(clause.base, "r.sp_tokens && $%d::text[]%n", &k, &end) == 1) &&
+            (size_t)end == clause.len && k >= 1 && k <= s->nparams)
+            s->token_filters[s->ntoken_filters++] = k - 1;
         /* remember a lower (ge/gt/sa) and an upper (le/lt/eb) bound given as one value on the type's date parameter */
         const fhir_search_param_t *param = param_for(s->types, s->ntypes, n);
         if (param != NULL && param->search_type == FHIR_SEARCH_DATE && !is_column(param) && strchr(pairs[i].value, ',') == NULL &&

@@ -110,6 +110,7 @@ typedef enum { FHIR_TOTAL_ACCURATE, FHIR_TOTAL_ESTIMATE, FHIR_TOTAL_NONE } fhir_
 #define FHIR_SEARCH_MAX_SORT 6
 #define FHIR_SEARCH_MAX_INCLUDES 16
 #define FHIR_SEARCH_MAX_ELEMENTS 32
+#define FHIR_SEARCH_MAX_TOKEN_FILTERS 8
 
 /** One _include or _revinclude. */
 typedef struct st_fhir_search_include_t {
@@ -127,6 +128,10 @@ typedef struct st_fhir_search_t {
     util_buf_t sql;       /* the page: res_type, id, version_id, body, then the sort keys as text; count + 1 rows */
     util_buf_t count_sql; /* SELECT count(*) over the same conditions; its parameters are the first `nparams_where` */
     util_buf_t where;     /* those conditions alone, on the columns of `resource` aliased r (Subscription matching) */
+    /* parameters (0-based indexes into `params`, text[] literals) of the conditions "sp_tokens overlaps this array"
+     * that the WHERE requires: every matching row has a search token from each (a cheap pre-filter for Subscriptions) */
+    int token_filters[FHIR_SEARCH_MAX_TOKEN_FILTERS];
+    size_t ntoken_filters;
     char **params;
     int nparams;
     int nparams_where;

@@ -246,37 +246,6 @@ static void shard_forget(shard_t *sh, bool deallocate)
     sh->nsubs = 0;
 }
 
-static void parse_text_array(const char *lit, char ***out, size_t *n)
-{
-    /* a text[] in PostgreSQL's output format: {a,"b c"} */
-    *out = NULL;
-    *n = 0;
-    const char *p = lit;
-    if (*p++ != '{')
-        return;
-    while (*p != '\0' && *p != '}') {
-        util_buf_t item;
-        util_buf_init(&item);
-        if (*p == '"') {
-            for (++p; *p != '\0' && *p != '"'; ++p) {
-                if (*p == '\\' && p[1] != '\0')
-                    ++p;
-                util_buf_append(&item, p, 1);
-            }
-            if (*p == '"')
-                ++p;
-        } else {
-            size_t len = strcspn(p, ",}");
-            util_buf_append(&item, p, len);
-            p += len;
-        }
-        *out = util_xrealloc(*out, (*n + 1) * sizeof(char *));
-        (*out)[(*n)++] = item.base != NULL ? item.base : util_xstrdup("");
-        if (*p == ',')
-            ++p;
-    }
-}
-
 /* Reloads the shard's subscriptions, keeping prepared matchers whose criteria did not change. */
 static int shard_load(shard_t *sh)
 {
@@ -319,7 +288,7 @@ static int shard_load(shard_t *sh)
         s->status = util_xstrdup(PQgetvalue(res, i, 3));
         s->endpoint = PQgetisnull(res, i, 4) ? NULL : util_xstrdup(PQgetvalue(res, i, 4));
         s->payload = PQgetvalue(res, i, 5)[0] != '\0';
-        parse_text_array(PQgetvalue(res, i, 6), &s->headers, &s->nheaders);
+        subs_text_array_parse(PQgetvalue(res, i, 6), &s->headers, &s->nheaders);
         s->cursor = s->saved_cursor = strtoll(PQgetvalue(res, i, 7), NULL, 10);
         s->failures = (unsigned)atoi(PQgetvalue(res, i, 8));
         s->due = now + (uint64_t)strtoll(PQgetvalue(res, i, 9), NULL, 10);
@@ -533,21 +502,116 @@ static void deliver(shard_t *sh, sub_t *s, int64_t head)
     PQclear(res);
 }
 
-/* Runs the matchers of every subscription that is behind `head`, pipelined; results wait in sub->pending. */
+/* An outbox row's search tokens, before and after, for the pre-filter. */
+typedef struct st_change_t {
+    int64_t pos;
+    char *type;
+    subs_tokens_t after, before;
+    bool has_after, has_before;
+} change_t;
+
+#define PREFILTER_MAX_ROWS 2000
+
+static void changes_free(change_t *changes, size_t n)
+{
+    for (size_t i = 0; i != n; ++i) {
+        free(changes[i].type);
+        subs_tokens_dispose(&changes[i].after);
+        subs_tokens_dispose(&changes[i].before);
+    }
+    free(changes);
+}
+
+/* The rows (from, head], read once for every matcher; -1 when they are too many to be worth it (every matcher runs). */
+static int changes_load(shard_t *sh, int64_t from, int64_t head, change_t **out, size_t *count)
+{
+    char a[24], b[24], limit[16];
+    snprintf(a, sizeof(a), "%" PRId64, from);
+    snprintf(b, sizeof(b), "%" PRId64, head);
+    snprintf(limit, sizeof(limit), "%d", PREFILTER_MAX_ROWS + 1);
+    const char *params[] = {a, b, limit};
+    PGresult *res = query(sh->c,
+                          "SELECT pos, res_type, n_deleted, n_tokens, o_deleted, o_tokens FROM sub_change"
+                          " WHERE pos > $1::bigint AND pos <= $2::bigint ORDER BY pos LIMIT $3::integer",
+                          3, params);
+    if (res == NULL)
+        return -1;
+    int n = PQntuples(res);
+    if (n > PREFILTER_MAX_ROWS) {
+        PQclear(res);
+        return -1;
+    }
+    change_t *changes = util_xcalloc((size_t)n + 1, sizeof(*changes));
+    for (int i = 0; i != n; ++i) {
+        change_t *c = &changes[i];
+        c->pos = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+        c->type = util_xstrdup(PQgetvalue(res, i, 1));
+        c->has_after = PQgetvalue(res, i, 2)[0] == 'f';
+        c->has_before = PQgetvalue(res, i, 4)[0] == 'f';
+        if (c->has_after)
+            subs_tokens_parse(&c->after, PQgetvalue(res, i, 3));
+        if (c->has_before)
+            subs_tokens_parse(&c->before, PQgetvalue(res, i, 5));
+    }
+    PQclear(res);
+    *out = changes;
+    *count = (size_t)n;
+    return 0;
+}
+
+/* Whether some change after the subscription's cursor may match it (the SQL matcher decides). */
+static bool may_match(const sub_t *s, const change_t *changes, size_t n)
+{
+    for (size_t i = 0; i != n; ++i) {
+        const change_t *c = &changes[i];
+        if (c->pos <= s->cursor || strcmp(c->type, s->matcher.type) != 0)
+            continue;
+        if ((c->has_after && subs_matcher_may_match(&s->matcher, &c->after)) ||
+            (c->has_before && subs_matcher_may_match(&s->matcher, &c->before)))
+            return true;
+    }
+    return false;
+}
+
+static bool runnable(const sub_t *s, int64_t head, uint64_t now)
+{
+    return strcmp(s->status, "active") == 0 && s->compiled && s->stmt[0] != '\0' && s->cursor < head && s->due <= now;
+}
+
+/*
+ * Runs the matchers of every subscription that is behind `head`, pipelined; results wait in sub->pending. The outbox
+ * rows are read once first: a subscription none of whose required tokens appear in them is moved to the head without
+ * running its matcher.
+ */
 static int match_pending(shard_t *sh, int64_t head, uint64_t now)
 {
+    int64_t from = head;
+    for (size_t i = 0; i != sh->nsubs; ++i)
+        if (runnable(&sh->subs[i], head, now) && sh->subs[i].cursor < from)
+            from = sh->subs[i].cursor;
+    if (from == head)
+        return 0;
+    change_t *changes = NULL;
+    size_t nchanges = 0;
+    bool prefilter = changes_load(sh, from, head, &changes, &nchanges) == 0;
     size_t i = 0;
     while (i < sh->nsubs) {
         size_t batch[PIPELINE_MAX], nb = 0;
         for (; i < sh->nsubs && nb != PIPELINE_MAX; ++i) {
             sub_t *s = &sh->subs[i];
-            if (strcmp(s->status, "active") == 0 && s->compiled && s->stmt[0] != '\0' && s->cursor < head && s->due <= now)
+            if (!runnable(s, head, now))
+                continue;
+            if (prefilter && !may_match(s, changes, nchanges))
+                s->cursor = head;
+            else
                 batch[nb++] = i;
         }
         if (nb == 0)
             break;
-        if (PQenterPipelineMode(sh->c) != 1)
+        if (PQenterPipelineMode(sh->c) != 1) {
+            changes_free(changes, nchanges);
             return -1;
+        }
         for (size_t b = 0; b != nb; ++b) {
             sub_t *s = &sh->subs[batch[b]];
             subs_matcher_range(&s->matcher, s->cursor, head, s->payload);
@@ -579,6 +643,7 @@ static int match_pending(shard_t *sh, int64_t head, uint64_t now)
         }
         PQexitPipelineMode(sh->c);
     }
+    changes_free(changes, nchanges);
     return 0;
 }
 

@@ -4,6 +4,7 @@
  * conditions run over both sides and a change matches when either side does.
  */
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 #include "fhir/interaction.h"
 #include "fhir/search.h"
@@ -50,8 +51,75 @@ int subs_matcher_init(subs_matcher_t *m, const char *criteria, const fhir_access
     for (int i = 0; i != n; ++i)
         m->params[i] = util_xstrdup(s.params[i]);
     m->params[n + 2] = util_xstrdup(type);
+    m->type = util_xstrdup(type);
+    for (size_t i = 0; i != s.ntoken_filters; ++i)
+        subs_tokens_parse(&m->filters[m->nfilters++], s.params[s.token_filters[i]]);
     fhir_search_dispose(&s);
     return 0;
+}
+
+static int compare_strings(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void subs_text_array_parse(const char *lit, char ***v, size_t *n)
+{
+    *v = NULL;
+    *n = 0;
+    const char *p = lit;
+    if (*p++ != '{')
+        return;
+    while (*p != '\0' && *p != '}') {
+        util_buf_t item;
+        util_buf_init(&item);
+        if (*p == '"') {
+            for (++p; *p != '\0' && *p != '"'; ++p) {
+                if (*p == '\\' && p[1] != '\0')
+                    ++p;
+                util_buf_append(&item, p, 1);
+            }
+            if (*p == '"')
+                ++p;
+        } else {
+            size_t len = strcspn(p, ",}");
+            util_buf_append(&item, p, len);
+            p += len;
+        }
+        *v = util_xrealloc(*v, (*n + 1) * sizeof(char *));
+        (*v)[(*n)++] = item.base;
+        if (*p == ',')
+            ++p;
+    }
+}
+
+void subs_tokens_parse(subs_tokens_t *t, const char *lit)
+{
+    subs_text_array_parse(lit, &t->v, &t->n);
+    if (t->n > 1)
+        qsort(t->v, t->n, sizeof(char *), compare_strings);
+}
+
+void subs_tokens_dispose(subs_tokens_t *t)
+{
+    for (size_t i = 0; i != t->n; ++i)
+        free(t->v[i]);
+    free(t->v);
+    t->v = NULL;
+    t->n = 0;
+}
+
+bool subs_matcher_may_match(const subs_matcher_t *m, const subs_tokens_t *row)
+{
+    for (size_t f = 0; f != m->nfilters; ++f) {
+        const subs_tokens_t *want = &m->filters[f];
+        bool any = false;
+        for (size_t i = 0; i != want->n && !any; ++i)
+            any = bsearch(&want->v[i], row->v, row->n, sizeof(char *), compare_strings) != NULL;
+        if (!any)
+            return false;
+    }
+    return true;
 }
 
 void subs_matcher_range(subs_matcher_t *m, int64_t from, int64_t to, bool payload)
@@ -70,6 +138,9 @@ void subs_matcher_dispose(subs_matcher_t *m)
     for (int i = 0; i != m->nparams; ++i)
         free(m->params[i]);
     free(m->params);
+    free(m->type);
+    for (size_t i = 0; i != m->nfilters; ++i)
+        subs_tokens_dispose(&m->filters[i]);
     util_buf_dispose(&m->sql);
     memset(m, 0, sizeof(*m));
 }

@@ -18,6 +18,7 @@
 #include <h2o.h>
 #include "fhir/access.h"
 #include "fhir/outcome.h"
+#include "fhir/search.h"
 #include "store/store.h"
 #include "util/config.h"
 #include "util/str.h"
@@ -60,11 +61,21 @@ char *subs_header_line(const char *endpoint, const char *stored);
 
 /* ---- match.c ---- */
 
+/** A set of search tokens (sorted, for bsearch). */
+typedef struct st_subs_tokens_t {
+    char **v;
+    size_t n;
+} subs_tokens_t;
+
 /** The matcher of one criteria: SQL over the outbox plus its parameters. */
 typedef struct st_subs_matcher_t {
     util_buf_t sql; /* rows: pos, res_type, id, version_id, event, body (with payload) */
-    char **params;  /* nparams values; the last three (from, to, payload) are filled per run */
+    char **params;  /* nparams values; the last four (from, to, type, payload) are filled per run */
     int nparams;
+    char *type;     /* the criteria's resource type */
+    /* token sets the criteria require (one token of each on the same version): outbox rows without them cannot match */
+    subs_tokens_t filters[FHIR_SEARCH_MAX_TOKEN_FILTERS];
+    size_t nfilters;
 } subs_matcher_t;
 
 /** Maximum rows one run of a matcher returns (runs continue from the last row). */
@@ -79,6 +90,14 @@ int subs_matcher_init(subs_matcher_t *m, const char *criteria, const fhir_access
 void subs_matcher_range(subs_matcher_t *m, int64_t from, int64_t to, bool payload);
 /** Frees the matcher. */
 void subs_matcher_dispose(subs_matcher_t *m);
+/** Parses a PostgreSQL text[] literal ({a,"b c"}) into malloc'd strings, in order (caller frees each and the array). */
+void subs_text_array_parse(const char *literal, char ***v, size_t *n);
+/** The same as a sorted set (caller disposes). */
+void subs_tokens_parse(subs_tokens_t *t, const char *literal);
+/** Frees a set. */
+void subs_tokens_dispose(subs_tokens_t *t);
+/** Whether the version with search tokens `row` (sorted) can match `m` by its token filters (a necessary condition). */
+bool subs_matcher_may_match(const subs_matcher_t *m, const subs_tokens_t *row);
 /** Rejects criteria parameters that shape results (paging, includes, _summary...), which mean nothing to a Subscription. */
 int subs_criteria_check(const char *criteria, const char **type, fhir_outcome_t *oo);
 

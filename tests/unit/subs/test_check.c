@@ -215,6 +215,27 @@ static void test_matcher_sql(void **state)
     assert_string_equal(m.params[m.nparams - 3], "20");
     assert_string_equal(m.params[m.nparams - 2], "Appointment");
     assert_string_equal(m.params[m.nparams - 1], "true");
+    /* the required token sets: a version without one of them cannot match */
+    assert_int_equal(m.nfilters, 1);
+    subs_tokens_t row;
+    subs_tokens_parse(&row, "{\"status=cancelled\",actor=Practitioner/1}");
+    assert_false(subs_matcher_may_match(&m, &row));
+    subs_tokens_dispose(&row);
+    subs_tokens_t want = m.filters[0];
+    assert_true(want.n >= 1);
+    char *lit = util_asprintf("{zzz,\"%s\",aaa}", want.v[0]);
+    subs_tokens_parse(&row, lit);
+    assert_true(subs_matcher_may_match(&m, &row));
+    subs_tokens_dispose(&row);
+    free(lit);
+    subs_matcher_dispose(&m);
+    /* criteria with no plain token condition filter nothing */
+    assert_int_equal(subs_matcher_init(&m, "Appointment?date=ge2030-01-01&status:not=booked", NULL, &oo), 0);
+    assert_int_equal(m.nfilters, 0);
+    subs_matcher_dispose(&m);
+    /* two conditions, two sets */
+    assert_int_equal(subs_matcher_init(&m, "Appointment?status=booked&actor=Practitioner/1", NULL, &oo), 0);
+    assert_int_equal(m.nfilters, 2);
     subs_matcher_dispose(&m);
     fhir_outcome_dispose(&oo);
 }
