@@ -26,7 +26,6 @@
 #define DEFAULT_MAX_BODY (1024 * 1024)
 #define HTTP_MAX_HEADER 16384
 
-
 typedef struct st_http_url_t {
     bool tls;
     char host[256]; /* without IPv6 brackets */
@@ -134,6 +133,21 @@ typedef struct st_http_conn_t {
     size_t errlen;
 } http_conn_t;
 
+/* How long the next wait may last: io_timeout_ms, or less when the whole exchange is due sooner; 0 when it is due. */
+static unsigned conn_wait_ms(const http_conn_t *conn)
+{
+    uint64_t now = util_time_monotonic_ms();
+    if (now >= conn->deadline)
+        return 0;
+    return conn->deadline - now < conn->io_timeout_ms ? (unsigned)(conn->deadline - now) : conn->io_timeout_ms;
+}
+
+static void set_socket_timeout(int fd, int option, unsigned ms)
+{
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, option, &tv, sizeof(tv));
+}
+
 static int conn_connect(http_conn_t *conn, const http_url_t *u)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG}, *res, *ai;
@@ -155,10 +169,12 @@ static int conn_connect(http_conn_t *conn, const http_url_t *u)
             continue;
         }
         struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-        int r, soerr = 0;
+        int r = 0, soerr = 0;
         socklen_t sl = sizeof(soerr);
-        while ((r = poll(&pfd, 1, (int)conn->io_timeout_ms)) < 0 && errno == EINTR)
-            ;
+        unsigned wait_ms = conn_wait_ms(conn);
+        if (wait_ms != 0)
+            while ((r = poll(&pfd, 1, (int)wait_ms)) < 0 && errno == EINTR)
+                ;
         if (r == 0) {
             timed_out = true;
             close(fd);
@@ -170,10 +186,9 @@ static int conn_connect(http_conn_t *conn, const http_url_t *u)
             continue;
         }
         /* blocking from here on, each read and write bounded by the socket timeouts */
-        struct timeval tv = {.tv_sec = conn->io_timeout_ms / 1000, .tv_usec = (suseconds_t)(conn->io_timeout_ms % 1000) * 1000};
         fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        set_socket_timeout(fd, SO_RCVTIMEO, conn->io_timeout_ms);
+        set_socket_timeout(fd, SO_SNDTIMEO, conn->io_timeout_ms);
         conn->fd = fd;
         freeaddrinfo(res);
         return 0;
@@ -269,10 +284,13 @@ static int conn_fill(http_conn_t *conn, util_buf_t *buf)
 {
     char chunk[16384];
     size_t n = 0;
-    if (util_time_monotonic_ms() > conn->deadline) {
+    unsigned wait_ms = conn_wait_ms(conn);
+    if (wait_ms == 0) {
         snprintf(conn->err, conn->errlen, "%s: timed out reading the response", conn->url);
         return -1;
     }
+    if (wait_ms < conn->io_timeout_ms)
+        set_socket_timeout(conn->fd, SO_RCVTIMEO, wait_ms);
     if (conn->ssl != NULL) {
         errno = 0;
         if (SSL_read_ex(conn->ssl, chunk, sizeof(chunk), &n) != 1) {
@@ -387,32 +405,42 @@ static int read_chunked(http_conn_t *conn, util_buf_t *raw, size_t pos, util_buf
     }
 }
 
-/* Reads the response of `conn`: its status, Location and body. */
-static int read_response(http_conn_t *conn, util_httpc_response_t *out, util_buf_t *body)
+/* Reads the response of `conn`: its status and Location (set as soon as the head is in), then the body unless the
+ * request or the status rules one out. Interim (1xx) responses are skipped. */
+static int read_response(http_conn_t *conn, bool head_request, util_httpc_response_t *out, util_buf_t *body)
 {
     util_buf_t raw;
     char *hend;
-    int r, ret = -1;
+    int r, status, ret = -1;
 
     util_buf_init(&raw);
-    while ((hend = memmem(raw.base, raw.len, "\r\n\r\n", 4)) == NULL) {
-        if (raw.len > HTTP_MAX_HEADER) {
-            snprintf(conn->err, conn->errlen, "%s: the response headers are too long", conn->url);
+    for (;;) {
+        while ((hend = memmem(raw.base, raw.len, "\r\n\r\n", 4)) == NULL) {
+            if (raw.len > HTTP_MAX_HEADER) {
+                snprintf(conn->err, conn->errlen, "%s: the response headers are too long", conn->url);
+                goto Exit;
+            }
+            if ((r = conn_fill(conn, &raw)) != 0) {
+                if (r > 0)
+                    snprintf(conn->err, conn->errlen, "%s: the connection closed %s", conn->url,
+                             raw.len == 0 ? "without a response" : "within the response headers");
+                goto Exit;
+            }
+        }
+        status = 0;
+        if (raw.len < 12 || memcmp(raw.base, "HTTP/1.", 7) != 0 || raw.base[8] != ' ' ||
+            sscanf(raw.base + 9, "%3d", &status) != 1 || status < 100) {
+            snprintf(conn->err, conn->errlen, "%s: the response is not HTTP/1.x", conn->url);
             goto Exit;
         }
-        if ((r = conn_fill(conn, &raw)) != 0) {
-            if (r > 0)
-                snprintf(conn->err, conn->errlen, "%s: the connection closed %s", conn->url,
-                         raw.len == 0 ? "without a response" : "within the response headers");
-            goto Exit;
-        }
+        if (status >= 200 || status == 101)
+            break;
+        /* an interim response (100 Continue, 103 Early Hints): the final one follows */
+        raw.len -= (size_t)(hend + 4 - raw.base);
+        memmove(raw.base, hend + 4, raw.len);
+        raw.base[raw.len] = '\0';
     }
     size_t body_start = (size_t)(hend + 4 - raw.base);
-    int status = 0;
-    if (raw.len < 12 || memcmp(raw.base, "HTTP/1.", 7) != 0 || raw.base[8] != ' ' || sscanf(raw.base + 9, "%3d", &status) != 1) {
-        snprintf(conn->err, conn->errlen, "%s: the response is not HTTP/1.x", conn->url);
-        goto Exit;
-    }
     bool chunked = false, has_length = false;
     size_t length = 0;
     const char *location = NULL;
@@ -423,8 +451,8 @@ static int read_response(http_conn_t *conn, util_httpc_response_t *out, util_buf
         const char *v;
         if (header_is(line, len, "content-length", &v, &vlen)) {
             size_t n = 0, i;
-            for (i = 0; i != vlen && v[i] >= '0' && v[i] <= '9' && n <= conn->max_body; ++i)
-                n = n * 10 + (size_t)(v[i] - '0');
+            for (i = 0; i != vlen && v[i] >= '0' && v[i] <= '9'; ++i)
+                n = n > conn->max_body ? n : n * 10 + (size_t)(v[i] - '0'); /* stops growing once too large */
             if (vlen == 0 || i != vlen || (has_length && n != length)) {
                 snprintf(conn->err, conn->errlen, "%s: bad Content-Length", conn->url);
                 goto Exit;
@@ -451,7 +479,9 @@ static int read_response(http_conn_t *conn, util_httpc_response_t *out, util_buf
     out->status = status;
     if (location != NULL)
         snprintf(out->location, sizeof(out->location), "%.*s", (int)location_len, location);
-    if (chunked) {
+    if (head_request || status == 204 || status == 304) {
+        /* no body, whatever the headers say */
+    } else if (chunked) {
         if (read_chunked(conn, &raw, body_start, body) != 0)
             goto Exit;
     } else if (has_length) {
@@ -469,11 +499,12 @@ static int read_response(http_conn_t *conn, util_httpc_response_t *out, util_buf
         }
         util_buf_append(body, raw.base + body_start, length);
     } else {
-        while ((r = conn_fill(conn, &raw)) == 0) {
-            if (raw.len - body_start > conn->max_body) {
-                snprintf(conn->err, conn->errlen, "%s: the response is larger than %zu bytes", conn->url, conn->max_body);
-                goto Exit;
-            }
+        /* what came with the head counts too */
+        for (r = 0; r == 0 && raw.len - body_start <= conn->max_body;)
+            r = conn_fill(conn, &raw);
+        if (raw.len - body_start > conn->max_body) {
+            snprintf(conn->err, conn->errlen, "%s: the response is larger than %zu bytes", conn->url, conn->max_body);
+            goto Exit;
         }
         if (r < 0)
             goto Exit;
@@ -486,10 +517,33 @@ Exit:
     return ret;
 }
 
-
-static bool has_line_break(const char *s, size_t len)
+/* The length of the token (RFC 9110 5.6.2) that `s` starts with. */
+static size_t token_len(const char *s)
 {
-    return memchr(s, '\r', len) != NULL || memchr(s, '\n', len) != NULL;
+    size_t n = 0;
+    for (char c; (c = s[n]) != '\0'; ++n)
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || strchr("!#$%&'*+-.^_`|~", c) != NULL))
+            break;
+    return n;
+}
+
+/* Why an extra header line cannot go out, or NULL. Lines come from users: "Name: value" with a token name, no line break
+ * or other control character, and none of the headers that frame the message (written here, once). */
+static const char *header_line_problem(const char *line, size_t name_len)
+{
+    static const char *const framing[] = {"host", "content-length", "transfer-encoding", "connection"};
+    for (const char *p = line; *p != '\0'; ++p) {
+        if (*p == '\r' || *p == '\n')
+            return "contains a line break";
+        if (((unsigned char)*p < ' ' && *p != '\t') || *p == 0x7f)
+            return "contains a control character";
+    }
+    if (name_len == 0 || line[name_len] != ':')
+        return "is not \"Name: value\"";
+    for (size_t i = 0; i != sizeof(framing) / sizeof(framing[0]); ++i)
+        if (strlen(framing[i]) == name_len && strncasecmp(line, framing[i], name_len) == 0)
+            return "sets a header that the client writes itself";
+    return NULL;
 }
 
 int util_httpc_exchange(const util_httpc_request_t *req, util_httpc_response_t *res, util_buf_t *body, char *err, size_t errlen)
@@ -509,13 +563,18 @@ int util_httpc_exchange(const util_httpc_request_t *req, util_httpc_response_t *
     memset(res, 0, sizeof(*res));
     util_buf_init(&head);
     util_buf_init(&discard);
-    if (has_line_break(req->method, strlen(req->method))) {
+    if (req->method[0] == '\0' || req->method[token_len(req->method)] != '\0') {
         snprintf(err, errlen, "%s: bad method", req->url);
         goto Exit;
     }
     for (size_t i = 0; i != req->nheaders; ++i) {
-        if (has_line_break(req->headers[i], strlen(req->headers[i]))) {
-            snprintf(err, errlen, "%s: a request header contains a line break", req->url);
+        /* named by position and name only: values may be secrets */
+        size_t name_len = token_len(req->headers[i]);
+        const char *problem = header_line_problem(req->headers[i], name_len);
+        if (problem != NULL) {
+            int shown = (int)(name_len < 64 ? name_len : 64);
+            snprintf(err, errlen, "%s: request header %zu%s%.*s%s %s", req->url, i, shown != 0 ? " (" : "", shown, req->headers[i],
+                     shown != 0 ? ")" : "", problem);
             goto Exit;
         }
     }
@@ -533,7 +592,7 @@ int util_httpc_exchange(const util_httpc_request_t *req, util_httpc_response_t *
         goto Exit;
     if (conn_write_all(&conn, head.base, head.len) != 0 || (req->body != NULL && conn_write_all(&conn, req->body, req->body_len) != 0))
         goto Exit;
-    if (read_response(&conn, res, body != NULL ? body : &discard) != 0)
+    if (read_response(&conn, strcmp(req->method, "HEAD") == 0, res, body != NULL ? body : &discard) != 0)
         goto Exit;
     ret = 0;
 
