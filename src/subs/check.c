@@ -277,6 +277,15 @@ static int seal_headers(json_t *channel, const char *endpoint, fhir_outcome_t *o
         if (!json_is_string(h) || header_split(json_string_value(h), &name, &value) != 0)
             return fhir_outcome_fail(oo, 422, "value", "Subscription.channel.header",
                                      "channel.header[%zu] must be \"Name: value\" with a token name and no control characters", i);
+        /* the framing of the request is ours (util/httpc.c refuses them too) */
+        static const char *const reserved[] = {"host", "content-length", "transfer-encoding", "connection", "content-type"};
+        for (size_t r = 0; r != sizeof(reserved) / sizeof(reserved[0]); ++r) {
+            if (strcasecmp(name, reserved[r]) == 0) {
+                fhir_outcome_fail(oo, 422, "value", "Subscription.channel.header", "channel.header[%zu]: %s is set by the server", i, name);
+                free(name);
+                return -1;
+            }
+        }
         int ret = 0;
         char *sealed = NULL;
         if (strncmp(value, SEALED_PREFIX, strlen(SEALED_PREFIX)) == 0) {

@@ -158,6 +158,8 @@ static void test_refusals(void **state)
         {"Appointment?status=booked", "websocket", NULL, "application/fhir+xml", NULL},     /* payload */
         {"Appointment", "rest-hook", "http://127.0.0.1:7000/", NULL, "X-Evil: a\r\nHost: b"}, /* header injection */
         {"Appointment", "rest-hook", "http://127.0.0.1:7000/", NULL, "no colon"},
+        {"Appointment", "rest-hook", "http://127.0.0.1:7000/", NULL, "Content-Length: 0"},  /* framing is ours */
+        {"Appointment", "rest-hook", "http://127.0.0.1:7000/", NULL, "host: evil.example"},
         {"Appointment", "rest-hook", "http://127.0.0.1:7000/", NULL, "Authorization: sealed:AAAA"}, /* forged seal */
     };
     for (size_t i = 0; i != sizeof(bad) / sizeof(bad[0]); ++i) {
