@@ -35,11 +35,11 @@ function restHook(criteria, endpoint, channel = {}) {
     return { resourceType: 'Subscription', status: 'requested', reason: 'instances test', criteria, channel: { type: 'rest-hook', endpoint, ...channel } };
 }
 
-async function waitStatus(server, id, status) {
+async function waitStatus(server, id, status, timeoutMs = WAIT) {
     return waitUntil(async () => {
         const res = await fhir(server, 'GET', `/Subscription/${id}`);
         return res.json?.status === status ? res.json : null;
-    }, `Subscription/${id} to be ${status}`, WAIT);
+    }, `Subscription/${id} to be ${status}`, timeoutMs);
 }
 
 async function createActive(server, sub) {
@@ -307,5 +307,24 @@ describe('restarts with notifications pending', () => {
             receiver.describe(ns),
         );
         assert.ok(refs.filter((r) => r === `Appointment/${a1.id}`).length >= 2, 'the unanswered notification was sent again');
+    });
+
+    it('restarted with an endpoint no longer on the allowlist: that Subscription goes to error at its next delivery, and sends nothing', async () => {
+        const dr = await practitioner();
+        const crit = `Appointment?actor=Practitioner/${dr.id}`;
+        const dropped = await createActive(server, restHook(crit, receiver.url('/dropped/x')));
+        const kept = await createActive(server, restHook(crit, receiver.url('/kept/x')));
+        await server.stop();
+        server = null;
+        server = await startServer({ databaseUrl: db.url, env: { ...env, FHIRSCHED_SUBSCRIPTIONS_ENDPOINT_ALLOWLIST: `http://127.0.0.1:${receiver.port}/kept/` } });
+        const a = await create(server, appointment(dr, pat));
+        await receiver.waitFor(() => receiver.notifications(kept.id).length >= 1, 'the kept endpoint', WAIT);
+        const errored = await waitStatus(server, dropped.id, 'error', 10_000); // "at its next delivery" (configuration.md), not after max_failures (1000 here)
+        assert.match(errored.error || '', /allow/i, `Subscription.error says why: ${errored.error}`);
+        assert.equal(receiver.notifications(dropped.id).length, 0, 'nothing sent to an endpoint off the allowlist');
+        assert.equal(refOf(receiver.notifications(kept.id)[0]), `Appointment/${a.id}`);
+        // and it cannot be re-requested while off the list
+        const again = await fhir(server, 'PUT', `/Subscription/${dropped.id}`, { body: { ...errored, status: 'requested' } });
+        assert.equal(again.status, 422, `${again.status} ${again.text}`);
     });
 });

@@ -271,6 +271,83 @@ describe('rest-hook delivery', () => {
         expectStatus(await fhir(server, 'GET', `/Appointment/${a.id}`), 410);
     });
 
+    it('criteria select like the same search: token systems, OR lists, :not, :missing, reference forms, chains, _id, dates', async () => {
+        const SYS = 'http://example.org/fhir/mrn';
+        const [v1, v2, v3, fam, famOther] = [word('v'), word('v'), word('v'), word('Fam'), word('Fam')];
+        const drFamily = word('Dr');
+        const dr = await create(server, { resourceType: 'Practitioner', active: true, name: [{ family: drFamily }] });
+        const early = await create(server, { resourceType: 'Patient', name: [{ family: famOther }] });
+        const criteria = {
+            anySystem: `Patient?identifier=${v1}`,
+            withSystem: `Patient?identifier=${encodeURIComponent(`${SYS}|${v1}`)}`,
+            otherSystem: `Patient?identifier=${encodeURIComponent(`http://example.org/other|${v1}`)}`,
+            orList: `Patient?identifier=${v1},${v2}`,
+            noSystem: `Patient?identifier=${encodeURIComponent(`|${v3}`)}`,
+            id: `Patient?_id=${early.id}`,
+            combined: `Patient?family=${fam}&identifier=${v1}`,
+            not: `Patient?family=${fam}&identifier:not=${v1}`,
+            inactive: `Patient?family=${fam}&active=false`,
+            statusOr: `Appointment?actor=Practitioner/${dr.id}&status=booked,noshow`,
+            statusNot: `Appointment?actor=Practitioner/${dr.id}&status:not=booked`,
+            bareId: `Appointment?practitioner=${dr.id}`,
+            absolute: `Appointment?actor=${encodeURIComponent(`${server.base}/Practitioner/${dr.id}`)}`,
+            typed: `Appointment?actor:Practitioner=${dr.id}`,
+            chain: `Appointment?actor:Practitioner.name=${drFamily}`,
+            missing: `Appointment?actor=Practitioner/${dr.id}&service-type:missing=true`,
+            date: `Appointment?actor=Practitioner/${dr.id}&date=ge2031-01-01&date=lt2040-01-01`,
+            dateOutside: `Appointment?actor=Practitioner/${dr.id}&date=lt2031-01-01`,
+        };
+        const subs = {};
+        for (const [k, c] of Object.entries(criteria)) {
+            const res = await fhir(server, 'POST', '/Subscription', { body: restHook(c, hooks(`crit-${k}`)) });
+            assert.equal(res.status, 201, `${k}: ${c} -> ${res.status} ${res.text}`);
+            subs[k] = res.json.id;
+        }
+        for (const [k, id] of Object.entries(subs)) await waitStatus(server, id, 'active').catch((e) => assert.fail(`${k}: ${e.message}`));
+
+        const p1 = await create(server, { resourceType: 'Patient', active: true, identifier: [{ system: SYS, value: v1 }], name: [{ family: fam }] });
+        const p2 = await create(server, { resourceType: 'Patient', active: false, identifier: [{ system: SYS, value: v2 }], name: [{ family: fam }] });
+        const p3 = await create(server, { resourceType: 'Patient', active: true, identifier: [{ value: v3 }], name: [{ family: fam }] });
+        expectStatus(await fhir(server, 'PUT', `/Patient/${early.id}`, { body: { ...early, gender: 'other' } }), 200);
+        const x1 = await create(server, appointment(dr, pat));
+        expectStatus(await fhir(server, 'PUT', `/Appointment/${x1.id}`, { body: { ...x1, status: 'noshow' } }), 200);
+        const x2 = await create(server, appointment(dr, pat, { status: 'proposed', serviceType: [{ text: 'check-up' }] }));
+        expectStatus(await fhir(server, 'PUT', `/Appointment/${x2.id}`, { body: { ...x2, status: 'booked' } }), 200);
+
+        const P = (r) => ['create', `Patient/${r.id}`, '1'];
+        const X = (r, e, v) => [e, `Appointment/${r.id}`, v];
+        const all4 = [X(x1, 'create', '1'), X(x1, 'update', '2'), X(x2, 'create', '1'), X(x2, 'update', '2')];
+        const expected = {
+            anySystem: [P(p1)],
+            withSystem: [P(p1)],
+            otherSystem: [],
+            orList: [P(p1), P(p2)],
+            noSystem: [P(p3)],
+            id: [['update', `Patient/${early.id}`, '2']],
+            combined: [P(p1)],
+            not: [P(p2), P(p3)],
+            inactive: [P(p2)],
+            statusOr: [X(x1, 'create', '1'), X(x1, 'update', '2'), X(x2, 'update', '2')],
+            statusNot: [X(x1, 'update', '2'), X(x2, 'create', '1'), X(x2, 'update', '2')],
+            bareId: all4,
+            absolute: all4,
+            typed: all4,
+            chain: all4,
+            missing: [X(x1, 'create', '1'), X(x1, 'update', '2')],
+            date: all4,
+            dateOutside: [],
+        };
+        // the same searches, as searches, agree about the current versions
+        const search = await fhir(server, 'GET', `/Patient?identifier=${v1},${v2}`);
+        expectStatus(search, 200);
+        assert.equal(search.json.total ?? search.json.entry?.length, 2);
+        const enough = () => Object.entries(expected).every(([k, e]) => receiver.notifications(subs[k]).length >= e.length);
+        await waitUntil(enough, () => `every Subscription's notifications: ${JSON.stringify(Object.fromEntries(Object.keys(subs).map((k) => [k, summary(receiver.notifications(subs[k]))])))}`, WAIT).catch(() => {});
+        await sleep(500);
+        const got = Object.fromEntries(Object.keys(expected).map((k) => [k, summary(receiver.notifications(subs[k]))]));
+        assert.deepEqual(got, expected);
+    });
+
     it('refuses an endpoint off the allowlist, bad criteria, unsupported channels and payloads with 422, storing nothing', async () => {
         const before = await countSubscriptions(server);
         const ok = hooks('refused');
@@ -300,6 +377,11 @@ describe('rest-hook delivery', () => {
             'payload xml': restHook(crit, ok, { payload: 'application/fhir+xml' }),
             'a header with CR LF': restHook(crit, ok, { header: ['X-A: b\r\nHost: evil.example'] }),
             'a header without a name': restHook(crit, ok, { header: ['just a value'] }),
+            'a Host header': restHook(crit, ok, { header: ['Host: evil.example'] }),
+            'a Content-Length header': restHook(crit, ok, { header: ['content-length: 0'] }),
+            'a Transfer-Encoding header': restHook(crit, ok, { header: ['Transfer-Encoding: chunked'] }),
+            'a Connection header': restHook(crit, ok, { header: ['Connection: close'] }),
+            'a Content-Type header': restHook(crit, ok, { header: ['Content-Type: text/plain'] }),
         };
         for (const [what, body] of Object.entries(cases)) {
             const res = await fhir(server, 'POST', '/Subscription', { body });
@@ -434,13 +516,35 @@ describe('rest-hook delivery', () => {
         assert.equal((await getSub(server, sub.id)).status, 'active', 'a few failures do not make it error');
     });
 
+    it('an update of the Subscription while notifications are pending loses none of them', async () => {
+        const dr = await practitioner();
+        const sub = await createActive(server, restHook(`Appointment?actor=Practitioner/${dr.id}`, hooks('pending-put')));
+        receiver.answer('/hooks/pending-put', 503);
+        const made = [];
+        for (let i = 0; i < 3; i++) made.push(`Appointment/${(await create(server, appointment(dr, pat))).id}`);
+        await receiver.waitFor(() => receiver.notifications(sub.id).length >= 2, 'failed attempts', WAIT);
+        const current = await getSub(server, sub.id);
+        const put = await fhir(server, 'PUT', `/Subscription/${sub.id}`, { body: { ...current, reason: 'edited while behind' } });
+        expectStatus(put, 200);
+        receiver.answer('/hooks/pending-put', null);
+        await receiver.waitFor(() => new Set(receiver.notifications(sub.id).filter((q) => q.answered === 200).map(refOf)).size >= 3, 'the three changes', WAIT);
+        await waitStatus(server, sub.id, 'active');
+        const ok = receiver.notifications(sub.id).filter((q) => q.answered === 200).map(refOf);
+        assert.deepEqual(ok, made, 'each change once, in order, after the edit');
+        assert.equal((await getSub(server, sub.id)).reason, 'edited while behind');
+    });
+
     it('an endpoint that does not answer within timeout_ms has failed: the same notification is sent again, later ones wait behind it', async () => {
         const dr = await practitioner();
         const sub = await createActive(server, restHook(`Appointment?actor=Practitioner/${dr.id}`, hooks('hang'), { payload: 'application/fhir+json' }));
         receiver.answer('/hooks/hang', 'hang');
         const a = await create(server, appointment(dr, pat));
-        const b = await create(server, appointment(dr, pat));
         await receiver.waitFor(() => receiver.notifications(sub.id).length >= 1, 'the first attempt', WAIT);
+        // never in the request's way: writes go on while the endpoint holds the delivery
+        const t0 = Date.now();
+        const b = await create(server, appointment(dr, pat));
+        assert.ok(Date.now() - t0 < 900, `a write waited for the hanging endpoint: ${Date.now() - t0} ms`);
+        assert.equal(receiver.notifications(sub.id).length, 1, 'the next notification waits behind the unanswered one');
         receiver.answer('/hooks/hang', null); // answer 200 from now on; the held request stays unanswered
         await receiver.waitFor(() => receiver.notifications(sub.id).some((q) => refOf(q) === `Appointment/${b.id}`), 'the second Appointment', WAIT);
         const ns = receiver.notifications(sub.id);
@@ -626,6 +730,25 @@ describe('rest-hook failures (max_failures 4)', () => {
         expectStatus(await fhir(server, 'PUT', `/Subscription/${res.json.id}`, { body: { ...errored, status: 'requested' } }), 200);
         await waitStatus(server, res.json.id, 'active');
         assert.equal(receiver.handshakes(res.json.id).length, MAX + 1);
+    });
+
+    it('max_failures counts failures in a row: a success in between (handshake or notification) starts the count again', async () => {
+        const dr = await practitioner();
+        // every request fails until it is the third of its kind in a row, i.e. 2 failures before each success
+        let streak = 0;
+        receiver.answer('/hooks/in-a-row', () => (++streak % 3 === 0 ? 200 : 500));
+        const res = await fhir(server, 'POST', '/Subscription', { body: restHook(`Appointment?actor=Practitioner/${dr.id}`, hooks('in-a-row')) });
+        expectStatus(res, 201);
+        const id = res.json.id;
+        await waitStatus(server, id, 'active');
+        const made = [];
+        for (let i = 0; i < 3; i++) made.push(`Appointment/${(await create(server, appointment(dr, pat))).id}`);
+        await receiver.waitFor(() => receiver.notifications(id).filter((q) => q.answered === 200).length >= 3, 'three successes', WAIT);
+        // (2 failed + 1 good) handshakes, then 3 x (2 failed + 1 good) notifications: 12 requests, 8 failures, never MAX (4) in a row
+        assert.equal(receiver.of(id).length, 12, receiver.describe(receiver.of(id)));
+        assert.deepEqual(receiver.notifications(id).filter((q) => q.answered === 200).map(refOf), made);
+        assert.equal((await getSub(server, id)).status, 'active');
+        receiver.answer('/hooks/in-a-row', null);
     });
 
     it('any 2xx is success; a redirect is a failure', async () => {

@@ -9,6 +9,7 @@
 //   const r = await startReceiver();
 //   r.url('/hook')                                  // http://127.0.0.1:<port>/hook
 //   r.answer('/hook', 500); r.answer('/hook', 'hang'); r.answer('/hook', null)   // per path; null: back to r.status
+//   r.answer('/hook', (req) => (req.headers['x-fhir-event'] === 'handshake' ? 200 : 500))   // decided per request
 //   await r.waitFor((reqs) => reqs.length >= 2, 5000)                            // or (predicate, 'what', timeoutMs)
 //   r.notifications(subId)                          // requests of Subscription/<subId> that are not handshakes
 //   r.handshakes(subId)
@@ -48,7 +49,8 @@ export async function startReceiver({ port = 0, status = 200 } = {}) {
         url(p = '/hook') {
             return `http://127.0.0.1:${r.port}${p}`;
         },
-        /** The answer for requests to `path` (a number or 'hang'); null: the default `status` again. */
+        /** The answer for requests to `path`: a status, 'hang', or a function of the recorded request returning one of
+         * those (undefined: the default); null: the default `status` again. */
         answer(path, what) {
             if (what === null || what === undefined) answers.delete(path);
             else answers.set(path, what);
@@ -73,7 +75,8 @@ export async function startReceiver({ port = 0, status = 200 } = {}) {
                         answered: null,
                     };
                     r.requests.push(rec);
-                    const a = answers.has(path) ? answers.get(path) : r.status;
+                    let a = answers.has(path) ? answers.get(path) : r.status;
+                    if (typeof a === 'function') a = a(rec) ?? r.status;
                     if (a === 'hang') {
                         hanging.add({ res, rec });
                         return;
