@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include "fhir/types.h"
+#include "util/str.h"
 
 typedef enum {
     FHIR_ACCESS_ALL,  /* every row of the type */
@@ -30,5 +31,12 @@ typedef struct st_fhir_access_t {
 
 /** The read (or write) rule of `type` under `access`; NULL access or an unknown type means everything is allowed. */
 const fhir_access_rule_t *fhir_access_rule(const fhir_access_t *access, const char *type, bool write);
+/**
+ * Writes the SQL condition "a row with this id and these search tokens (SQL expressions) passes `rule`" into `out`
+ * ("true"/"false" for ALL/NONE); a SOME rule uses parameters $first (ids) and $first+1 (tokens), whose values are put
+ * in values[0..1] (borrowed from the rule). Returns how many parameters it used (0 or 2).
+ */
+int fhir_access_sql(util_buf_t *out, const fhir_access_rule_t *rule, const char *id_expr, const char *tokens_expr, int first,
+                    const char *values[2]);
 
 #endif

@@ -691,9 +691,15 @@ static void access_condition(fhir_search_t *s, util_buf_t *out, const char *alia
             util_buf_printf(out, " AND %s.res_type <> $%d::text", alias, pt);
             continue;
         }
-        int pi = add_param(s, rule->ids != NULL ? rule->ids : "{}"), pk = add_param(s, rule->tokens != NULL ? rule->tokens : "{}");
-        util_buf_printf(out, " AND (%s.res_type <> $%d::text OR %s.id = ANY($%d::text[]) OR %s.sp_tokens && $%d::text[])", alias, pt,
-                        alias, pi, alias, pk);
+        char id_expr[32], tokens_expr[32];
+        snprintf(id_expr, sizeof(id_expr), "%s.id", alias);
+        snprintf(tokens_expr, sizeof(tokens_expr), "%s.sp_tokens", alias);
+        const char *values[2];
+        util_buf_printf(out, " AND (%s.res_type <> $%d::text OR ", alias, pt);
+        fhir_access_sql(out, rule, id_expr, tokens_expr, s->nparams + 1, values);
+        add_param(s, values[0]);
+        add_param(s, values[1]);
+        util_buf_puts(out, ")");
     }
 }
 

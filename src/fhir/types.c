@@ -23,3 +23,16 @@ const fhir_access_rule_t *fhir_access_rule(const fhir_access_t *access, const ch
         return &all;
     return write ? &access->write[i] : &access->read[i];
 }
+
+int fhir_access_sql(util_buf_t *out, const fhir_access_rule_t *rule, const char *id_expr, const char *tokens_expr, int first,
+                    const char *values[2])
+{
+    if (rule->level != FHIR_ACCESS_SOME) {
+        util_buf_puts(out, rule->level == FHIR_ACCESS_ALL ? "true" : "false");
+        return 0;
+    }
+    values[0] = rule->ids != NULL ? rule->ids : "{}";
+    values[1] = rule->tokens != NULL ? rule->tokens : "{}";
+    util_buf_printf(out, "(%s = ANY($%d::text[]) OR %s && $%d::text[])", id_expr, first, tokens_expr, first + 1);
+    return 2;
+}

@@ -56,6 +56,11 @@ int64_t subs_head(void)
     return atomic_load(&D.head);
 }
 
+unsigned subs_generation(void)
+{
+    return atomic_load(&D.generation);
+}
+
 static void wake_all(void)
 {
     pthread_mutex_lock(&D.lock);
@@ -197,6 +202,7 @@ typedef struct st_sub_t {
     int64_t cursor, saved_cursor;
     unsigned failures;
     uint64_t due; /* monotonic ms of the next attempt */
+    int64_t end_at; /* Subscription.end (Unix seconds; 0: none) */
     subs_matcher_t matcher;
     bool compiled;  /* matcher built; when false, `problem` says why */
     char *problem;
@@ -255,9 +261,10 @@ static int shard_load(shard_t *sh)
     const char *params[] = {shard, shards};
     PGresult *res = query(sh->c,
                           "SELECT id, version_id, criteria, status, endpoint, coalesce(payload, ''), headers, cursor, failures,"
-                          " greatest(0, extract(epoch FROM next_attempt - now()) * 1000)::bigint"
+                          " greatest(0, extract(epoch FROM next_attempt - now()) * 1000)::bigint,"
+                          " coalesce(extract(epoch FROM end_at)::bigint, 0)"
                           " FROM sub_state WHERE channel_type = 'rest-hook' AND status IN ('requested', 'active')"
-                          " AND (end_at IS NULL OR end_at > now()) AND mod(abs(hashtext(id)::bigint), $2::bigint) = $1::bigint"
+                          " AND mod(abs(hashtext(id)::bigint), $2::bigint) = $1::bigint"
                           " ORDER BY id",
                           2, params);
     if (res == NULL)
@@ -292,6 +299,7 @@ static int shard_load(shard_t *sh)
         s->cursor = s->saved_cursor = strtoll(PQgetvalue(res, i, 7), NULL, 10);
         s->failures = (unsigned)atoi(PQgetvalue(res, i, 8));
         s->due = now + (uint64_t)strtoll(PQgetvalue(res, i, 9), NULL, 10);
+        s->end_at = strtoll(PQgetvalue(res, i, 10), NULL, 10);
         if (!s->compiled && s->problem == NULL) {
             fhir_outcome_t oo;
             fhir_outcome_init(&oo);
@@ -410,13 +418,15 @@ static void record_failure(shard_t *sh, sub_t *s, const char *why)
     }
 }
 
-/* One POST to the endpoint. 0 on a 2xx; -1 with the reason in `why`. */
+#define POST_REFUSED -2 /* post(): the endpoint may not be called at all (no retry helps) */
+
+/* One POST to the endpoint. 0 on a 2xx; -1 with the reason in `why`, or POST_REFUSED. */
 static int post(sub_t *s, const char *event, const char *type, const char *id, const char *version, const char *body, char *why,
                 size_t whylen)
 {
     if (!subs_endpoint_allowed(s->endpoint)) {
-        snprintf(why, whylen, "the endpoint is no longer on the server's allowlist");
-        return -1;
+        snprintf(why, whylen, "channel.endpoint is not on this server's allowlist (subscriptions.endpoint_allowlist)");
+        return POST_REFUSED;
     }
     const char **lines = util_xcalloc(s->nheaders + 4, sizeof(char *));
     char **owned = util_xcalloc(s->nheaders + 4, sizeof(char *));
@@ -469,7 +479,12 @@ static void handshake(shard_t *sh, sub_t *s)
         write_status(sh, s, "error", s->problem);
         return;
     }
-    if (post(s, "handshake", NULL, NULL, NULL, NULL, why, sizeof(why)) != 0) {
+    int r = post(s, "handshake", NULL, NULL, NULL, NULL, why, sizeof(why));
+    if (r == POST_REFUSED) {
+        write_status(sh, s, "error", why);
+        return;
+    }
+    if (r != 0) {
         record_failure(sh, s, why);
         return;
     }
@@ -487,8 +502,12 @@ static void deliver(shard_t *sh, sub_t *s, int64_t head)
     char why[600];
     for (int i = 0; i != n && !atomic_load(&D.stop); ++i) {
         const char *body = s->payload && !PQgetisnull(res, i, 5) ? PQgetvalue(res, i, 5) : NULL;
-        if (post(s, PQgetvalue(res, i, 4), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2), PQgetvalue(res, i, 3), body, why, sizeof(why)) != 0) {
-            record_failure(sh, s, why);
+        int r = post(s, PQgetvalue(res, i, 4), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2), PQgetvalue(res, i, 3), body, why, sizeof(why));
+        if (r != 0) {
+            if (r == POST_REFUSED)
+                write_status(sh, s, "error", why);
+            else
+                record_failure(sh, s, why);
             PQclear(res);
             return;
         }
@@ -573,9 +592,14 @@ static bool may_match(const sub_t *s, const change_t *changes, size_t n)
     return false;
 }
 
+static bool ended(const sub_t *s)
+{
+    return s->end_at != 0 && (int64_t)time(NULL) >= s->end_at;
+}
+
 static bool runnable(const sub_t *s, int64_t head, uint64_t now)
 {
-    return strcmp(s->status, "active") == 0 && s->compiled && s->stmt[0] != '\0' && s->cursor < head && s->due <= now;
+    return strcmp(s->status, "active") == 0 && s->compiled && s->stmt[0] != '\0' && s->cursor < head && s->due <= now && !ended(s);
 }
 
 /*
@@ -726,7 +750,9 @@ static void *shard_main(void *arg)
         uint64_t now = util_time_monotonic_ms(), next = now + IDLE_POLL_MS;
         for (size_t i = 0; i != sh.nsubs && !atomic_load(&D.stop); ++i) {
             sub_t *s = &sh.subs[i];
-            if (strcmp(s->status, "requested") == 0 && s->due <= now)
+            if (ended(s) && s->due <= now)
+                write_status(&sh, s, "off", NULL); /* R4: the server turns a Subscription off at its end */
+            else if (strcmp(s->status, "requested") == 0 && s->due <= now)
                 handshake(&sh, s);
             else if (strcmp(s->status, "active") == 0 && !s->compiled)
                 write_status(&sh, s, "error", s->problem);

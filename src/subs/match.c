@@ -34,23 +34,33 @@ int subs_matcher_init(subs_matcher_t *m, const char *criteria, const fhir_access
         subs_matcher_dispose(m);
         return -1;
     }
+    /* where's parameters, then the visibility rule's (0 or 2), then from, to, type and payload (set per run) */
     int n = s.nparams_where;
+    util_buf_t visible;
+    util_buf_init(&visible);
+    const char *vvalues[2];
+    int nv = fhir_access_sql(&visible, fhir_access_rule(access, type, false), "c.id", "c.n_tokens", n + 1, vvalues);
+    int run = n + nv; /* run parameters are $run+1 .. $run+4 */
     util_buf_printf(&m->sql,
-                    "SELECT c.pos, c.res_type, c.id, c.version_id, c.event, CASE WHEN $%d::boolean THEN h.body END"
+                    "SELECT c.pos, c.res_type, c.id, c.version_id, c.event, CASE WHEN $%d::boolean THEN h.body END,"
+                    " (NOT c.n_deleted AND %s)"
                     " FROM sub_change c LEFT JOIN resource_history h"
                     " ON h.res_type = c.res_type AND h.id = c.id AND h.version_id = c.version_id"
                     " WHERE c.pos > $%d::bigint AND c.pos <= $%d::bigint AND c.res_type = $%d::text AND EXISTS (SELECT 1 FROM (VALUES"
                     " (c.res_type, c.id, c.n_deleted, c.n_last_updated, c.n_tokens, c.n_text, c.n_date, c.n_sort, c.n_geo),"
                     " (c.res_type, c.id, c.o_deleted, c.o_last_updated, c.o_tokens, c.o_text, c.o_date, c.o_sort, c.o_geo))"
                     " AS r(res_type, id, deleted, last_updated, sp_tokens, sp_text, sp_date, sp_sort, sp_geo) WHERE ",
-                    n + 4, n + 1, n + 2, n + 3);
+                    run + 4, visible.base, run + 1, run + 2, run + 3);
+    util_buf_dispose(&visible);
     util_buf_append(&m->sql, s.where.base, s.where.len);
     util_buf_printf(&m->sql, ") ORDER BY c.pos LIMIT %d", SUBS_MATCH_BATCH);
-    m->nparams = n + 4;
+    m->nparams = run + 4;
     m->params = util_xcalloc((size_t)m->nparams, sizeof(char *));
     for (int i = 0; i != n; ++i)
         m->params[i] = util_xstrdup(s.params[i]);
-    m->params[n + 2] = util_xstrdup(type);
+    for (int i = 0; i != nv; ++i)
+        m->params[n + i] = util_xstrdup(vvalues[i]);
+    m->params[run + 2] = util_xstrdup(type);
     m->type = util_xstrdup(type);
     for (size_t i = 0; i != s.ntoken_filters; ++i)
         subs_tokens_parse(&m->filters[m->nfilters++], s.params[s.token_filters[i]]);

@@ -69,7 +69,8 @@ typedef struct st_subs_tokens_t {
 
 /** The matcher of one criteria: SQL over the outbox plus its parameters. */
 typedef struct st_subs_matcher_t {
-    util_buf_t sql; /* rows: pos, res_type, id, version_id, event, body (with payload) */
+    util_buf_t sql; /* rows: pos, res_type, id, version_id, event, body (with payload), whether the requester may see the
+                       version the change made (the change matched on either side; the content is theirs only if so) */
     char **params;  /* nparams values; the last four (from, to, type, payload) are filled per run */
     int nparams;
     char *type;     /* the criteria's resource type */
@@ -105,6 +106,8 @@ int subs_criteria_check(const char *criteria, const char **type, fhir_outcome_t 
 
 /** The newest outbox position this instance knows of (websocket listeners poll it). */
 int64_t subs_head(void);
+/** A number that changes whenever a Subscription was written (websocket bindings check theirs again). */
+unsigned subs_generation(void);
 /** Starts the sequencer/listener thread and the rest-hook delivery threads. 0, or -1 with a message. */
 int subs_dispatch_start(char *err, size_t errlen);
 /** Stops them (blocking until they exit). */

@@ -28,9 +28,14 @@ typedef struct st_ws_binding_t {
     char *sub_id;
     bool payload;
     subs_matcher_t matcher;
+    char *criteria;
+    const fhir_access_t *access; /* the token's row rules (owned by conn->auth) */
     int64_t cursor;
-    bool busy;     /* a match query is out */
+    int64_t end_at; /* Subscription.end (Unix seconds; 0: none) */
+    bool busy;     /* a query is out */
     bool unbound;  /* freed when its query returns */
+    bool stale;    /* the Subscription may have changed: look again before matching */
+    const char *params[1];
     store_query_t q;
 } ws_binding_t;
 
@@ -59,12 +64,21 @@ typedef struct st_ws_bind_t {
 static __thread struct {
     h2o_linklist_t conns;
     bool initialised;
+    unsigned generation; /* subs_generation() when the bindings were last checked */
     h2o_timeout_t timeout;
     h2o_timeout_entry_t tick;
     h2o_loop_t *loop;
 } L;
 
 static void on_tick(h2o_timeout_entry_t *entry);
+
+static void binding_free(ws_binding_t *b)
+{
+    subs_matcher_dispose(&b->matcher);
+    free(b->sub_id);
+    free(b->criteria);
+    free(b);
+}
 
 static void conn_release(ws_conn_t *c)
 {
@@ -73,9 +87,7 @@ static void conn_release(ws_conn_t *c)
     while (!h2o_linklist_is_empty(&c->bindings)) {
         ws_binding_t *b = H2O_STRUCT_FROM_MEMBER(ws_binding_t, link, c->bindings.next);
         h2o_linklist_unlink(&b->link);
-        subs_matcher_dispose(&b->matcher);
-        free(b->sub_id);
-        free(b);
+        binding_free(b);
     }
     if (c->auth.release != NULL)
         c->auth.release(c->auth.ctx);
@@ -153,7 +165,9 @@ static void send_change(ws_conn_t *c, ws_binding_t *b, PGresult *res, int row)
     /* the stored body is spliced in as it is (no re-serialisation) */
     util_buf_printf(&buf, "{\"resourceType\":\"Bundle\",\"id\":\"%s\",\"meta\":{\"lastUpdated\":\"%s\"},\"type\":\"history\",\"entry\":[",
                     bundle_id, now);
-    if (!deleted && !PQgetisnull(res, row, 5)) {
+    /* a change that took the resource out of the listener's sight is announced without its content */
+    bool visible = PQgetvalue(res, row, 6)[0] == 't';
+    if (!deleted && visible && !PQgetisnull(res, row, 5)) {
         util_buf_append(&buf, head, strlen(head) - 1);
         util_buf_puts(&buf, ",\"resource\":");
         util_buf_puts(&buf, PQgetvalue(res, row, 5));
@@ -173,9 +187,7 @@ static void on_matched(store_query_t *q, PGresult *res, const char *err)
     ws_conn_t *c = b->conn;
     b->busy = false;
     if (b->unbound) {
-        subs_matcher_dispose(&b->matcher);
-        free(b->sub_id);
-        free(b);
+        binding_free(b);
         conn_release(c);
         return;
     }
@@ -196,6 +208,93 @@ static void on_matched(store_query_t *q, PGresult *res, const char *err)
         flush(c);
 }
 
+/* Ends a binding the server no longer serves, telling the client why. */
+static void binding_drop(ws_conn_t *c, ws_binding_t *b, const char *why)
+{
+    sendf(c, "error %s %s; unbound", b->sub_id, why);
+    h2o_linklist_unlink(&b->link);
+    --c->nbindings;
+    if (b->busy)
+        b->unbound = true;
+    else
+        binding_free(b);
+}
+
+#define LOOKUP_SQL                                                                                                                 \
+    "SELECT criteria, status, channel_type, coalesce(payload, ''), (SELECT pos FROM sub_head),"                                    \
+    " coalesce(extract(epoch FROM end_at)::bigint, 0) FROM sub_state WHERE id = $1"
+
+/* Why a looked-up Subscription cannot be listened to, or NULL. */
+static const char *unservable(PGresult *res, char *buf, size_t len)
+{
+    if (PQntuples(res) == 0)
+        return "no such Subscription";
+    if (strcmp(PQgetvalue(res, 0, 2), "websocket") != 0)
+        return "not a websocket Subscription";
+    if (strcmp(PQgetvalue(res, 0, 1), "active") != 0) {
+        snprintf(buf, len, "the Subscription is %s, not active", PQgetvalue(res, 0, 1));
+        return buf;
+    }
+    int64_t end = strtoll(PQgetvalue(res, 0, 5), NULL, 10);
+    if (end != 0 && (int64_t)time(NULL) >= end)
+        return "the Subscription has ended";
+    return NULL;
+}
+
+/* The Subscription was written: still servable? New criteria rebuild the matcher (from the same place on). */
+static void on_refreshed(store_query_t *q, PGresult *res, const char *err)
+{
+    ws_binding_t *b = H2O_STRUCT_FROM_MEMBER(ws_binding_t, q, q);
+    ws_conn_t *c = b->conn;
+    b->busy = false;
+    if (b->unbound) {
+        binding_free(b);
+        conn_release(c);
+        return;
+    }
+    if (err == NULL && c->ws != NULL) {
+        char buf[96];
+        const char *why = unservable(res, buf, sizeof(buf));
+        if (why != NULL) {
+            binding_drop(c, b, why);
+        } else {
+            b->stale = false;
+            b->payload = PQgetvalue(res, 0, 3)[0] != '\0';
+            b->end_at = strtoll(PQgetvalue(res, 0, 5), NULL, 10);
+            const char *criteria = PQgetvalue(res, 0, 0);
+            if (strcmp(criteria, b->criteria) != 0) {
+                subs_matcher_t m;
+                fhir_outcome_t oo;
+                fhir_outcome_init(&oo);
+                if (subs_matcher_init(&m, criteria, b->access, &oo) == 0) {
+                    subs_matcher_dispose(&b->matcher);
+                    b->matcher = m;
+                    free(b->criteria);
+                    b->criteria = util_xstrdup(criteria);
+                } else {
+                    binding_drop(c, b, "its new criteria cannot be used");
+                }
+                fhir_outcome_dispose(&oo);
+            }
+        }
+    }
+    schedule_tick();
+    bool last = c->refs == 1;
+    conn_release(c);
+    if (!last)
+        flush(c);
+}
+
+static void refresh_binding(ws_conn_t *c, ws_binding_t *b)
+{
+    b->params[0] = b->sub_id;
+    b->q = (store_query_t){.sql = LOOKUP_SQL, .nparams = 1, .params = b->params, .cb = on_refreshed};
+    if (store_pool_submit(c->pool, &b->q) != 0)
+        return;
+    b->busy = true;
+    ++c->refs;
+}
+
 static void run_binding(ws_conn_t *c, ws_binding_t *b, int64_t head)
 {
     subs_matcher_range(&b->matcher, b->cursor, head, b->payload);
@@ -212,6 +311,9 @@ static void on_tick(h2o_timeout_entry_t *entry)
     (void)entry;
     int64_t head = subs_head(), wall = (int64_t)time(NULL);
     uint64_t now = util_time_monotonic_ms();
+    unsigned generation = subs_generation();
+    bool changed = generation != L.generation;
+    L.generation = generation;
     for (h2o_linklist_t *l = L.conns.next; l != &L.conns; l = l->next) {
         ws_conn_t *c = H2O_STRUCT_FROM_MEMBER(ws_conn_t, link, l);
         if (c->auth.expires != 0 && wall >= c->auth.expires && c->ws != NULL && c->ws->sock != NULL && !c->expired) {
@@ -221,9 +323,17 @@ static void on_tick(h2o_timeout_entry_t *entry)
             c->expired = true;
             continue;
         }
-        for (h2o_linklist_t *bl = c->bindings.next; bl != &c->bindings; bl = bl->next) {
+        for (h2o_linklist_t *bl = c->bindings.next; bl != &c->bindings;) {
             ws_binding_t *b = H2O_STRUCT_FROM_MEMBER(ws_binding_t, link, bl);
-            if (!b->busy && b->cursor < head)
+            bl = bl->next; /* b may be dropped */
+            b->stale |= changed;
+            if (b->end_at != 0 && wall >= b->end_at)
+                binding_drop(c, b, "the Subscription has ended");
+            else if (b->busy)
+                continue;
+            else if (b->stale)
+                refresh_binding(c, b);
+            else if (b->cursor < head)
                 run_binding(c, b, head);
         }
         if (now - c->last_heartbeat >= (uint64_t)subs_settings.heartbeat_seconds * 1000 && c->ws != NULL && c->ws->sock != NULL) {
@@ -271,14 +381,12 @@ static void on_bind_lookup(store_query_t *q, PGresult *res, const char *err)
     ws_conn_t *c = job->conn;
     if (c->ws == NULL)
         goto Exit;
+    char buf[96];
+    const char *why = err == NULL ? unservable(res, buf, sizeof(buf)) : NULL;
     if (err != NULL) {
         sendf(c, "error %s the database is not available; try again", job->sub_id);
-    } else if (PQntuples(res) == 0) {
-        sendf(c, "error %s no such Subscription", job->sub_id);
-    } else if (strcmp(PQgetvalue(res, 0, 2), "websocket") != 0) {
-        sendf(c, "error %s not a websocket Subscription", job->sub_id);
-    } else if (strcmp(PQgetvalue(res, 0, 1), "active") != 0) {
-        sendf(c, "error %s the Subscription is %s, not active", job->sub_id, PQgetvalue(res, 0, 1));
+    } else if (why != NULL) {
+        sendf(c, "error %s %s", job->sub_id, why);
     } else if (find_binding(c, job->sub_id) != NULL) {
         sendf(c, "bound %s", job->sub_id);
     } else if (c->nbindings == MAX_BINDINGS) {
@@ -301,8 +409,11 @@ static void on_bind_lookup(store_query_t *q, PGresult *res, const char *err)
         } else {
             b->conn = c;
             b->sub_id = util_xstrdup(job->sub_id);
+            b->criteria = util_xstrdup(criteria);
+            b->access = access;
             b->payload = PQgetvalue(res, 0, 3)[0] != '\0';
             b->cursor = strtoll(PQgetvalue(res, 0, 4), NULL, 10);
+            b->end_at = strtoll(PQgetvalue(res, 0, 5), NULL, 10);
             h2o_linklist_insert(&c->bindings, &b->link);
             ++c->nbindings;
             sendf(c, "bound %s", job->sub_id);
@@ -336,9 +447,7 @@ static void command(ws_conn_t *c, const char *text, size_t len)
         job->conn = c;
         job->sub_id = id;
         job->params[0] = job->sub_id;
-        job->q = (store_query_t){.sql = "SELECT criteria, status, channel_type, coalesce(payload, ''), (SELECT pos FROM sub_head)"
-                                        " FROM sub_state WHERE id = $1",
-                                 .nparams = 1, .params = job->params, .cb = on_bind_lookup};
+        job->q = (store_query_t){.sql = LOOKUP_SQL, .nparams = 1, .params = job->params, .cb = on_bind_lookup};
         if (store_pool_submit(c->pool, &job->q) != 0) {
             sendf(c, "error %s the server is busy; try again", id);
             free(id);
@@ -353,13 +462,10 @@ static void command(ws_conn_t *c, const char *text, size_t len)
         if (b != NULL) {
             h2o_linklist_unlink(&b->link);
             --c->nbindings;
-            if (b->busy) {
+            if (b->busy)
                 b->unbound = true; /* freed when its query returns */
-            } else {
-                subs_matcher_dispose(&b->matcher);
-                free(b->sub_id);
-                free(b);
-            }
+            else
+                binding_free(b);
         }
         sendf(c, "unbound %s", id);
     } else {
