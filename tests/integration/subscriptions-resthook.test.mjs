@@ -622,6 +622,7 @@ describe('rest-hook delivery', () => {
         await receiver.waitFor(() => receiver.notifications(witness.id).some((q) => refOf(q) === `Appointment/${later.id}`), 'the witness', WAIT);
         await sleep(500);
         assert.deepEqual(receiver.notifications(ending.id).map(refOf), [`Appointment/${first.id}`], 'nothing after the end');
+        await waitStatus(server, ending.id, 'off'); // the server switches it off at its end
     });
 
     it('a Subscription whose end has passed delivers nothing', async () => {
@@ -634,6 +635,7 @@ describe('rest-hook delivery', () => {
         await sleep(500);
         assert.equal(receiver.notifications(ended.json.id).length, 0, `an ended Subscription notified: ${receiver.describe(receiver.of(ended.json.id))}`);
         assert.equal(refOf(receiver.notifications(witness.id)[0]), `Appointment/${a.id}`);
+        await waitStatus(server, ended.json.id, 'off');
     });
 });
 

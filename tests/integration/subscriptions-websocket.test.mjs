@@ -255,7 +255,12 @@ describe('websocket', () => {
         expectStatus(await fhir(server, 'PUT', `/Subscription/${off.id}`, { body: { ...off, status: 'off' } }), 200);
         expectStatus(await fhir(server, 'DELETE', `/Subscription/${gone.id}`), [200, 204]);
         expectStatus(await fhir(server, 'PUT', `/Subscription/${moved.id}`, { body: { ...moved, criteria: `Appointment?actor=Practitioner/${other.id}` } }), 200);
-        await sleep(200);
+        // the server ends the bindings of the Subscriptions switched off and deleted: "error <id> <text>; unbound"
+        const ended = (id) => c.messages.find((m) => m.startsWith(`error ${id} `));
+        await c.waitFor(() => ended(off.id) && ended(gone.id), 'the server ending two bindings', WAIT);
+        for (const id of [off.id, gone.id]) assert.match(ended(id), new RegExp(`^error ${id} \\S.*; unbound$`));
+        assert.equal(ended(moved.id), undefined, 'new criteria do not end the binding');
+        assert.equal(ended(witness.id), undefined);
         await book(dr);
         await c.waitFor(() => pings(c, witness.id) >= 2, 'the witness', WAIT);
         await sleep(QUIET);
@@ -264,6 +269,12 @@ describe('websocket', () => {
             { off: 1, deleted: 1, 'other criteria': 1 },
             `pings per binding after the change (1: none after it): ${JSON.stringify(c.messages)}`,
         );
+        // the new criteria apply from then on
+        await book(other);
+        await c.waitFor(() => pings(c, moved.id) >= 2, 'a ping under the new criteria', WAIT);
+        await sleep(QUIET);
+        assert.equal(pings(c, witness.id), 2, 'the witness does not select the other practitioner');
+        assert.equal(pings(c, off.id) + pings(c, gone.id), 2);
     });
 
     it('a websocket Subscription whose end has passed delivers nothing', async () => {
@@ -296,6 +307,8 @@ describe('websocket', () => {
         await c.waitFor(() => pings(c, witness.id) >= 2, 'the witness', WAIT);
         await sleep(QUIET);
         assert.equal(pings(c, ending.id), 1, `pinged after its end: ${JSON.stringify(c.messages)}`);
+        await c.waitFor((m) => m.some((x) => x.startsWith(`error ${ending.id} `)), 'the server ending the binding at its end', WAIT);
+        assert.match(c.messages.find((x) => x.startsWith(`error ${ending.id} `)), /; unbound$/);
     });
 
     it('sends websocket ping control frames every heartbeat_seconds (1) and keeps the socket open', async () => {
@@ -438,7 +451,13 @@ describe('websocket with authorization', () => {
         const versions = recA.messages.filter(isBundle).map((m) => JSON.parse(m).entry[0]);
         const leaked = versions.filter((e) => JSON.stringify(e.resource ?? {}).includes('Location/clinic-b'));
         assert.deepEqual(leaked, [], 'a version at clinic B was sent to a clinic A listener');
-        // (whether the move away is announced at all, without its content, is left open)
         assert.deepEqual(versions.filter((e) => e.resource).map((e) => e.resource.meta.versionId), ['1', '3']);
+        // the move out of sight is pinged, its Bundle entry without a resource
+        assert.equal(pings(recA, sub.id), 3, JSON.stringify(recA.messages.filter((m) => !isBundle(m))));
+        assert.equal(versions.length, 3);
+        assert.equal(versions[1].resource, undefined);
+        assert.equal(versions[1].request.method, 'PUT');
+        assert.equal(versions[1].response.etag, 'W/"2"');
+        for (const m of recA.messages.filter(isBundle)) assertValidFhir(JSON.parse(m), 'a Bundle for clinic A');
     });
 });
