@@ -181,16 +181,35 @@ static void send_change(ws_conn_t *c, ws_binding_t *b, PGresult *res, int row)
     util_buf_dispose(&buf);
 }
 
-static void on_matched(store_query_t *q, PGresult *res, const char *err)
+/* A binding's query came back: NULL when the binding was unbound meanwhile (it is freed then), else the binding. */
+static ws_binding_t *binding_returned(store_query_t *q)
 {
     ws_binding_t *b = H2O_STRUCT_FROM_MEMBER(ws_binding_t, q, q);
-    ws_conn_t *c = b->conn;
     b->busy = false;
-    if (b->unbound) {
-        binding_free(b);
-        conn_release(c);
+    if (!b->unbound)
+        return b;
+    ws_conn_t *c = b->conn;
+    binding_free(b);
+    conn_release(c);
+    return NULL;
+}
+
+/* A query of `c` is done: drop its reference and send what it queued (unless that was the last reference). */
+static void query_done(ws_conn_t *c)
+{
+    schedule_tick();
+    bool last = c->refs == 1;
+    conn_release(c);
+    if (!last)
+        flush(c);
+}
+
+static void on_matched(store_query_t *q, PGresult *res, const char *err)
+{
+    ws_binding_t *b = binding_returned(q);
+    if (b == NULL)
         return;
-    }
+    ws_conn_t *c = b->conn;
     if (err == NULL && c->ws != NULL) {
         int n = PQntuples(res);
         for (int i = 0; i != n; ++i)
@@ -201,11 +220,7 @@ static void on_matched(store_query_t *q, PGresult *res, const char *err)
         LOG_WARN("subscriptions: matching for a websocket binding of Subscription/%s failed: %s", b->sub_id,
                  err == store_err_query ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : err);
     }
-    schedule_tick();
-    bool last = c->refs == 1;
-    conn_release(c);
-    if (!last)
-        flush(c);
+    query_done(c);
 }
 
 /* Ends a binding the server no longer serves, telling the client why. */
@@ -244,14 +259,10 @@ static const char *unservable(PGresult *res, char *buf, size_t len)
 /* The Subscription was written: still servable? New criteria rebuild the matcher (from the same place on). */
 static void on_refreshed(store_query_t *q, PGresult *res, const char *err)
 {
-    ws_binding_t *b = H2O_STRUCT_FROM_MEMBER(ws_binding_t, q, q);
-    ws_conn_t *c = b->conn;
-    b->busy = false;
-    if (b->unbound) {
-        binding_free(b);
-        conn_release(c);
+    ws_binding_t *b = binding_returned(q);
+    if (b == NULL)
         return;
-    }
+    ws_conn_t *c = b->conn;
     if (err == NULL && c->ws != NULL) {
         char buf[96];
         const char *why = unservable(res, buf, sizeof(buf));
@@ -278,11 +289,7 @@ static void on_refreshed(store_query_t *q, PGresult *res, const char *err)
             }
         }
     }
-    schedule_tick();
-    bool last = c->refs == 1;
-    conn_release(c);
-    if (!last)
-        flush(c);
+    query_done(c);
 }
 
 static void refresh_binding(ws_conn_t *c, ws_binding_t *b)
@@ -423,10 +430,7 @@ static void on_bind_lookup(store_query_t *q, PGresult *res, const char *err)
 Exit:
     free(job->sub_id);
     free(job);
-    bool last = c->refs == 1;
-    conn_release(c);
-    if (!last)
-        flush(c);
+    query_done(c);
 }
 
 static void command(ws_conn_t *c, const char *text, size_t len)
