@@ -311,16 +311,16 @@ static int seal_headers(json_t *channel, const char *endpoint, fhir_outcome_t *o
 
 int subs_check_subscription(json_t *resource, const fhir_access_t *access, fhir_outcome_t *oo)
 {
-    const char *criteria = json_string_value(json_object_get(resource, "criteria")), *type;
+    const char *criteria = json_string_value(json_object_get(resource, "criteria"));
     if (criteria == NULL)
         return fhir_outcome_fail(oo, 422, "required", "Subscription.criteria", "a Subscription needs criteria");
-    if (subs_criteria_check(criteria, &type, oo) != 0)
-        return -1;
+    /* the criteria are usable when their matcher builds (which checks them as a strict search) */
     subs_matcher_t m;
     if (subs_matcher_init(&m, criteria, NULL, oo) != 0) {
         oo->status = 422;
         return -1;
     }
+    const char *type = fhir_resource_types[fhir_resource_type_index(m.type, strlen(m.type))];
     subs_matcher_dispose(&m);
 
     json_t *channel = json_object_get(resource, "channel");

@@ -307,7 +307,6 @@ static int shard_load(shard_t *sh)
                 s->compiled = true;
             } else {
                 s->problem = util_asprintf("criteria: %s", oo.count != 0 ? oo.issues[0].diagnostics : "not a valid search");
-                subs_matcher_dispose(&s->matcher);
             }
             fhir_outcome_dispose(&oo);
         }

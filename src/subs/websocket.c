@@ -411,7 +411,6 @@ static void on_bind_lookup(store_query_t *q, PGresult *res, const char *err)
             free(b);
         } else if (subs_matcher_init(&b->matcher, criteria, access, &oo) != 0) {
             sendf(c, "error %s criteria: %s", job->sub_id, oo.count != 0 ? oo.issues[0].diagnostics : "not a valid search");
-            subs_matcher_dispose(&b->matcher);
             free(b);
         } else {
             b->conn = c;
