@@ -11,6 +11,7 @@
 #   FHIRSCHED_DEMO_DIR      where the database and log live (default var/demo)
 #   FHIRSCHED_DEMO_BIN      the fhirsched binary (default build/fhirsched)
 #   FHIRSCHED_SUBSCRIPTIONS_ENDPOINT_ALLOWLIST  rest-hook endpoints allowed (default http://127.0.0.1:9000/)
+#   FHIRSCHED_HL7_LISTEN    MLLP listener for HL7 v2 (default 127.0.0.1:2575)
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -48,6 +49,7 @@ export FHIRSCHED_AUTH_JWKS_FILE=$DEMO_DIR/dev-jwks.json
 unset FHIRSCHED_AUTH_JWKS_URL
 # rest-hook Subscriptions of the README tour may call a receiver on this machine's port 9000
 export FHIRSCHED_SUBSCRIPTIONS_ENDPOINT_ALLOWLIST=${FHIRSCHED_SUBSCRIPTIONS_ENDPOINT_ALLOWLIST:-http://127.0.0.1:9000/}
+export FHIRSCHED_HL7_LISTEN=${FHIRSCHED_HL7_LISTEN:-127.0.0.1:2575}
 TOKEN=
 
 server_pid=

@@ -19,6 +19,7 @@ typedef struct st_http_thread_t {
     h2o_accept_ctx_t accept_ctx;
     h2o_socket_t *listener;
     int listen_fd;
+    int hl7_fd;        /* MLLP listener (hl7v2/listener.c), or -1 */
     unsigned inflight; /* requests waiting for the database */
     bool runs_sweeper; /* cancels expired holds (sched/ops.c) */
     struct st_auth_audit_queue_t *audit; /* AuditEvents of reads and refusals, written in batches */

@@ -21,6 +21,7 @@
 #include "fhir/search.h"
 #include "fhir/validate.h"
 #include "http/http.h"
+#include "hl7v2/admin.h"
 #include "http/ratelimit.h"
 #include "sched/ops.h"
 #include "subs/subs.h"
@@ -56,6 +57,7 @@ typedef struct st_http_job_t {
     fhir_bundle_run_t *bundle;
     sched_op_t *op;
     const char *op_name;
+    bool metrics; /* /metrics: answered as Prometheus text */
     store_query_t probe; /* /readyz */
     /* parked until the keys are refreshed (unknown kid) */
     h2o_linklist_t parked;
@@ -1004,6 +1006,67 @@ static int fill_request(http_req_t *hr, fhir_ix_t *ix)
 }
 
 
+static void on_hl7_admin_done(hl7_admin_t *a, void *data)
+{
+    http_job_t *job = data;
+    http_req_t *hr = job_finish(job);
+    if (hr != NULL) {
+        size_t len;
+        const char *body = hl7_admin_body(a, &len);
+        if (hl7_admin_status(a) >= 400) {
+            http_send_outcome(hr, hl7_admin_status(a), hl7_admin_outcome(a));
+        } else if (job->metrics) {
+            hr->req->res.status = 200;
+            h2o_add_header(&hr->req->pool, &hr->req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                           H2O_STRLIT("text/plain; version=0.0.4; charset=utf-8"));
+            h2o_send_inline(hr->req, body, len);
+        } else {
+            http_send_json(hr, 200, body, len);
+        }
+    }
+    hl7_admin_destroy(a);
+}
+
+/* /metrics: counts only (no patient data), so no authorization, like /readyz. */
+static int serve_metrics(http_req_t *hr)
+{
+    http_job_t *job = job_create(hr);
+    job->metrics = true;
+    hl7_admin_run(HL7_ADMIN_METRICS, NULL, NULL, hr->thread->pool, on_hl7_admin_done, job);
+    return 0;
+}
+
+/* The HL7 bridge's operator views: the raw messages carry patient data, so administrators only. */
+static void serve_hl7_admin(http_req_t *hr, const char *method, hl7_admin_kind_t kind, const char *query, const char *path,
+                            size_t path_len)
+{
+    bool post = strcmp(method, "POST") == 0, get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    if (hl7_admin_writes(kind) ? !post : !(get || post)) {
+        http_send_error(hr, 405, "not-supported", "%.*s takes %s", (int)path_len, path, hl7_admin_writes(kind) ? "POST" : "GET or POST");
+        return;
+    }
+    const auth_principal_t *p = who(hr->auth);
+    if (p != NULL && !(p->roles & (AUTH_ROLE_CLINIC_ADMIN | AUTH_ROLE_SYSTEM_ADMIN))) {
+        refuse(hr, path, path_len, 403, NULL, "%.*s is for clinic and system administrators", (int)path_len, path);
+        return;
+    }
+    json_t *parameters = NULL;
+    if (post && hr->req->entity.len != 0) {
+        if (check_content_type(hr, false) != 0)
+            return;
+        parameters = json_loadb(hr->req->entity.base, hr->req->entity.len, JSON_REJECT_DUPLICATES, NULL);
+        const char *rt = json_string_value(json_object_get(parameters, "resourceType"));
+        if (rt == NULL || strcmp(rt, "Parameters") != 0) {
+            json_decref(parameters);
+            http_send_error(hr, 400, "invalid", "the body must be a Parameters resource");
+            return;
+        }
+    }
+    http_job_t *job = job_create(hr);
+    hl7_admin_run(kind, query, parameters, hr->thread->pool, on_hl7_admin_done, job);
+    json_decref(parameters);
+}
+
 static int serve_fhir(http_req_t *hr, const char *path, size_t path_len)
 {
     h2o_req_t *req = hr->req;
@@ -1042,6 +1105,11 @@ static int serve_fhir(http_req_t *hr, const char *path, size_t path_len)
     fhir_outcome_dispose(&conf_oo);
     if (conf)
         goto Exit;
+    int hl7_kind = hl7_admin_kind(path, path_len);
+    if (hl7_kind >= 0) {
+        serve_hl7_admin(hr, method, (hl7_admin_kind_t)hl7_kind, query, path, path_len);
+        goto Exit;
+    }
     static const char appt_ops[] = "Appointment/$";
     if (path_len > sizeof(appt_ops) - 1 && memcmp(path, appt_ops, sizeof(appt_ops) - 1) == 0) {
         int kind = sched_op_kind(path + strlen("Appointment/"), path_len - strlen("Appointment/"));
@@ -1222,6 +1290,8 @@ int http_rest_on_req(h2o_handler_t *self, h2o_req_t *req)
     }
     if (util_str_eq(path, path_len, "/readyz"))
         return serve_readyz(hr);
+    if (util_str_eq(path, path_len, "/metrics"))
+        return serve_metrics(hr);
     if (util_str_eq(path, path_len, "/.well-known/smart-configuration") ||
         util_str_eq(path, path_len, FHIR_PREFIX "/.well-known/smart-configuration")) {
         serve_smart_configuration(hr);

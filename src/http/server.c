@@ -19,6 +19,7 @@
 #include "http/http.h"
 #include "auth/keys.h"
 #include "http/ratelimit.h"
+#include "hl7v2/hl7.h"
 #include "sched/find.h"
 #include "sched/ops.h"
 #include "subs/subs.h"
@@ -94,6 +95,8 @@ static void *thread_main(void *arg)
     h2o_socket_read_start(t->listener, on_accept);
     if (t->runs_sweeper)
         sched_sweeper_start(t->loop, t->pool);
+    if (t->hl7_fd >= 0)
+        hl7_listener_start(t->loop, t->hl7_fd, t->pool);
     http_rest_thread_init(t);
 
     while (!atomic_load(&shutdown_requested))
@@ -106,12 +109,13 @@ static void *thread_main(void *arg)
     h2o_socket_close(t->listener);
     t->listener = NULL;
     subs_ws_loop_shutdown(t->loop);
+    hl7_listener_stop(t->loop);
     h2o_context_request_shutdown(&t->ctx);
     uint64_t deadline = util_time_monotonic_ms() + http_config->http_shutdown_grace_ms, idle_since = 0;
     bool closing_idle = false;
     while (thread_has_connections(t) && util_time_monotonic_ms() < deadline) {
         uint64_t now = util_time_monotonic_ms();
-        if (t->inflight != 0) {
+        if (t->inflight != 0 || hl7_listener_busy(t->loop)) {
             idle_since = 0;
         } else if (idle_since == 0) {
             idle_since = now;
@@ -125,6 +129,10 @@ static void *thread_main(void *arg)
         }
         h2o_evloop_run(t->loop, 20);
     }
+    /* An HL7 message still being applied gets the rest of the grace period to commit and answer. */
+    while (hl7_listener_busy(t->loop) && util_time_monotonic_ms() < deadline)
+        h2o_evloop_run(t->loop, 20);
+    hl7_listener_dispose(t->loop);
     http_rest_thread_dispose(t);
     /* Let h2o run the deferred closes of the sockets it just shut. */
     h2o_evloop_run(t->loop, 0);
@@ -249,6 +257,12 @@ int http_server_run(const util_config_t *cfg)
         return 1;
     }
     http_ratelimit_init(cfg->rate_limit_per_second, cfg->rate_limit_burst);
+    if (hl7_init(cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "fhirsched: %s\n", err);
+        if (ssl != NULL)
+            SSL_CTX_free(ssl);
+        return 1;
+    }
 
     /* Signals go to the main thread only, which turns them into a flag the loops poll. */
     sigset_t sigs;
@@ -266,13 +280,22 @@ int http_server_run(const util_config_t *cfg)
             return 1;
         }
         threads[i].accept_ctx.ssl_ctx = ssl;
+        threads[i].hl7_fd = -1;
+        if (hl7_listener_enabled() && (threads[i].hl7_fd = hl7_listener_open(err, sizeof(err))) < 0) {
+            fprintf(stderr, "fhirsched: %s\n", err);
+            return 1;
+        }
     }
     threads[0].runs_sweeper = true; /* one sweeper per instance is plenty */
     for (unsigned i = 0; i != n; ++i)
         pthread_create(&threads[i].tid, NULL, thread_main, &threads[i]);
     if (subs_dispatch_start(err, sizeof(err)) != 0)
         LOG_ERROR("%s; rest-hook Subscriptions will not be delivered", err);
+    if (hl7_outbound_start(cfg->database_url, err, sizeof(err)) != 0)
+        LOG_ERROR("%s; outbound HL7 messages will not be sent", err);
     LOG_INFO("serving FHIR at %s (%u threads%s)", cfg->base_url, n, ssl != NULL ? ", TLS" : "");
+    if (hl7_listener_enabled())
+        LOG_INFO("accepting HL7 v2 over MLLP on %s", cfg->hl7_listen);
 
     int sig;
     sigwait(&sigs, &sig);
@@ -281,6 +304,7 @@ int http_server_run(const util_config_t *cfg)
     for (unsigned i = 0; i != n; ++i)
         pthread_join(threads[i].tid, NULL);
     subs_dispatch_stop();
+    hl7_outbound_stop();
     LOG_INFO("stopped");
     free(threads);
     http_ratelimit_dispose();

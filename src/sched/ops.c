@@ -92,6 +92,8 @@ struct st_sched_op_t {
     size_t patient_next;
     json_t *proposals;
     fhir_ix_t *ix;
+    char *rule_warning; /* SCHED_OP_CHECK: the first broken rule */
+    store_session_t *borrowed; /* SCHED_OP_CHECK: the caller's transaction, which reads run in */
 };
 
 /* ---- life cycle and results ---- */
@@ -149,6 +151,7 @@ void sched_op_destroy(sched_op_t *op)
     json_decref(op->hold_patients);
     json_decref(op->patient_keys);
     json_decref(op->proposals);
+    free(op->rule_warning);
     if (op->ix != NULL)
         fhir_ix_destroy(op->ix);
     free(op);
@@ -615,7 +618,9 @@ static void op_send(sched_op_t *op, const char *sql, int nparams, const char *co
         op->params[i] = params[i] != NULL ? util_xstrdup(params[i]) : NULL;
     op->query = (store_query_t){.sql = sql, .nparams = nparams, .params = (const char *const *)op->params, .cb = on_op_query};
     op->next = next;
-    int ret = op->in_session ? store_session_query(&op->session, &op->query) : store_pool_submit(op->pool, &op->query);
+    int ret = op->borrowed != NULL ? store_session_query(op->borrowed, &op->query)
+              : op->in_session     ? store_session_query(&op->session, &op->query)
+                                   : store_pool_submit(op->pool, &op->query);
     if (ret != 0)
         op_fail(op, 503, "transient", "the server is overloaded; retry later");
 }
@@ -910,6 +915,7 @@ static void find_after_model(sched_op_t *op)
 /* ---- $hold and $book: the target Appointment ---- */
 
 static void on_target(sched_op_t *op, PGresult *res);
+static void check_after_model(sched_op_t *op);
 static void hold_after_model(sched_op_t *op);
 static void book_after_model(sched_op_t *op);
 
@@ -1344,6 +1350,40 @@ static void book_after_model(sched_op_t *op)
 
 /* ---- entry ---- */
 
+/* ---- soft rules as warnings ---- */
+
+static void check_after_load(sched_op_t *op)
+{
+    util_buf_t why;
+    util_buf_init(&why);
+    if (sched_check_rules(&op->model, &op->load, op->target, op->now, &why) != 0)
+        op->rule_warning = util_xstrdup(why.base != NULL ? why.base : "a scheduling rule is broken");
+    util_buf_dispose(&why);
+    op->status = 200;
+    op_done(op);
+}
+
+static void check_after_model(sched_op_t *op)
+{
+    load_for_target(op, check_after_load);
+}
+
+sched_op_t *sched_rules_check(store_pool_t *pool, store_session_t *session, const json_t *appointment, const char *ignore_id,
+                              sched_op_cb cb, void *data)
+{
+    sched_op_t *op = sched_op_create(SCHED_OP_CHECK);
+    op->borrowed = session;
+    op->target = json_deep_copy(appointment);
+    op->target_id = util_xstrdup(ignore_id != NULL ? ignore_id : "");
+    sched_op_run(op, pool, cb, data);
+    return op;
+}
+
+const char *sched_op_rule_warning(const sched_op_t *op)
+{
+    return op->rule_warning;
+}
+
 void sched_op_run(sched_op_t *op, store_pool_t *pool, sched_op_cb cb, void *data)
 {
     op->pool = pool;
@@ -1360,6 +1400,9 @@ void sched_op_run(sched_op_t *op, store_pool_t *pool, sched_op_cb cb, void *data
         return;
     case SCHED_OP_HOLD:
         load_target(op, op->appt_ref);
+        return;
+    case SCHED_OP_CHECK:
+        load_model(op, check_after_model);
         return;
     case SCHED_OP_BOOK:
         if (op->appt_ref != NULL) {

@@ -14,7 +14,8 @@
 #include "fhir/outcome.h"
 #include "store/store.h"
 
-typedef enum { SCHED_OP_FIND, SCHED_OP_HOLD, SCHED_OP_BOOK } sched_op_kind_t;
+/* SCHED_OP_CHECK is internal (sched_rules_check), never a REST operation. */
+typedef enum { SCHED_OP_FIND, SCHED_OP_HOLD, SCHED_OP_BOOK, SCHED_OP_CHECK } sched_op_kind_t;
 
 typedef struct st_sched_op_t sched_op_t;
 typedef void (*sched_op_cb)(sched_op_t *op);
@@ -48,6 +49,18 @@ const char *sched_op_body(const sched_op_t *op, size_t *len);
 const fhir_outcome_t *sched_op_outcome(const sched_op_t *op);
 /** Expiry of a hold (Unix seconds) for the Expires header, or 0. */
 int64_t sched_op_expires(const sched_op_t *op);
+
+/**
+ * Checks `appointment` (copied) against the soft rules exactly as $book would: used where those rules only warn (HL7 v2
+ * bookings from a system of record). The reads run in the caller's `session` (its transaction stays open: a pool query
+ * could wait forever behind sessions that wait for it), or on `pool` when it is NULL. `cb` fires once; the status is
+ * 200 with the first broken rule (or NULL) in sched_op_rule_warning, or 5xx when the schedule could not be read.
+ * `ignore_id` is the Appointment's own id (its busy time is not in its own way), or NULL.
+ */
+sched_op_t *sched_rules_check(store_pool_t *pool, store_session_t *session, const json_t *appointment, const char *ignore_id,
+                              sched_op_cb cb, void *data);
+/** The broken rule found by sched_rules_check, or NULL. */
+const char *sched_op_rule_warning(const sched_op_t *op);
 
 /** Starts the periodic sweep of expired holds and proposals on this loop (one per server instance is enough). */
 void sched_sweeper_start(h2o_loop_t *loop, store_pool_t *pool);

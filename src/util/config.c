@@ -11,7 +11,8 @@
 
 extern char **environ;
 
-typedef enum { CONFIG_STRING, CONFIG_UINT, CONFIG_SIZE, CONFIG_BOOL, CONFIG_LISTEN, CONFIG_LOG_LEVEL } config_kind_t;
+/* CONFIG_LISTEN is the HTTP listener (split into listen_host/listen_port); CONFIG_HOSTPORT a checked "host:port" string. */
+typedef enum { CONFIG_STRING, CONFIG_UINT, CONFIG_SIZE, CONFIG_BOOL, CONFIG_LISTEN, CONFIG_HOSTPORT, CONFIG_LOG_LEVEL } config_kind_t;
 
 typedef struct st_config_key_t {
     const char *name;
@@ -77,6 +78,20 @@ static const config_key_t config_keys[] = {
     KEY("subscriptions.heartbeat_seconds", CONFIG_UINT, subs_heartbeat_seconds, 1, 3600),
     KEY("subscriptions.retention_hours", CONFIG_UINT, subs_retention_hours, 1, 8760),
     KEY("subscriptions.ca_file", CONFIG_STRING, subs_ca_file, 0, 0),
+    KEY("hl7.listen", CONFIG_HOSTPORT, hl7_listen, 0, 0),
+    KEY("hl7.tls_cert_file", CONFIG_STRING, hl7_tls_cert_file, 0, 0),
+    KEY("hl7.tls_key_file", CONFIG_STRING, hl7_tls_key_file, 0, 0),
+    KEY("hl7.max_message_bytes", CONFIG_SIZE, hl7_max_message_bytes, 1024, 64ULL << 20),
+    KEY("hl7.idle_timeout_ms", CONFIG_UINT, hl7_idle_timeout_ms, 100, 86400000),
+    KEY("hl7.sending_application", CONFIG_STRING, hl7_sending_application, 0, 0),
+    KEY("hl7.sending_facility", CONFIG_STRING, hl7_sending_facility, 0, 0),
+    KEY("hl7.timezone", CONFIG_STRING, hl7_timezone, 0, 0),
+    KEY("hl7.retention_days", CONFIG_UINT, hl7_retention_days, 1, 36500),
+    KEY("hl7.outbound", CONFIG_STRING, hl7_outbound, 0, 0),
+    KEY("hl7.ack_timeout_ms", CONFIG_UINT, hl7_ack_timeout_ms, 100, 600000),
+    KEY("hl7.retry_base_ms", CONFIG_UINT, hl7_retry_base_ms, 10, 3600000),
+    KEY("hl7.retry_max_ms", CONFIG_UINT, hl7_retry_max_ms, 10, 86400000),
+    KEY("hl7.max_attempts", CONFIG_UINT, hl7_max_attempts, 1, 1000),
     KEY("log.access", CONFIG_BOOL, log_access, 0, 0),
     KEY("log.level", CONFIG_LOG_LEVEL, log_level, 0, 0),
 };
@@ -132,6 +147,15 @@ void util_config_defaults(util_config_t *cfg)
     cfg->subs_timeout_ms = 5000;
     cfg->subs_heartbeat_seconds = 30;
     cfg->subs_retention_hours = 72;
+    cfg->hl7_max_message_bytes = 1024 * 1024;
+    cfg->hl7_idle_timeout_ms = 600000;
+    set_string(&cfg->hl7_sending_application, "FHIRSCHED");
+    set_string(&cfg->hl7_sending_facility, "FHIRSCHED");
+    cfg->hl7_retention_days = 30;
+    cfg->hl7_ack_timeout_ms = 10000;
+    cfg->hl7_retry_base_ms = 1000;
+    cfg->hl7_retry_max_ms = 300000;
+    cfg->hl7_max_attempts = 10;
     cfg->audit_enabled = true;
     cfg->audit_retention_days = 2190; /* six years, the HIPAA documentation period */
     cfg->log_access = true;
@@ -142,7 +166,7 @@ void util_config_dispose(util_config_t *cfg)
 {
     for (size_t i = 0; i != CONFIG_KEY_COUNT; ++i) {
         config_kind_t kind = config_keys[i].kind;
-        if (kind == CONFIG_STRING || kind == CONFIG_LISTEN || kind == CONFIG_LOG_LEVEL) {
+        if (kind == CONFIG_STRING || kind == CONFIG_LISTEN || kind == CONFIG_HOSTPORT || kind == CONFIG_LOG_LEVEL) {
             char **slot = (char **)((char *)cfg + config_keys[i].offset);
             free(*slot);
             *slot = NULL;
@@ -172,6 +196,24 @@ static int parse_number(const char *value, bool units, unsigned long long *out)
     if (shift != 0 && n > (~0ULL >> shift))
         return -1; /* would wrap around */
     *out = n << shift;
+    return 0;
+}
+
+int util_config_split_hostport(const char *value, char **host, unsigned short *port)
+{
+    const char *colon = strrchr(value, ':');
+    unsigned long long n;
+    if (colon == NULL || colon == value || parse_number(colon + 1, false, &n) != 0 || n == 0 || n > 65535)
+        return -1;
+    const char *h = value;
+    size_t hostlen = (size_t)(colon - value);
+    /* "[::1]:8080" */
+    if (h[0] == '[' && hostlen >= 2 && h[hostlen - 1] == ']') {
+        ++h;
+        hostlen -= 2;
+    }
+    *host = util_xstrndup(h, hostlen);
+    *port = (unsigned short)n;
     return 0;
 }
 
@@ -213,23 +255,23 @@ static int apply_value(util_config_t *cfg, const config_key_t *key, const char *
         else
             *(size_t *)field = (size_t)n;
         return 0;
-    case CONFIG_LISTEN: {
-        const char *colon = strrchr(value, ':');
-        unsigned long long port;
-        if (colon == NULL || colon == value || parse_number(colon + 1, false, &port) != 0 || port == 0 || port > 65535) {
-            snprintf(err, errlen, "%s: %s must be host:port, e.g. 127.0.0.1:8080 (got \"%s\")", where, key->name, value);
+    case CONFIG_LISTEN:
+    case CONFIG_HOSTPORT: {
+        char *host;
+        unsigned short port;
+        if (util_config_split_hostport(value, &host, &port) != 0) {
+            snprintf(err, errlen, "%s: %s must be host:port, e.g. 127.0.0.1:%s (got \"%s\")", where, key->name,
+                     key->kind == CONFIG_LISTEN ? "8080" : "2575", value);
             return -1;
         }
-        const char *host = value;
-        size_t hostlen = (size_t)(colon - value);
-        /* "[::1]:8080" */
-        if (host[0] == '[' && hostlen >= 2 && host[hostlen - 1] == ']') {
-            ++host;
-            hostlen -= 2;
+        if (key->kind == CONFIG_HOSTPORT) {
+            free(host);
+            set_string((char **)field, value);
+            return 0;
         }
         free(cfg->listen_host);
-        cfg->listen_host = util_xstrndup(host, hostlen);
-        cfg->listen_port = (unsigned short)port;
+        cfg->listen_host = host;
+        cfg->listen_port = port;
         return 0;
     }
     }
@@ -242,6 +284,17 @@ static const config_key_t *find_key(const char *name)
         if (strcmp(config_keys[i].name, name) == 0)
             return &config_keys[i];
     return NULL;
+}
+
+/* The dotted name of a key at `depth` ("database" then "url" gives "database.url"). */
+static void config_path(char *full, size_t len, char prefix[][64], int depth, const char *key)
+{
+    full[0] = '\0';
+    for (int i = 1; i < depth; ++i) {
+        strncat(full, prefix[i], len - strlen(full) - 1);
+        strncat(full, ".", len - strlen(full) - 1);
+    }
+    strncat(full, key, len - strlen(full) - 1);
 }
 
 /* Walks the YAML event stream keeping the path of mapping keys ("database" then "url" gives "database.url"). */
@@ -260,6 +313,8 @@ static int load_yaml(util_config_t *cfg, const char *path, char *err, size_t err
     int depth = 0;          /* number of open mappings */
     bool expect_key[9] = {true};
     char pending_key[64] = "";
+    const config_key_t *list = NULL; /* inside the list of this key */
+    util_buf_t list_items = {NULL};
     int ret = -1;
 
     for (;;) {
@@ -278,6 +333,11 @@ static int load_yaml(util_config_t *cfg, const char *path, char *err, size_t err
         }
         switch (type) {
         case YAML_MAPPING_START_EVENT:
+            if (list != NULL) {
+                snprintf(err, errlen, "%s: the items of %s are mllp://host:port?... URLs", where, list->name);
+                yaml_event_delete(&ev);
+                goto Exit;
+            }
             if (depth > 0 && expect_key[depth]) {
                 snprintf(err, errlen, "%s: a mapping cannot be a key", where);
                 yaml_event_delete(&ev);
@@ -298,10 +358,31 @@ static int load_yaml(util_config_t *cfg, const char *path, char *err, size_t err
             if (depth > 0)
                 expect_key[depth] = true;
             break;
-        case YAML_SEQUENCE_START_EVENT:
-            snprintf(err, errlen, "%s: lists are not used by any setting", where);
-            yaml_event_delete(&ev);
-            goto Exit;
+        case YAML_SEQUENCE_START_EVENT: {
+            /* Only hl7.outbound takes a list (of endpoint URLs): its items are joined as if written on one line. */
+            char full[256];
+            config_path(full, sizeof(full), prefix, depth, pending_key);
+            if (depth == 0 || expect_key[depth] || list != NULL || strcmp(full, "hl7.outbound") != 0) {
+                snprintf(err, errlen, "%s: only hl7.outbound takes a list", where);
+                yaml_event_delete(&ev);
+                goto Exit;
+            }
+            list = find_key(full);
+            util_buf_init(&list_items);
+            break;
+        }
+        case YAML_SEQUENCE_END_EVENT:
+            if (list != NULL) {
+                int failed = apply_value(cfg, list, list_items.base != NULL ? list_items.base : "", where, err, errlen);
+                util_buf_dispose(&list_items);
+                list = NULL;
+                expect_key[depth] = true;
+                if (failed != 0) {
+                    yaml_event_delete(&ev);
+                    goto Exit;
+                }
+            }
+            break;
         case YAML_SCALAR_EVENT: {
             const char *value = (const char *)ev.data.scalar.value;
             if (depth == 0) {
@@ -312,16 +393,18 @@ static int load_yaml(util_config_t *cfg, const char *path, char *err, size_t err
                 }
                 break;
             }
+            if (list != NULL) {
+                if (list_items.len != 0)
+                    util_buf_puts(&list_items, " ");
+                util_buf_puts(&list_items, value);
+                break;
+            }
             if (expect_key[depth]) {
                 snprintf(pending_key, sizeof(pending_key), "%s", value);
                 expect_key[depth] = false;
             } else {
-                char full[256] = "";
-                for (int i = 1; i < depth; ++i) {
-                    strncat(full, prefix[i], sizeof(full) - strlen(full) - 1);
-                    strncat(full, ".", sizeof(full) - strlen(full) - 1);
-                }
-                strncat(full, pending_key, sizeof(full) - strlen(full) - 1);
+                char full[256];
+                config_path(full, sizeof(full), prefix, depth, pending_key);
                 const config_key_t *key = find_key(full);
                 if (key == NULL) {
                     snprintf(err, errlen, "%s: unknown setting \"%s\"", where, full);
@@ -343,6 +426,7 @@ static int load_yaml(util_config_t *cfg, const char *path, char *err, size_t err
     }
     ret = 0;
 Exit:
+    util_buf_dispose(&list_items);
     yaml_parser_delete(&parser);
     fclose(fp);
     return ret;
@@ -379,6 +463,10 @@ int util_config_load(util_config_t *cfg, const char *yaml_path, char *const *env
     }
     if ((cfg->tls_cert_file == NULL) != (cfg->tls_key_file == NULL)) {
         snprintf(err, errlen, "tls.cert_file and tls.key_file must be set together");
+        return -1;
+    }
+    if ((cfg->hl7_tls_cert_file == NULL) != (cfg->hl7_tls_key_file == NULL)) {
+        snprintf(err, errlen, "hl7.tls_cert_file and hl7.tls_key_file must be set together");
         return -1;
     }
     if (cfg->auth_jwks_file != NULL && cfg->auth_jwks_url != NULL) {

@@ -63,6 +63,20 @@ typedef struct st_util_config_t {
     unsigned subs_heartbeat_seconds; /* subscriptions.heartbeat_seconds: websocket ping interval */
     unsigned subs_retention_hours;  /* subscriptions.retention_hours: changes kept for subscriptions that fall behind */
     char *subs_ca_file;             /* subscriptions.ca_file: CAs for https endpoints (default: the system's) */
+    char *hl7_listen;               /* hl7.listen: host:port of the MLLP listener (unset: off) */
+    char *hl7_tls_cert_file;        /* hl7.tls_cert_file: PEM; MLLP over TLS when set together with hl7.tls_key_file */
+    char *hl7_tls_key_file;         /* hl7.tls_key_file */
+    size_t hl7_max_message_bytes;   /* hl7.max_message_bytes: longer messages are rejected (AR) */
+    unsigned hl7_idle_timeout_ms;   /* hl7.idle_timeout_ms: silent connections are closed */
+    char *hl7_sending_application;  /* hl7.sending_application: our MSH-3 */
+    char *hl7_sending_facility;     /* hl7.sending_facility: our MSH-4 */
+    char *hl7_timezone;             /* hl7.timezone: zone of timestamps without an offset (default scheduling.default_timezone) */
+    unsigned hl7_retention_days;    /* hl7.retention_days: inbound records and sent messages kept this long */
+    char *hl7_outbound;             /* hl7.outbound: legacy endpoints, mllp://host:port?... separated by spaces or ";" */
+    unsigned hl7_ack_timeout_ms;    /* hl7.ack_timeout_ms: an outbound message not acknowledged in time failed */
+    unsigned hl7_retry_base_ms;     /* hl7.retry_base_ms: first retry delay, doubled per failure */
+    unsigned hl7_retry_max_ms;      /* hl7.retry_max_ms: longest retry delay */
+    unsigned hl7_max_attempts;      /* hl7.max_attempts: failed attempts before a message is parked */
     bool log_access;            /* log.access: JSON access log lines on stdout */
     char *log_level;            /* log.level: error|warn|info|debug */
 } util_config_t;
@@ -74,6 +88,8 @@ void util_config_defaults(util_config_t *cfg);
  * On a bad setting returns -1 and writes a message naming the key (and file:line) into `err` (size `errlen`).
  */
 int util_config_load(util_config_t *cfg, const char *yaml_path, char *const *envp, char *err, size_t errlen);
+/** Splits "host:port" ("[::1]:2575" too) into a host (caller frees) and a port. 0, or -1 when it is not one. */
+int util_config_split_hostport(const char *value, char **host, unsigned short *port);
 /** Frees the strings held by `cfg`. */
 void util_config_dispose(util_config_t *cfg);
 

@@ -14,7 +14,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-ALL_TARGETS="json_body search route bundle patch config sched jwt subscription"
+ALL_TARGETS="json_body search route bundle patch config sched jwt subscription er7 mllp hl7_map"
 
 if [ $# -lt 1 ] || [ "$1" = -h ] || [ "$1" = --help ]; then
     sed -n '2,13s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
@@ -48,6 +48,7 @@ mkdir -p "$artifacts"
 dict_of() {
     case "$1" in
         json_body | bundle | patch | subscription) echo fhir_json ;;
+        er7 | mllp | hl7_map) echo er7 ;;
         *) echo "$1" ;;
     esac
 }
