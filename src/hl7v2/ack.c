@@ -138,7 +138,7 @@ char *hl7_ack_build(const hl7_msg_t *msg, const char *raw, size_t rawlen, hl7_ac
     }
     util_buf_puts(&out, "\r");
 
-    bool modern = modern_err(ver);
+    bool modern = modern_err(ver != NULL ? ver : "2.5.1");
     util_buf_printf(&out, "MSA%c%s", sep, hl7_ack_code_name(code));
     put_field(&out, sep, their_ctrl);
     if (!modern && nissues != 0 && !issues[0].warning)

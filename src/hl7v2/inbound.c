@@ -139,7 +139,7 @@ static void build_ack(hl7_job_t *job)
         issues[n++] = job->issue;
     size_t i;
     json_t *w;
-    json_array_foreach(job->warnings, i, w) {
+    json_array_foreach(job->code == HL7_ACK_AA ? job->warnings : NULL, i, w) {
         if (n == sizeof(issues) / sizeof(issues[0]))
             break;
         hl7_issue_set(&issues[n], 207, "", "%s", json_string_value(w));
@@ -325,6 +325,7 @@ static void fail(hl7_job_t *job, hl7_ack_code_t code)
         begin_tx(job);
         return;
     }
+    json_array_clear(job->resources); /* rolled back: nothing was written */
     build_ack(job);
     if (job->transient) {
         finish(job);
