@@ -306,6 +306,9 @@ static void conn_start(h2o_socket_t *sock)
     touch(conn);
     conn->reading = true;
     h2o_socket_read_start(sock, on_read);
+    /* bytes that came with the end of a TLS handshake are already decrypted: no read event will announce them */
+    if (sock->input->size != 0)
+        on_read(sock, NULL);
 }
 
 static void on_handshake(h2o_socket_t *sock, const char *err)
