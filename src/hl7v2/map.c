@@ -677,7 +677,13 @@ static hl7_ack_code_t read_siu(hl7_plan_t *plan, const hl7_msg_t *msg, const hl7
         json_decref(event_reason);
     util_buf_t comment;
     util_buf_init(&comment);
-    for (size_t s = sch + 1; s < hl7_segment_count(msg) && strcmp(hl7_segment_name(msg, s), "NTE") == 0; ++s) {
+    /* the SCH group's notes: NTE segments after SCH and its TQ1s */
+    for (size_t s = sch + 1; s < hl7_segment_count(msg); ++s) {
+        const char *seg = hl7_segment_name(msg, s);
+        if (strcmp(seg, "TQ1") == 0)
+            continue;
+        if (strcmp(seg, "NTE") != 0)
+            break;
         const char *text = get(msg, s, 3, 1, 1, 1);
         if (text == NULL)
             continue;

@@ -218,7 +218,7 @@ static void test_identifiers(void **state)
     free(s);
     json_t *ids = json_pack("[{s:s,s:s},{s:s,s:s}]", "system", "urn:a", "value", "1,2", "system", "urn:b", "value", "x|y");
     char *q = hl7_identifier_query(ids);
-    assert_string_equal(q, "identifier=urn%3Aa%7C1%5C%2C2,urn%3Ab%7Cx%5C%7Cy");
+    assert_string_equal(q, "identifier=urn:a|1%5C,2,urn:b|x%5C|y");
     free(q);
     json_decref(ids);
 }
