@@ -38,7 +38,9 @@ static char *base64(const char *text)
 static json_t *agent_of(const auth_principal_t *p, const auth_audit_info_t *info)
 {
     json_t *agent = json_pack("{s:b}", "requestor", 1);
-    if (p == NULL) {
+    if (p == NULL && info->agent != NULL) {
+        json_object_set_new(agent, "who", json_pack("{s:s}", "display", info->agent));
+    } else if (p == NULL) {
         json_object_set_new(agent, "who", json_pack("{s:s}", "display", "anonymous (authorization is switched off)"));
     } else if (p->fhir_user != NULL) {
         json_object_set_new(agent, "who", json_pack("{s:s}", "reference", p->fhir_user));

@@ -26,6 +26,7 @@ typedef struct st_auth_audit_info_t {
     const char *outcome_text; /* why it failed, or NULL */
     const char *request_id;
     const char *peer;    /* client address, or NULL */
+    const char *agent;   /* who acted when no token did (e.g. an HL7 v2 sender), or NULL */
 } auth_audit_info_t;
 
 /** Settings (set once at start-up). */

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "auth/audit.h"
 #include "fhir/interaction.h"
 #include "hl7v2/inbound.h"
 #include "sched/ops.h"
@@ -394,12 +395,41 @@ static void note_written(hl7_job_t *job, fhir_ix_t *ix)
     free(v);
 }
 
+/* Every write an HL7 message makes is audited like a FHIR one, in its transaction, with the sender as the agent. */
+static json_t *audit_write(const fhir_ix_t *ix, void *ctx)
+{
+    hl7_job_t *job = ctx;
+    bool create = ix->req.kind == FHIR_IX_CREATE;
+    char request[160], agent[300];
+    snprintf(request, sizeof(request), "hl7:%s", field_or_empty(hl7_control_id(job->msg)));
+    snprintf(agent, sizeof(agent), "HL7 v2 sender %s|%s", field_or_empty(hl7_sending_application(job->msg)),
+             field_or_empty(hl7_sending_facility(job->msg)));
+    const char *id = ix->res.id != NULL ? ix->res.id : ix->req.id;
+    auth_audit_info_t info = {.subtype = create ? "create" : "update",
+                              .action = create ? 'C' : 'U',
+                              .type = ix->req.type,
+                              .id = id,
+                              .version = ix->res.version,
+                              .patient = strcmp(ix->req.type, "Patient") == 0                  ? id
+                                         : strcmp(ix->req.type, "Appointment") == 0 && job->patient_ref != NULL ? strchr(job->patient_ref, '/') + 1
+                                                                                                              : NULL,
+                              .status = create ? 201 : 200,
+                              .request_id = request,
+                              .peer = job->peer,
+                              .agent = agent};
+    return auth_audit_event(NULL, &info);
+}
+
 static fhir_ix_t *new_ix(hl7_job_t *job)
 {
     if (job->ix != NULL)
         fhir_ix_destroy(job->ix);
     job->ix = fhir_ix_create();
     job->ix->data = job;
+    if (auth_audit_settings.enabled) {
+        job->ix->audit = audit_write;
+        job->ix->audit_ctx = job;
+    }
     return job->ix;
 }
 
