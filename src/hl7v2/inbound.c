@@ -8,12 +8,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "auth/audit.h"
 #include "fhir/interaction.h"
 #include "hl7v2/inbound.h"
 #include "sched/ops.h"
 #include "util/log.h"
 #include "util/str.h"
+#include "util/time.h"
 #include "util/uuid.h"
 
 #define MODULE_NAME "hl7v2/inbound.c"
@@ -658,6 +660,10 @@ static void on_rules_checked(sched_op_t *op)
         return;
     }
     const char *warning = sched_op_rule_warning(op);
+    time_t start;
+    if (warning != NULL && util_time_parse_instant(json_string_value(json_object_get(job->appointment, "start")), &start) == 0 &&
+        start < time(NULL))
+        warning = "the appointment is in the past"; /* the notice rule would say it less plainly */
     if (warning != NULL) {
         char *text = util_asprintf("booked although a scheduling rule is broken: %s", warning);
         json_array_append_new(job->warnings, json_string(text));
