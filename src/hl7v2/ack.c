@@ -2,6 +2,7 @@
  * Original-mode acknowledgements. The ACK uses the delimiters of the message it answers and copies its addressing
  * fields as received (still escaped), so the sender can match it however it encodes them.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,17 @@ static bool modern_err(const char *version)
     return version != NULL && sscanf(version, "%d.%d", &major, &minor) == 2 && (major > 2 || (major == 2 && minor >= 5));
 }
 
+/* "2.2", "3.0": digits separated by single dots, none of them a delimiter of the message. */
+static bool plausible_version(const char *v, const hl7_delims_t *d)
+{
+    if (!isdigit((unsigned char)v[0]) || strchr((char[]){d->component, d->repetition, d->escape, d->subcomponent, 0}, '.') != NULL)
+        return false;
+    for (const char *c = v; *c != '\0'; ++c)
+        if (!isdigit((unsigned char)*c) && !(*c == '.' && isdigit((unsigned char)c[1])))
+            return false;
+    return true;
+}
+
 static void put_field(util_buf_t *out, char sep, const char *raw)
 {
     util_buf_append(out, &sep, 1);
@@ -77,7 +89,7 @@ char *hl7_ack_build(const hl7_msg_t *msg, const char *raw, size_t rawlen, hl7_ac
                     size_t nissues, const char *our_application, const char *our_facility, const char *control_id)
 {
     hl7_delims_t d = hl7_default_delims;
-    char app[128] = "", fac[128] = "", ctrl[128] = "", version[32] = "";
+    char app[128] = "", fac[128] = "", ctrl[128] = "", version[128] = "";
     const char *their_app, *their_fac, *our_app, *our_fac, *their_ctrl, *ver, *processing = NULL, *charset = NULL, *event = NULL;
     if (msg != NULL) {
         d = *hl7_delims(msg);
@@ -97,7 +109,8 @@ char *hl7_ack_build(const hl7_msg_t *msg, const char *raw, size_t rawlen, hl7_ac
         their_fac = fac;
         our_app = our_fac = NULL;
         their_ctrl = ctrl;
-        ver = version[0] != '\0' ? version : NULL;
+        /* a version that is no version (the line was garbled) is not echoed */
+        ver = plausible_version(version, &d) ? version : NULL;
     }
     util_buf_t out;
     util_buf_init(&out);
@@ -119,7 +132,7 @@ char *hl7_ack_build(const hl7_msg_t *msg, const char *raw, size_t rawlen, hl7_ac
     put_field(&out, sep, their_fac);
     char now[32];
     hl7_format_dtm((long long)time(NULL), now, sizeof(now));
-    put_field(&out, sep, now);
+    put_text(&out, sep, now, &d); /* "+0000" when '+' is a delimiter */
     put_field(&out, sep, NULL);
     util_buf_printf(&out, "%cACK", sep);
     if (event != NULL) {

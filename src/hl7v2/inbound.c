@@ -263,7 +263,7 @@ static void record(hl7_job_t *job, const char *status, void (*next)(hl7_job_t *,
     char type[32] = "";
     if (job->msg != NULL)
         snprintf(type, sizeof(type), "%s^%s", field_or_empty(hl7_message_code(job->msg)), field_or_empty(hl7_trigger_event(job->msg)));
-    char app[128] = "", fac[128] = "", ctrl[128] = "", version[32] = "";
+    char app[128] = "", fac[128] = "", ctrl[128] = "", version[128] = "";
     hl7_delims_t d;
     if (job->msg != NULL) {
         snprintf(app, sizeof(app), "%s", field_or_empty(hl7_sending_application(job->msg)));
