@@ -23,6 +23,10 @@
 #define MAX_ATTEMPTS 3
 
 static const char SQL_LOCK[] = "SELECT pg_advisory_xact_lock(hashtextextended($1, 7)), set_config('fhirsched.hl7_origin', $2, true)";
+/* Every identifier the message finds resources by, locked in one order: two messages naming the same new Practitioner,
+ * Patient or Appointment (on any instance) must not both create it. */
+static const char SQL_LOCK_KEYS[] = "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT DISTINCT hashtextextended(x, 11) AS k "
+                                    "FROM unnest($1::text[]) x ORDER BY 1) keys";
 static const char SQL_SEEN[] = "SELECT ack, ack_code FROM hl7_inbound WHERE sending_application = $1 AND sending_facility = $2 "
                                "AND control_id = $3 AND status <> 'rejected'";
 static const char SQL_RECORD[] =
@@ -783,11 +787,40 @@ static void on_seen(hl7_job_t *job, PGresult *res)
     apply(job);
 }
 
-static void on_locked(hl7_job_t *job, PGresult *res)
+static void on_keys_locked(hl7_job_t *job, PGresult *res)
 {
     const char *params[] = {field_or_empty(hl7_sending_application(job->msg)), field_or_empty(hl7_sending_facility(job->msg)),
                             field_or_empty(hl7_control_id(job->msg))};
     job_send(job, SQL_SEEN, 3, params, on_seen);
+}
+
+static void add_keys(store_array_t *keys, const char *type, const json_t *identifiers)
+{
+    size_t i;
+    json_t *id;
+    json_array_foreach(identifiers, i, id) {
+        char *k = util_asprintf("%s|%s|%s", type, json_string_value(json_object_get(id, "system")) ? json_string_value(json_object_get(id, "system")) : "",
+                                json_string_value(json_object_get(id, "value")) ? json_string_value(json_object_get(id, "value")) : "");
+        store_array_add(keys, k);
+        free(k);
+    }
+}
+
+static void on_locked(hl7_job_t *job, PGresult *res)
+{
+    store_array_t keys;
+    store_array_init(&keys);
+    if (job->plan.has_patient)
+        add_keys(&keys, "Patient", job->plan.patient.identifiers);
+    add_keys(&keys, "Patient", job->plan.merged.identifiers);
+    for (size_t i = 0; i != job->plan.nparties; ++i)
+        add_keys(&keys, job->plan.parties[i].type, job->plan.parties[i].identifiers);
+    add_keys(&keys, "Appointment", job->plan.appointment_ids);
+    char *lit = store_array_literal(&keys);
+    store_array_dispose(&keys);
+    const char *params[] = {lit};
+    job_send(job, SQL_LOCK_KEYS, 1, params, on_keys_locked);
+    free(lit);
 }
 
 static void on_begun(hl7_job_t *job, PGresult *res)
