@@ -224,20 +224,6 @@ static void job_send(hl7_job_t *job, const char *sql, int nparams, const char *c
         transient(job, false, "temporarily unavailable (the server is overloaded); resend");
 }
 
-static char *text_array(const json_t *strings)
-{
-    store_array_t a;
-    store_array_init(&a);
-    size_t i;
-    json_t *v;
-    json_array_foreach(strings, i, v) {
-        store_array_add(&a, json_string_value(v));
-    }
-    char *lit = store_array_literal(&a);
-    store_array_dispose(&a);
-    return lit;
-}
-
 /* The message as stored: UTF-8 (invalid bytes of an unparseable message become '?'), without NULs. */
 static char *stored_text(const char *raw, size_t len)
 {
@@ -276,7 +262,7 @@ static void record(hl7_job_t *job, const char *status, void (*next)(hl7_job_t *,
     } else {
         hl7_peek_header(job->raw, job->len, &d, app, fac, ctrl, version, sizeof(app));
     }
-    char *warnings = text_array(job->warnings), *resources = text_array(job->resources);
+    char *warnings = store_array_of_strings(job->warnings), *resources = store_array_of_strings(job->resources);
     char *message = stored_text(job->raw, job->len > (1u << 20) ? (1u << 20) : job->len);
     char *app_t = stored_text(app, strlen(app)), *fac_t = stored_text(fac, strlen(fac)), *ctrl_t = stored_text(ctrl, strlen(ctrl));
     const char *params[] = {app_t, fac_t, ctrl_t, type, status, hl7_ack_code_name(job->code), job->ack,
@@ -479,6 +465,18 @@ static int version_of(const json_t *resource)
     return v != NULL ? atoi(v) : 0;
 }
 
+/* Searches `type` for any of `identifiers` in the message's transaction (a few are enough to tell one from many). */
+static void search_by_identifiers(hl7_job_t *job, const char *type, const json_t *identifiers, fhir_ix_cb cb)
+{
+    fhir_ix_t *ix = new_ix(job);
+    ix->req.kind = FHIR_IX_SEARCH;
+    ix->req.type = type;
+    char *q = hl7_identifier_query(identifiers);
+    ix->req.query = util_asprintf("%s&_count=3", q);
+    free(q);
+    fhir_ix_run(ix, job->pool, &job->session, cb);
+}
+
 /* The resources a search Bundle matched (not includes). */
 static json_t *search_matches(const char *body)
 {
@@ -544,13 +542,7 @@ static void resolve_party(hl7_job_t *job, hl7_party_t *party, party_mode_t mode,
     job->mode = mode;
     job->ref_out = ref_out;
     job->after_party = after;
-    fhir_ix_t *ix = new_ix(job);
-    ix->req.kind = FHIR_IX_SEARCH;
-    ix->req.type = party->type;
-    char *q = hl7_identifier_query(party->identifiers);
-    ix->req.query = util_asprintf("%s&_count=3", q);
-    free(q);
-    fhir_ix_run(ix, job->pool, &job->session, on_party_found);
+    search_by_identifiers(job, party->type, party->identifiers, on_party_found);
 }
 
 /* -- A40: the merged Patient is retired and points at the survivor, which points back -- */
@@ -574,7 +566,8 @@ static void add_link(json_t *patient, const char *other, const char *type)
     json_array_append_new(links, json_pack("{s:{s:s},s:s}", "other", "reference", other, "type", type));
 }
 
-static void on_survivor_linked(fhir_ix_t *ix)
+/* The message's last write is done: record it and commit. */
+static void on_last_written(fhir_ix_t *ix)
 {
     hl7_job_t *job = ix->data;
     if (ix->res.status >= 400) {
@@ -599,7 +592,7 @@ static void on_survivor_read(fhir_ix_t *ix)
         return;
     }
     add_link(survivor, job->merged_ref, "replaces");
-    write_resource(job, "Patient", strchr(job->patient_ref, '/') + 1, version_of(survivor), survivor, on_survivor_linked);
+    write_resource(job, "Patient", strchr(job->patient_ref, '/') + 1, version_of(survivor), survivor, on_last_written);
 }
 
 static void on_merged_written(fhir_ix_t *ix)
@@ -637,22 +630,11 @@ static void merge_after_survivor(hl7_job_t *job)
 
 /* -- SIU: parties, then the Appointment -- */
 
-static void on_appointment_written(fhir_ix_t *ix)
-{
-    hl7_job_t *job = ix->data;
-    if (ix->res.status >= 400) {
-        take_ix_failure(job, ix);
-        return;
-    }
-    note_written(job, ix);
-    applied(job);
-}
-
 static void write_appointment(hl7_job_t *job)
 {
     json_t *a = job->appointment;
     job->appointment = NULL;
-    write_resource(job, "Appointment", job->appointment_id, job->appointment_version, a, on_appointment_written);
+    write_resource(job, "Appointment", job->appointment_id, job->appointment_version, a, on_last_written);
 }
 
 static void on_rules_checked(sched_op_t *op)
@@ -725,13 +707,7 @@ static void on_appointment_found(fhir_ix_t *ix)
 
 static void siu_find_appointment(hl7_job_t *job)
 {
-    fhir_ix_t *ix = new_ix(job);
-    ix->req.kind = FHIR_IX_SEARCH;
-    ix->req.type = "Appointment";
-    char *q = hl7_identifier_query(job->plan.appointment_ids);
-    ix->req.query = util_asprintf("%s&_count=3", q);
-    free(q);
-    fhir_ix_run(ix, job->pool, &job->session, on_appointment_found);
+    search_by_identifiers(job, "Appointment", job->plan.appointment_ids, on_appointment_found);
 }
 
 static void siu_next_party(hl7_job_t *job)

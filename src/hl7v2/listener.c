@@ -19,6 +19,7 @@
 #include "hl7v2/inbound.h"
 #include "hl7v2/mllp.h"
 #include "util/log.h"
+#include "util/net.h"
 #include "util/str.h"
 
 #define MODULE_NAME "hl7v2/listener.c"
@@ -112,27 +113,7 @@ int hl7_listener_configure(const char *listen, const char *cert_file, const char
 
 int hl7_listener_open(char *err, size_t errlen)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *ai;
-    char port[8];
-    snprintf(port, sizeof(port), "%u", settings.port);
-    int gai = getaddrinfo(settings.host, port, &hints, &ai);
-    if (gai != 0) {
-        snprintf(err, errlen, "hl7.listen: cannot resolve %s: %s", settings.host, gai_strerror(gai));
-        return -1;
-    }
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), on = 1;
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
-        listen(fd, SOMAXCONN) != 0) {
-        snprintf(err, errlen, "hl7.listen: cannot listen on %s:%u: %s", settings.host, settings.port, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        freeaddrinfo(ai);
-        return -1;
-    }
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-    freeaddrinfo(ai);
-    return fd;
+    return util_net_listen(settings.host, settings.port, "hl7.listen", err, errlen);
 }
 
 /* ---- connections ---- */

@@ -24,6 +24,7 @@
 #include "sched/ops.h"
 #include "subs/subs.h"
 #include "util/log.h"
+#include "util/net.h"
 #include "util/str.h"
 #include "util/time.h"
 
@@ -47,32 +48,6 @@ static void on_accept(h2o_socket_t *listener, const char *err)
     h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
     if (sock != NULL)
         h2o_accept(&t->accept_ctx, sock);
-}
-
-/* Binds one listening socket; every thread gets its own and the kernel spreads connections (SO_REUSEPORT). */
-static int open_listener(const util_config_t *cfg, char *err, size_t errlen)
-{
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *ai;
-    char port[8];
-    snprintf(port, sizeof(port), "%u", cfg->listen_port);
-    int gai = getaddrinfo(cfg->listen_host, port, &hints, &ai);
-    if (gai != 0) {
-        snprintf(err, errlen, "listen: cannot resolve %s: %s", cfg->listen_host, gai_strerror(gai));
-        return -1;
-    }
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), on = 1;
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
-        listen(fd, SOMAXCONN) != 0) {
-        snprintf(err, errlen, "listen: cannot listen on %s:%u: %s", cfg->listen_host, cfg->listen_port, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        freeaddrinfo(ai);
-        return -1;
-    }
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-    freeaddrinfo(ai);
-    return fd;
 }
 
 static bool thread_has_connections(http_thread_t *t)
@@ -275,7 +250,7 @@ int http_server_run(const util_config_t *cfg)
     unsigned n = cfg->threads;
     http_thread_t *threads = util_xcalloc(n, sizeof(*threads));
     for (unsigned i = 0; i != n; ++i) {
-        if ((threads[i].listen_fd = open_listener(cfg, err, sizeof(err))) < 0) {
+        if ((threads[i].listen_fd = util_net_listen(cfg->listen_host, cfg->listen_port, "listen", err, sizeof(err))) < 0) {
             fprintf(stderr, "fhirsched: %s\n", err);
             return 1;
         }

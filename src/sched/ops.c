@@ -676,20 +676,6 @@ static void load_model(sched_op_t *op, void (*after)(sched_op_t *))
     op_send(op, SQL_MODEL, 0, NULL, on_model);
 }
 
-static char *array_literal(const json_t *strings)
-{
-    store_array_t a;
-    store_array_init(&a);
-    size_t i;
-    json_t *v;
-    json_array_foreach(strings, i, v) {
-        store_array_add(&a, json_string_value(v));
-    }
-    char *lit = store_array_literal(&a);
-    store_array_dispose(&a);
-    return lit;
-}
-
 static void on_load(sched_op_t *op, PGresult *res)
 {
     for (int i = 0; i != PQntuples(res); ++i) {
@@ -723,7 +709,7 @@ static void load_dynamic(sched_op_t *op, json_t *actors, json_t *schedules, int6
     char lo[40], hi[40];
     sched_format_instant(from, lo, sizeof(lo));
     sched_format_instant(to, hi, sizeof(hi));
-    char *a = array_literal(actors), *s = array_literal(schedules), *p = array_literal(op->find_patients);
+    char *a = store_array_of_strings(actors), *s = store_array_of_strings(schedules), *p = store_array_of_strings(op->find_patients);
     const char *params[] = {a, s, lo, hi, p};
     op->after_load = after;
     op_send(op, SQL_LOAD, 5, params, on_load);

@@ -29,3 +29,17 @@ void store_array_dispose(store_array_t *a)
 {
     util_buf_dispose(&a->buf);
 }
+
+char *store_array_of_strings(const json_t *strings)
+{
+    store_array_t a;
+    store_array_init(&a);
+    size_t i;
+    json_t *v;
+    json_array_foreach(strings, i, v) {
+        store_array_add(&a, json_string_value(v));
+    }
+    char *lit = store_array_literal(&a);
+    store_array_dispose(&a);
+    return lit;
+}

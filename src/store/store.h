@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <jansson.h>
 #include <libpq-fe.h>
 #include "util/str.h"
 #define H2O_USE_LIBUV 0
@@ -92,6 +93,8 @@ void store_array_add(store_array_t *a, const char *value);
 char *store_array_literal(const store_array_t *a);
 /** Frees the literal's buffer. */
 void store_array_dispose(store_array_t *a);
+/** The literal of a JSON array of strings (non-strings become NULL elements); caller frees. */
+char *store_array_of_strings(const json_t *strings);
 
 /** Reads the secret every instance on the database shares (blocking; caller frees *secret). 0, or -1 with err. */
 int store_server_secret(const char *dsn, char **secret, char *err, size_t errlen);
