@@ -59,9 +59,9 @@ export function field(message, segment, n) {
 
 /**
  * A legacy system's MLLP listener on a free port: records every message and answers it with an ACK whose MSA-1 is
- * `ack()` (default AA; null: no answer). { port, messages, waitFor(predicate, ms), stop() }.
+ * `ack(message)` (default AA; null: no answer), on `port` (default: a free one). { port, messages, waitFor(predicate, ms), stop() }.
  */
-export async function startMllpReceiver({ ack = () => 'AA' } = {}) {
+export async function startMllpReceiver({ ack = () => 'AA', port = 0 } = {}) {
     const messages = [];
     const waiters = [];
     const sockets = new Set();
@@ -81,7 +81,10 @@ export async function startMllpReceiver({ ack = () => 'AA' } = {}) {
             }
         });
     });
-    await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+    await new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, '127.0.0.1', resolve);
+    });
     return {
         port: server.address().port,
         messages,
