@@ -38,11 +38,12 @@ fail() {
 
 pg_port=$(free_port)
 http_port=$(free_port)
+hl7_port=$(free_port)
 base=http://127.0.0.1:$http_port
 
 start_demo() {
     FHIRSCHED_DEMO_DIR=$work FHIRSCHED_DEMO_BIN=$bin FHIRSCHED_DEMO_PG_PORT=$pg_port \
-        FHIRSCHED_LISTEN=127.0.0.1:$http_port FHIRSCHED_THREADS=1 scripts/demo.sh >"$work/demo.out" 2>&1 &
+        FHIRSCHED_LISTEN=127.0.0.1:$http_port FHIRSCHED_HL7_LISTEN=127.0.0.1:$hl7_port FHIRSCHED_THREADS=1 scripts/demo.sh >"$work/demo.out" 2>&1 &
     demo_pid=$!
     local i
     for i in $(seq 600); do
@@ -73,6 +74,9 @@ grep -q "loaded demo/clinic-bundle.json" "$work/demo.out" || fail "first run did
 status=$(curl -s -o /dev/null -w '%{http_code}' -X PUT -H "Authorization: Bearer $(cat "$work/token.txt")" -H 'Content-Type: application/fhir+json' \
     --data '{"resourceType":"Patient","id":"kept-between-runs","active":true}' "$base/fhir/Patient/kept-between-runs")
 [ "$status" = 201 ] || fail "PUT Patient answered $status"
+# the README's HL7 step: an SIU sent with mllp_send is acknowledged
+ack=$(/usr/bin/mllp_send --loose -p "$hl7_port" -f conformance/hl7v2/mieweb-sample-SIU-S12-v23.hl7 127.0.0.1 | tr '\r' '\n')
+grep -q '^MSA|AA|24916560' <<<"$ack" || fail "the demo's MLLP listener did not acknowledge the sample SIU: $ack"
 stop_demo
 
 start_demo
