@@ -130,6 +130,42 @@ static void test_yaml_errors_carry_position(void **state)
     util_config_dispose(&cfg);
 }
 
+static void test_hl7_settings(void **state)
+{
+    /* hl7.outbound is the one setting that takes a list (its items are joined); hl7.listen is checked as host:port */
+    char *path = write_yaml("hl7:\n  listen: 127.0.0.1:2575\n  outbound:\n    - mllp://10.0.0.5:2576?name=a\n"
+                            "    - mllp://10.0.0.6:2576?name=b\n  max_attempts: 3\n");
+    util_config_t cfg;
+    char err[256];
+    util_config_defaults(&cfg);
+    assert_int_equal(util_config_load(&cfg, path, empty_env, err, sizeof(err)), 0);
+    assert_string_equal(cfg.hl7_listen, "127.0.0.1:2575");
+    assert_string_equal(cfg.hl7_outbound, "mllp://10.0.0.5:2576?name=a mllp://10.0.0.6:2576?name=b");
+    assert_int_equal(cfg.hl7_max_attempts, 3);
+    assert_string_equal(cfg.hl7_sending_application, "FHIRSCHED");
+    util_config_dispose(&cfg);
+    unlink(path);
+    free(path);
+
+    const char *bad[] = {"hl7:\n  outbound:\n    - name: a\n", "database:\n  url:\n    - x\n", "hl7:\n  listen: nowhere\n"};
+    const char *says[] = {"mllp://host:port", "only hl7.outbound takes a list", "hl7.listen must be host:port"};
+    for (size_t i = 0; i != 3; ++i) {
+        path = write_yaml(bad[i]);
+        util_config_defaults(&cfg);
+        assert_int_equal(util_config_load(&cfg, path, empty_env, err, sizeof(err)), -1);
+        if (strstr(err, says[i]) == NULL)
+            fail_msg("%s: %s", bad[i], err);
+        util_config_dispose(&cfg);
+        unlink(path);
+        free(path);
+    }
+    char *env[] = {"FHIRSCHED_HL7_TLS_CERT_FILE=/x.pem", NULL};
+    util_config_defaults(&cfg);
+    assert_int_equal(util_config_load(&cfg, NULL, env, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "hl7.tls_cert_file and hl7.tls_key_file must be set together"));
+    util_config_dispose(&cfg);
+}
+
 static void test_tls_pair_and_base_url(void **state)
 {
     util_config_t cfg;
@@ -156,6 +192,7 @@ int main(void)
         cmocka_unit_test(test_number_edge_cases),
         cmocka_unit_test(test_yaml_errors_carry_position),
         cmocka_unit_test(test_tls_pair_and_base_url),
+        cmocka_unit_test(test_hl7_settings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
