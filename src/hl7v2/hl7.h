@@ -152,7 +152,8 @@ void hl7_listener_stop(h2o_loop_t *loop);
 /** Whether this loop still has HL7 connections with a message in progress. */
 bool hl7_listener_busy(h2o_loop_t *loop);
 
-/** Writes the configured endpoints into hl7_endpoint and starts the sender thread (blocking set-up). 0, or -1 with err. */
+/** Starts the sender thread, which first writes the configured endpoints into hl7_endpoint (and, with none, stops
+ * there). 0, or -1 with err. */
 int hl7_outbound_start(const char *dsn, char *err, size_t errlen);
 /** Stops the sender thread. */
 void hl7_outbound_stop(void);

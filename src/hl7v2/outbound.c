@@ -73,6 +73,7 @@ static struct {
     atomic_bool stop;
     int wake[2];
     sched_tz_t *tz;
+    bool published; /* hl7_endpoint already holds our configuration */
 } O = {.wake = {-1, -1}};
 
 int hl7_init(const util_config_t *cfg, char *err, size_t errlen)
@@ -354,10 +355,44 @@ static void wait_for(PGconn *db, int ms)
         PQfreemem(n);
 }
 
+/* Writes this instance's endpoints into hl7_endpoint; the trigger queues for the enabled ones. */
+static int publish_endpoints(PGconn *db)
+{
+    int ret = 0;
+    PGresult *res = PQexec(db, "BEGIN; UPDATE hl7_endpoint SET enabled = false");
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        ret = -1;
+    PQclear(res);
+    for (size_t i = 0; ret == 0 && i != O.nendpoints; ++i) {
+        const hl7_endpoint_t *e = &O.endpoints[i];
+        store_array_t ev;
+        store_array_init(&ev);
+        for (size_t k = 0; k != e->nevents; ++k)
+            store_array_add(&ev, e->events[k]);
+        char *lit = store_array_literal(&ev);
+        store_array_dispose(&ev);
+        const char *params[] = {e->name, e->receiving_application, e->receiving_facility, lit};
+        res = PQexecParams(db,
+                           "INSERT INTO hl7_endpoint (name, receiving_application, receiving_facility, events, enabled) "
+                           "VALUES ($1, $2, $3, $4::text[], true) ON CONFLICT (name) DO UPDATE SET receiving_application = $2, "
+                           "receiving_facility = $3, events = $4::text[], enabled = true",
+                           4, NULL, params, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+            ret = -1;
+        PQclear(res);
+        free(lit);
+    }
+    if (ret != 0)
+        LOG_ERROR("cannot publish hl7.outbound: %s", PQerrorMessage(db));
+    res = PQexec(db, ret == 0 ? "COMMIT" : "ROLLBACK");
+    PQclear(res);
+    return ret;
+}
+
 static void *sender_main(void *arg)
 {
     PGconn *db = NULL;
-    bool leader = false;
+    bool leader = false, published = O.published;
     uint64_t next_purge = 0;
     store_array_t names;
     store_array_init(&names);
@@ -381,6 +416,15 @@ static void *sender_main(void *arg)
             }
             PQclear(res);
         }
+        /* Done on the first connection rather than at start-up, so a database that comes up late is no matter.
+         * Endpoints dropped from the configuration stop being queued for even when none are left. */
+        if (!published && !(published = publish_endpoints(db) == 0)) {
+            struct pollfd p = {O.wake[0], POLLIN, 0};
+            poll(&p, 1, 1000);
+            continue;
+        }
+        if (O.nendpoints == 0)
+            break;
         if (!leader) {
             /* one sender per database: 0x686c3721 is "hl7!" */
             PGresult *res = PQexec(db, "SELECT pg_try_advisory_lock(1752971041)");
@@ -417,56 +461,17 @@ static void *sender_main(void *arg)
     return NULL;
 }
 
-/* Writes this instance's endpoints into hl7_endpoint; the trigger queues for the enabled ones. */
-static int publish_endpoints(const char *dsn, char *err, size_t errlen)
-{
-    PGconn *db = PQconnectdb(dsn);
-    if (PQstatus(db) != CONNECTION_OK) {
-        snprintf(err, errlen, "cannot connect to the database to publish hl7.outbound: %s", PQerrorMessage(db));
-        PQfinish(db);
-        return -1;
-    }
-    int ret = 0;
-    PGresult *res = PQexec(db, "BEGIN; UPDATE hl7_endpoint SET enabled = false");
-    if (PQresultStatus(res) != PGRES_COMMAND_OK)
-        ret = -1;
-    PQclear(res);
-    for (size_t i = 0; ret == 0 && i != O.nendpoints; ++i) {
-        const hl7_endpoint_t *e = &O.endpoints[i];
-        store_array_t ev;
-        store_array_init(&ev);
-        for (size_t k = 0; k != e->nevents; ++k)
-            store_array_add(&ev, e->events[k]);
-        char *lit = store_array_literal(&ev);
-        store_array_dispose(&ev);
-        const char *params[] = {e->name, e->receiving_application, e->receiving_facility, lit};
-        res = PQexecParams(db,
-                           "INSERT INTO hl7_endpoint (name, receiving_application, receiving_facility, events, enabled) "
-                           "VALUES ($1, $2, $3, $4::text[], true) ON CONFLICT (name) DO UPDATE SET receiving_application = $2, "
-                           "receiving_facility = $3, events = $4::text[], enabled = true",
-                           4, NULL, params, NULL, NULL, 0);
-        if (PQresultStatus(res) != PGRES_COMMAND_OK)
-            ret = -1;
-        PQclear(res);
-        free(lit);
-    }
-    res = PQexec(db, ret == 0 ? "COMMIT" : "ROLLBACK");
-    PQclear(res);
-    if (ret != 0)
-        snprintf(err, errlen, "cannot publish hl7.outbound: %s", PQerrorMessage(db));
-    PQfinish(db);
-    return ret;
-}
-
 int hl7_outbound_start(const char *dsn, char *err, size_t errlen)
 {
-    /* Endpoints dropped from the configuration stop being queued for even when none are left. */
-    if (publish_endpoints(dsn, err, errlen) != 0)
-        return -1;
-    if (O.nendpoints == 0)
-        return 0;
+    /* Published before the loops take requests, so the first booking already finds the endpoints; when the database is
+     * not there yet, the sender thread does it once it connects. */
+    PGconn *db = PQconnectdb(dsn);
+    O.published = PQstatus(db) == CONNECTION_OK && publish_endpoints(db) == 0;
+    PQfinish(db);
+    if (O.published && O.nendpoints == 0)
+        return 0; /* nothing to send, nothing left to publish */
     O.dsn = util_xstrdup(dsn);
-    O.links = util_xcalloc(O.nendpoints, sizeof(*O.links));
+    O.links = util_xcalloc(O.nendpoints + 1, sizeof(*O.links));
     for (size_t i = 0; i != O.nendpoints; ++i)
         O.links[i].fd = -1;
     if (pipe2(O.wake, O_NONBLOCK | O_CLOEXEC) != 0) {

@@ -262,12 +262,13 @@ int http_server_run(const util_config_t *cfg)
         }
     }
     threads[0].runs_sweeper = true; /* one sweeper per instance is plenty */
+    /* before the loops take requests: the first booking must find the outbound endpoints published */
+    if (hl7_outbound_start(cfg->database_url, err, sizeof(err)) != 0)
+        LOG_ERROR("%s; outbound HL7 messages will not be sent", err);
     for (unsigned i = 0; i != n; ++i)
         pthread_create(&threads[i].tid, NULL, thread_main, &threads[i]);
     if (subs_dispatch_start(err, sizeof(err)) != 0)
         LOG_ERROR("%s; rest-hook Subscriptions will not be delivered", err);
-    if (hl7_outbound_start(cfg->database_url, err, sizeof(err)) != 0)
-        LOG_ERROR("%s; outbound HL7 messages will not be sent", err);
     LOG_INFO("serving FHIR at %s (%u threads%s)", cfg->base_url, n, ssl != NULL ? ", TLS" : "");
     if (hl7_listener_enabled())
         LOG_INFO("accepting HL7 v2 over MLLP on %s", cfg->hl7_listen);
