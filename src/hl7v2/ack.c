@@ -90,6 +90,7 @@ char *hl7_ack_build(const hl7_msg_t *msg, const char *raw, size_t rawlen, hl7_ac
 {
     hl7_delims_t d = hl7_default_delims;
     char app[128] = "", fac[128] = "", ctrl[128] = "", version[128] = "";
+    char peek_our_app[128], peek_our_fac[128], peek_event[16], peek_processing[16], peek_charset[64];
     const char *their_app, *their_fac, *our_app, *our_fac, *their_ctrl, *ver, *processing = NULL, *charset = NULL, *event = NULL;
     if (msg != NULL) {
         d = *hl7_delims(msg);
@@ -105,12 +106,24 @@ char *hl7_ack_build(const hl7_msg_t *msg, const char *raw, size_t rawlen, hl7_ac
     } else {
         if (hl7_peek_header(raw, rawlen, &d, app, fac, ctrl, version, sizeof(app)) != 0)
             d = hl7_default_delims;
+        /* addressed as well as the first line allows: the sender's fields whole, its event and character set */
+        hl7_peek_field(raw, rawlen, 3, 0, app, sizeof(app));
+        hl7_peek_field(raw, rawlen, 4, 0, fac, sizeof(fac));
+        hl7_peek_field(raw, rawlen, 5, 0, peek_our_app, sizeof(peek_our_app));
+        hl7_peek_field(raw, rawlen, 6, 0, peek_our_fac, sizeof(peek_our_fac));
+        hl7_peek_field(raw, rawlen, 9, 2, peek_event, sizeof(peek_event));
+        hl7_peek_field(raw, rawlen, 11, 0, peek_processing, sizeof(peek_processing));
+        hl7_peek_field(raw, rawlen, 18, 0, peek_charset, sizeof(peek_charset));
         their_app = app;
         their_fac = fac;
-        our_app = our_fac = NULL;
+        our_app = peek_our_app[0] != '\0' ? peek_our_app : NULL;
+        our_fac = peek_our_fac[0] != '\0' ? peek_our_fac : NULL;
         their_ctrl = ctrl;
         /* a version that is no version (the line was garbled) is not echoed */
         ver = plausible_version(version, &d) ? version : NULL;
+        event = peek_event[0] != '\0' ? peek_event : NULL;
+        processing = peek_processing[0] != '\0' ? peek_processing : NULL;
+        charset = peek_charset[0] != '\0' ? peek_charset : NULL;
     }
     util_buf_t out;
     util_buf_init(&out);

@@ -789,6 +789,26 @@ int hl7_peek_header(const char *data, size_t len, hl7_delims_t *delims, char *ap
     return 0;
 }
 
+int hl7_peek_field(const char *data, size_t len, unsigned field, unsigned comp, char *out, size_t outlen)
+{
+    if (out != NULL && outlen != 0)
+        out[0] = '\0';
+    hl7_delims_t d;
+    if (out == NULL || outlen == 0 || field < 3 || hl7_peek_header(data, len, &d, NULL, NULL, NULL, NULL, 0) != 0)
+        return -1;
+    skip_leading(&data, &len);
+    size_t eol = 0;
+    while (eol < len && data[eol] != '\r' && data[eol] != '\n')
+        ++eol;
+    span_t line = {data, eol}, f;
+    if (!piece(line, d.field, field - 1, &f))
+        return -1;
+    if (comp != 0 && !piece(f, d.component, comp - 1, &f))
+        return -1;
+    copy_raw(out, outlen, f);
+    return 0;
+}
+
 void hl7_escape(util_buf_t *out, const char *text, const hl7_delims_t *d)
 {
     if (text == NULL)

@@ -93,6 +93,12 @@ const char *hl7_version(const hl7_msg_t *msg);
 int hl7_peek_header(const char *data, size_t len, hl7_delims_t *delims, char *app, char *fac, char *control_id,
                     char *version, size_t fieldlen);
 
+/**
+ * Best effort, like hl7_peek_header: component `comp` (0: the whole field) of MSH-`field` (3 or more) of the first line,
+ * raw, into `out` ("" when absent). 0 when the data starts with an MSH header, -1 otherwise.
+ */
+int hl7_peek_field(const char *data, size_t len, unsigned field, unsigned comp, char *out, size_t outlen);
+
 /** Appends `text` (UTF-8) escaped for a field value under `d`: delimiters become \F\ \S\ \T\ \R\ \E\, line breaks \.br\,
  * other control characters \Xhh\. */
 void hl7_escape(util_buf_t *out, const char *text, const hl7_delims_t *d);

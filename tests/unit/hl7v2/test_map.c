@@ -245,10 +245,17 @@ static void test_acks(void **state)
     free(ack);
     hl7_free(m);
     /* unparseable: addressed from what can be peeked */
-    const char *raw = "MSH|^~\\&|APP|FAC|||20260101||SIU^S12|C3|P|2.2\r";
+    const char *raw = "MSH|^~\\&|APP|FAC|R|F|20260101||SIU^S12|C3|P|2.2\r";
     hl7_issue_set(&issue, 203, "MSH^1^12", "version 2.2 is not supported");
     ack = hl7_ack_build(NULL, raw, strlen(raw), HL7_ACK_AR, &issue, 1, "FHIRSCHED", "FHIRSCHED", "A3");
     assert_non_null(strstr(ack, "\rMSA|AR|C3"));
+    assert_non_null(strstr(ack, "MSH|^~\\&|R|F|APP|FAC|"));  /* addressed back from the first line */
+    assert_non_null(strstr(ack, "||ACK^S12^ACK|A3|P|2.2"));  /* its event and version */
+    free(ack);
+    const char *utf16 = "MSH|^~\\&|APP|FAC|R|F|20260101||ADT^A04|C4|P|2.5||||||UNICODE UTF-16\rPID|1";
+    hl7_issue_set(&issue, 207, "MSH^1^18", "character set");
+    ack = hl7_ack_build(NULL, utf16, strlen(utf16), HL7_ACK_AR, &issue, 1, "FHIRSCHED", "FHIRSCHED", "A4");
+    assert_non_null(strstr(ack, "|ACK^A04^ACK|A4|P|2.5||||||UNICODE UTF-16\r")); /* answered in the set it named */
     free(ack);
 }
 
