@@ -29,7 +29,8 @@ typedef enum {
     HL7_PARSE_REQUIRED_MISSING = 101, /* MSH-9, MSH-10 or MSH-12 empty */
     HL7_PARSE_DATA_TYPE = 102,        /* bad delimiters, a segment name that is not 3 upper-case letters or digits */
     HL7_PARSE_VERSION = 203,          /* MSH-12 not 2.3 ... 2.8 (2.3.1, 2.5.1 and the like included) */
-    HL7_PARSE_CHARSET = 204,          /* MSH-18 names a character set we do not convert, or the bytes are not in it */
+    HL7_PARSE_CHARSET = 204,          /* MSH-18 names a character set we do not convert, or the bytes are not in it (the ERR
+                                         code is 207: table 0357 has none for this) */
     HL7_PARSE_TOO_LARGE = 207,        /* more segments, fields or bytes than the limits below */
 } hl7_parse_error_t;
 

@@ -856,7 +856,9 @@ void hl7_inbound_process(store_pool_t *pool, const char *raw, size_t len, bool t
     char why[256];
     job->msg = hl7_parse(raw, len, &perr, why, sizeof(why));
     if (job->msg == NULL) {
-        hl7_issue_set(&job->issue, (int)perr, perr == HL7_PARSE_VERSION ? "MSH^1^12" : perr == HL7_PARSE_CHARSET ? "MSH^1^18" : "", "%s", why);
+        /* table 0357 has no code for a character set: 207, with the reason */
+        hl7_issue_set(&job->issue, perr == HL7_PARSE_CHARSET ? 207 : (int)perr,
+                      perr == HL7_PARSE_VERSION ? "MSH^1^12" : perr == HL7_PARSE_CHARSET ? "MSH^1^18" : "", "%s", why);
         fail(job, HL7_ACK_AR);
         return;
     }

@@ -375,37 +375,34 @@ static json_t *address_at(const hl7_msg_t *msg, size_t seg, unsigned field, unsi
     return a;
 }
 
-static json_t *telecom_at(const hl7_msg_t *msg, size_t seg, unsigned field, unsigned rep, const char *use)
+/* The ContactPoints of one XTN (v2-to-FHIR IG): the number from XTN.1 (or XTN.5-7 and the XTN.8 extension), unless the
+ * equipment type says Internet/X.400; the address XTN.4 when the equipment type says so, or when it holds an e-mail address
+ * next to a number (older senders put both in one repetition). */
+static void telecoms_at(json_t *out, const hl7_msg_t *msg, size_t seg, unsigned field, unsigned rep, const char *use)
 {
     const char *number = get(msg, seg, field, rep, 1, 1), *equipment = get(msg, seg, field, rep, 3, 1);
-    const char *email = get(msg, seg, field, rep, 4, 1), *area = get(msg, seg, field, rep, 6, 1);
-    const char *local = get(msg, seg, field, rep, 7, 1), *ext = get(msg, seg, field, rep, 8, 1);
-    json_t *t = json_object();
-    if (email != NULL || (equipment != NULL && strcasecmp(equipment, "Internet") == 0)) {
-        if (email == NULL) {
-            json_decref(t);
-            return NULL;
+    const char *address = get(msg, seg, field, rep, 4, 1), *country = get(msg, seg, field, rep, 5, 1);
+    const char *area = get(msg, seg, field, rep, 6, 1), *local = get(msg, seg, field, rep, 7, 1), *ext = get(msg, seg, field, rep, 8, 1);
+    bool internet = equipment != NULL && (strcasecmp(equipment, "Internet") == 0 || strcasecmp(equipment, "X.400") == 0);
+    if (!internet) {
+        char built[160];
+        if (local != NULL) {
+            snprintf(built, sizeof(built), "%s%s%s%s%s%s%s%s", country != NULL ? "+" : "", country != NULL ? country : "",
+                     country != NULL ? " " : "", area != NULL ? "(" : "", area != NULL ? area : "", area != NULL ? ")" : "", local,
+                     ext != NULL ? "" : "");
+            if (ext != NULL)
+                snprintf(built + strlen(built), sizeof(built) - strlen(built), " ext. %s", ext);
+            if (number == NULL)
+                number = built;
         }
-        json_object_set_new(t, "system", json_string("email"));
-        json_object_set_new(t, "value", json_string(email));
-    } else {
-        char built[128];
-        if (number == NULL && local != NULL) {
-            snprintf(built, sizeof(built), "%s%s%s%s%s", area != NULL ? "(" : "", area != NULL ? area : "", area != NULL ? ")" : "",
-                     local, ext != NULL ? "" : "");
-            number = built;
+        if (number != NULL) {
+            const char *system = equipment != NULL && strcmp(equipment, "FX") == 0 ? "fax" : equipment != NULL && strcmp(equipment, "BP") == 0 ? "pager" : "phone";
+            json_array_append_new(out, json_pack("{s:s,s:s,s:s}", "system", system, "value", number, "use",
+                                                 equipment != NULL && strcmp(equipment, "CP") == 0 ? "mobile" : use));
         }
-        if (number == NULL) {
-            json_decref(t);
-            return NULL;
-        }
-        json_object_set_new(t, "system", json_string(equipment != NULL && strcmp(equipment, "FX") == 0   ? "fax"
-                                                     : equipment != NULL && strcmp(equipment, "BP") == 0 ? "pager"
-                                                                                                          : "phone"));
-        json_object_set_new(t, "value", json_string(number));
     }
-    json_object_set_new(t, "use", json_string(equipment != NULL && strcmp(equipment, "CP") == 0 ? "mobile" : use));
-    return t;
+    if (address != NULL && (internet || strchr(address, '@') != NULL))
+        json_array_append_new(out, json_pack("{s:s,s:s,s:s}", "system", "email", "value", address, "use", use));
 }
 
 static json_t *patient_from_pid(const hl7_msg_t *msg, size_t pid, json_t **identifiers_out)
@@ -450,11 +447,8 @@ static json_t *patient_from_pid(const hl7_msg_t *msg, size_t pid, json_t **ident
             json_array_append_new(addresses, a);
     }
     for (unsigned f = 13; f <= 14; ++f)
-        for (unsigned r = 1; r <= hl7_repetitions(msg, pid, f); ++r) {
-            json_t *t = telecom_at(msg, pid, f, r, f == 13 ? "home" : "work");
-            if (t != NULL)
-                json_array_append_new(telecoms, t);
-        }
+        for (unsigned r = 1; r <= hl7_repetitions(msg, pid, f); ++r)
+            telecoms_at(telecoms, msg, pid, f, r, f == 13 ? "home" : "work");
     if (json_array_size(addresses) != 0)
         json_object_set(p, "address", addresses);
     if (json_array_size(telecoms) != 0)
@@ -684,7 +678,10 @@ static hl7_ack_code_t read_siu(hl7_plan_t *plan, const hl7_msg_t *msg, const hl7
             continue;
         if (strcmp(seg, "NTE") != 0)
             break;
-        const char *text = get(msg, s, 3, 1, 1, 1);
+        const char *text = get(msg, s, 3, 1, 1, 1), *source = get(msg, s, 2, 1, 1, 1);
+        /* "NTE||text": a sender that dropped the set id puts the comment where the source code (table 0105) belongs */
+        if (text == NULL && source != NULL && strlen(source) > 1)
+            text = source;
         if (text == NULL)
             continue;
         if (comment.len != 0)

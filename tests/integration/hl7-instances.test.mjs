@@ -4,7 +4,9 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createTestDatabase, fhir, freePort, psql, startServer } from '../lib/harness.mjs';
-import { mllpExchange, startMllpReceiver, field } from '../lib/mllp-min.mjs';
+import { get, mllpSend, startMllpReceiver } from '../lib/mllp.mjs';
+
+const field = (message, segment, n) => get(message, `${segment}-${n}`);
 
 const PG_PORT = process.env.FHIRSCHED_TEST_PG_PORT;
 
@@ -47,7 +49,7 @@ describe('HL7 v2 on two instances', () => {
     it('applies one message sent to both instances at once exactly once, and answers both alike', async () => {
         const msg = siu({ control: 'TWIN-1', placer: 'TW-P1', filler: 'TW-F1', start: '202703010900+0000', end: '202703010930+0000' });
         const acks = await Promise.all(
-            Array.from({ length: 8 }, (_, i) => mllpExchange(i % 2 === 0 ? portA : portB, [msg]).then((r) => r[0])),
+            Array.from({ length: 8 }, (_, i) => mllpSend(i % 2 === 0 ? portA : portB, [msg]).then((r) => r[0])),
         );
         for (const ack of acks) assert.equal(ack, acks[0], 'every copy gets the first answer, byte for byte');
         assert.equal(field(acks[0], 'MSA', 1), 'AA');
@@ -61,7 +63,7 @@ describe('HL7 v2 on two instances', () => {
     it('stores one of two conflicting bookings sent to different instances (AA and AE)', async () => {
         const one = siu({ control: 'RACE-1', placer: 'RC-P1', filler: 'RC-F1', start: '202703020900+0000', end: '202703020930+0000', doctor: 'RACE-DR' });
         const two = siu({ control: 'RACE-2', placer: 'RC-P2', filler: 'RC-F2', start: '202703020915+0000', end: '202703020945+0000', doctor: 'RACE-DR', patient: 'RACE-PAT2' });
-        const [x, y] = await Promise.all([mllpExchange(portA, [one]), mllpExchange(portB, [two])]);
+        const [x, y] = await Promise.all([mllpSend(portA, [one]), mllpSend(portB, [two])]);
         const codes = [field(x[0], 'MSA', 1), field(y[0], 'MSA', 1)].sort();
         assert.deepEqual(codes, ['AA', 'AE']);
         const loser = field(x[0], 'MSA', 1) === 'AE' ? x[0] : y[0];
@@ -90,7 +92,7 @@ describe('HL7 v2 on two instances', () => {
         const first = await book(a, '2027-03-03T09:00:00Z', '2027-03-03T09:30:00Z');
         await receiver.waitFor((m) => m.includes(`|${first}^`), 10_000);
         await new Promise((r) => setTimeout(r, 500));
-        assert.equal(receiver.messages.filter((m) => m.includes(`|${first}^`)).length, 1, 'one copy, not one per instance');
+        assert.equal(receiver.texts().filter((m) => m.includes(`|${first}^`)).length, 1, 'one copy, not one per instance');
         await a.stop();
         a = null;
         const second = await book(b, '2027-03-03T10:00:00Z', '2027-03-03T10:30:00Z');

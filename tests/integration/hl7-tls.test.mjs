@@ -5,38 +5,11 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import tls from 'node:tls';
 import { makeCertificates } from '../lib/certs.mjs';
 import { fhir, freePort, serverBinary, startServer } from '../lib/harness.mjs';
-
-const VT = '\x0b';
-const FS_CR = '\x1c\r';
-
-/** Sends one framed message over `socket` and resolves with the first framed answer (or null when the peer closes). */
-function exchange(socket, message) {
-    return new Promise((resolve, reject) => {
-        let buf = '';
-        const timer = setTimeout(() => reject(new Error('no answer within 10 s')), 10_000);
-        socket.setEncoding('utf8');
-        socket.on('data', (d) => {
-            buf += d;
-            const end = buf.indexOf(FS_CR);
-            if (end >= 0) {
-                clearTimeout(timer);
-                resolve(buf.slice(buf.indexOf(VT) + 1, end));
-            }
-        });
-        socket.on('close', () => {
-            clearTimeout(timer);
-            resolve(null);
-        });
-        socket.on('error', () => {});
-        socket.write(VT + message + FS_CR);
-    });
-}
+import { get, mllpConnect } from '../lib/mllp.mjs';
 
 const siu = (control) =>
     [
@@ -70,12 +43,11 @@ describe('MLLP over TLS', () => {
     });
 
     it('acknowledges an SIU^S12 sent over TLS and applies it', async () => {
-        const socket = tls.connect({ host: '127.0.0.1', port, ca: fs.readFileSync(files.ca), servername: 'localhost' });
-        await new Promise((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
-        const ack = await exchange(socket, siu('TLS-1'));
-        socket.destroy();
-        assert.ok(ack, 'an ACK came back');
-        assert.match(ack, /\rMSA\|AA\|TLS-1(\r|$)/);
+        const client = await mllpConnect(port, { tls: { ca: fs.readFileSync(files.ca), servername: 'localhost' } });
+        const ack = await client.send(siu('TLS-1'));
+        client.close();
+        assert.equal(get(ack, 'MSA-1'), 'AA');
+        assert.equal(get(ack, 'MSA-2'), 'TLS-1');
         const found = await fhir(server, 'GET', '/Appointment?identifier=TLS-F1');
         assert.equal(found.status, 200);
         assert.equal(found.json.entry?.length, 1);
@@ -84,15 +56,13 @@ describe('MLLP over TLS', () => {
     });
 
     it('answers nothing to plain MLLP on the TLS port, and keeps serving TLS clients', async () => {
-        const plain = net.connect({ host: '127.0.0.1', port });
-        await new Promise((resolve, reject) => plain.once('connect', resolve).once('error', reject));
-        const answer = await exchange(plain, siu('TLS-PLAIN'));
-        assert.equal(answer, null, 'the server closed the connection without an ACK');
-        const socket = tls.connect({ host: '127.0.0.1', port, ca: fs.readFileSync(files.ca), servername: 'localhost' });
-        await new Promise((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
-        const ack = await exchange(socket, siu('TLS-2'));
-        socket.destroy();
-        assert.match(ack, /\rMSA\|AA\|TLS-2(\r|$)/);
+        const plain = await mllpConnect(port);
+        await assert.rejects(plain.send(siu('TLS-PLAIN'), { timeoutMs: 10_000 }), /closed before an ACK came/);
+        plain.close();
+        const client = await mllpConnect(port, { tls: { ca: fs.readFileSync(files.ca), servername: 'localhost' } });
+        const ack = await client.send(siu('TLS-2'));
+        client.close();
+        assert.equal(get(ack, 'MSA-1'), 'AA');
         const none = await fhir(server, 'GET', '/$hl7-messages?control-id=TLS-PLAIN');
         assert.equal(none.status, 200);
         assert.equal(none.json.parameter?.length ?? 0, 0, 'the plain-text message was never read');
