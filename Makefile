@@ -5,7 +5,7 @@
 
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: deps build build-asan demo demo-reset test docs clean bench-subscriptions
+.PHONY: deps build build-asan demo demo-reset test docs clean bench bench-subscriptions
 
 deps:
 	scripts/deps.sh
@@ -32,8 +32,14 @@ test:
 	$(MAKE) --no-print-directory deps
 	scripts/test.sh
 
-# Subscription delivery latency with 1,000 active Subscriptions (tests/bench/subscriptions.mjs); the full benchmark
-# harness (make bench) is still to come.
+# Benchmarks (tests/bench/bench.mjs): the release build against a private PostgreSQL, wrk at 32 connections, ratios to
+# pgbench and /healthz; results in tests/bench/results/. Work in progress (issue 8): the first scenarios and ceilings.
+bench:
+	$(MAKE) --no-print-directory deps
+	$(MAKE) --no-print-directory build
+	cd tests && npm ci --silent && FHIRSCHED_BIN=../build/fhirsched node bench/bench.mjs
+
+# Subscription delivery latency with 1,000 active Subscriptions (tests/bench/subscriptions.mjs).
 bench-subscriptions:
 	$(MAKE) --no-print-directory deps
 	$(MAKE) --no-print-directory build
