@@ -1,7 +1,7 @@
 // `make bench` (issue 8), first part: a private PostgreSQL, the release server, the standard dataset seeded through the
 // server's own API, PostgreSQL's and the HTTP layer's ceilings, and the first scenarios run with wrk at 32 connections.
-// Prints a Markdown table and writes tests/bench/results/<date>-<sha>.json. Still to come: $find, $hold/$book, HL7
-// ingest, subscription fan-out as scenarios, and the scaling run.
+// Prints a Markdown table and writes tests/bench/results/<date>-<sha>.json. Still to come: $find over 20 practitioners
+// and a room, $hold/$book (plain and contended), HL7 ingest, subscription fan-out as scenarios, and the scaling run.
 //
 //   make bench                       (or: FHIRSCHED_BIN=build/fhirsched node tests/bench/bench.mjs)
 //   BENCH_SECONDS=10 BENCH_CONNECTIONS=32 ...
@@ -62,7 +62,17 @@ const DAY0 = new Date(Date.UTC(2027, 0, 4)); // a Monday, in the future of any r
 const iso = (d) => d.toISOString().replace('.000Z', 'Z');
 
 function seedBundles() {
-    const entries = [{ resourceType: 'Location', id: 'bench-clinic', status: 'active', name: 'Bench clinic', mode: 'instance' }];
+    const entries = [
+        { resourceType: 'Location', id: 'bench-clinic', status: 'active', name: 'Bench clinic', mode: 'instance' },
+        {
+            resourceType: 'HealthcareService',
+            id: 'bench-svc',
+            active: true,
+            name: 'General consultation',
+            location: [{ reference: 'Location/bench-clinic' }],
+            type: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/service-type', code: '124' }] }],
+        },
+    ];
     for (let p = 0; p < 20; p++) {
         entries.push({ resourceType: 'Practitioner', id: `bench-dr-${p}`, active: true, name: [{ family: `Bench${p}` }] });
         entries.push({
@@ -71,6 +81,7 @@ function seedBundles() {
             active: true,
             practitioner: { reference: `Practitioner/bench-dr-${p}` },
             location: [{ reference: 'Location/bench-clinic' }],
+            healthcareService: [{ reference: 'HealthcareService/bench-svc' }],
             availableTime: [{ daysOfWeek: ['mon', 'tue', 'wed', 'thu', 'fri'], availableStartTime: '08:00:00', availableEndTime: '16:00:00' }],
         });
         entries.push({
@@ -138,6 +149,10 @@ try {
     await scenario('GET /Slot/{id}', `${server.base}`, 'slot-read.lua');
     const days = Array.from({ length: 31 }, (_, d) => iso(new Date(DAY0.getTime() + d * 86400_000)).slice(0, 10)).join(',');
     await scenario('GET /Slot day search', `${server.base}`, 'slot-day.lua', { BENCH_DAYS: days });
+    // a scenario only counts when it does the work: this $find must find proposals in the seeded hours
+    const probe = await fhir(server, 'GET', `/Appointment/$find?start=${days.split(',')[1]}&end=${days.split(',')[8]}&practitioner=Practitioner/bench-dr-3&_count=20`);
+    if (probe.status !== 200 || !(probe.json.total > 0)) throw new Error(`$find over the seeded data found nothing: ${probe.text.slice(0, 400)}`);
+    await scenario('$find, 1 practitioner x 7 days', `${server.base}`, 'find-one.lua', { BENCH_DAYS: days });
     await scenario('POST /Appointment', `${server.base}`, 'appointment-create.lua');
 
     const result = {

@@ -1,0 +1,14 @@
+-- Scenario 4a: Appointment/$find for one practitioner over 7 days (BENCH_DAYS as in slot-day.lua).
+dofile(os.getenv("BENCH_LUA_DIR") .. "/common.lua")
+
+local days = {}
+for d in string.gmatch(os.getenv("BENCH_DAYS"), "[^,]+") do
+    days[#days + 1] = d
+end
+
+request = function()
+    local i = math.random(1, #days - 7)
+    local path = string.format("%s/Appointment/$find?start=%s&end=%s&practitioner=Practitioner/bench-dr-%d&_count=20", wrk.path,
+        days[i], days[i + 7], math.random(0, 19))
+    return wrk.format("GET", path, { ["Accept"] = "application/fhir+json" })
+end
