@@ -105,6 +105,14 @@ static void part(json_t *parts, const char *name, const char *type, json_t *valu
     json_array_append_new(parts, p);
 }
 
+/* An empty Parameters resource; *list is its parameter array. */
+static json_t *parameters_new(json_t **list)
+{
+    json_t *params = json_pack("{s:s,s:[]}", "resourceType", "Parameters", "parameter");
+    *list = json_object_get(params, "parameter");
+    return params;
+}
+
 static json_t *str_or_null(PGresult *res, int row, int col)
 {
     return PQgetisnull(res, row, col) ? NULL : json_string(PQgetvalue(res, row, col));
@@ -112,8 +120,7 @@ static json_t *str_or_null(PGresult *res, int row, int col)
 
 static json_t *messages_json(PGresult *res)
 {
-    json_t *params = json_pack("{s:s,s:[]}", "resourceType", "Parameters", "parameter");
-    json_t *list = json_object_get(params, "parameter");
+    json_t *list, *params = parameters_new(&list);
     for (int r = 0; r != PQntuples(res); ++r) {
         json_t *parts = json_array();
         part(parts, "id", "valueInteger", json_integer(strtoll(PQgetvalue(res, r, 0), NULL, 10)));
@@ -145,8 +152,7 @@ static json_t *messages_json(PGresult *res)
 
 static json_t *outbox_json(PGresult *res)
 {
-    json_t *params = json_pack("{s:s,s:[]}", "resourceType", "Parameters", "parameter");
-    json_t *list = json_object_get(params, "parameter");
+    json_t *list, *params = parameters_new(&list);
     for (int r = 0; r != PQntuples(res); ++r) {
         json_t *parts = json_array();
         part(parts, "id", "valueInteger", json_integer(strtoll(PQgetvalue(res, r, 0), NULL, 10)));

@@ -18,3 +18,12 @@ function init(args)
 end
 
 done = bench_done
+
+-- The seeded days (BENCH_DAYS: comma-separated YYYY-MM-DD, set by bench.mjs).
+function bench_days()
+    local days = {}
+    for d in string.gmatch(os.getenv("BENCH_DAYS"), "[^,]+") do
+        days[#days + 1] = d
+    end
+    return days
+end

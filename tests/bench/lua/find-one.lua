@@ -1,10 +1,7 @@
 -- Scenario 4a: Appointment/$find for one practitioner over 7 days (BENCH_DAYS as in slot-day.lua).
 dofile(os.getenv("BENCH_LUA_DIR") .. "/common.lua")
 
-local days = {}
-for d in string.gmatch(os.getenv("BENCH_DAYS"), "[^,]+") do
-    days[#days + 1] = d
-end
+local days = bench_days()
 
 request = function()
     local i = math.random(1, #days - 7)

@@ -1,10 +1,7 @@
 -- Scenario 2: one day of one schedule's free Slots (BENCH_DAYS: the seeded days, comma-separated YYYY-MM-DD).
 dofile(os.getenv("BENCH_LUA_DIR") .. "/common.lua")
 
-local days = {}
-for d in string.gmatch(os.getenv("BENCH_DAYS"), "[^,]+") do
-    days[#days + 1] = d
-end
+local days = bench_days()
 
 request = function()
     local i = math.random(1, #days - 1)
