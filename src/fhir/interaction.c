@@ -1,3 +1,4 @@
+#include <assert.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,18 +21,36 @@
 const char *fhir_base_url = "http://127.0.0.1:8080/fhir";
 fhir_search_limits_t fhir_search_limits = {SEARCH_DEFAULT_COUNT, SEARCH_MAX_COUNT, 1000};
 
-#define STMT_READ "ix_read"
 #define STMT_VREAD "ix_vread"
 #define STMT_WRITE "ix_write"
 #define STMT_HISTORY "ix_history"
 #define STMT_LOCK "ix_lock"
 #define STMT_READ_PROPOSAL "ix_read_proposal"
 #define STMT_SLOT_CHANGES "ix_slot_changes"
-#define STMT_VISIBLE "ix_visible"
 
+/*
+ * Statements on the partitioned resource table are prepared once per type, with the type as a literal: a generic plan
+ * with the type as a parameter locks every partition and its indexes at each execution, which halves PostgreSQL's
+ * read rate (docs/performance.md).
+ */
+#define READ_NAME(T) "ix_read." #T,
+#define READ_MANY_NAME(T) "ix_read_many." #T,
+#define VISIBLE_NAME(T) "ix_visible." #T,
+static const char *const stmt_read[FHIR_RESOURCE_TYPE_COUNT] = {FHIR_RESOURCE_TYPES(READ_NAME)};
+static const char *const stmt_read_many[FHIR_RESOURCE_TYPE_COUNT] = {FHIR_RESOURCE_TYPES(READ_MANY_NAME)};
+static const char *const stmt_visible[FHIR_RESOURCE_TYPE_COUNT] = {FHIR_RESOURCE_TYPES(VISIBLE_NAME)};
+/* Reads return the columns on_read expects: id, version, deleted, body, lastUpdated. */
+#define READ_SQL(T, MATCH) "SELECT id, version_id, deleted, body, fhir_instant(last_updated) FROM resource WHERE res_type = '" #T "' AND " MATCH
+#define TYPE_STATEMENTS(T)                                                                                                      \
+    {"ix_read." #T, READ_SQL(T, "id = $1")},                                                                                   \
+        /* reads queued together share one execution (store.h, batching) */                                                     \
+        {"ix_read_many." #T, READ_SQL(T, "id = ANY($1::text[])")},                                                            \
+        /* Whether a row passes an access rule (fhir/access.h); no row: the resource does not exist. */                         \
+        {"ix_visible." #T, "SELECT id = ANY($2::text[]) OR sp_tokens && $3::text[] FROM resource WHERE res_type = '" #T         \
+                           "' AND id = $1"},
 const store_stmt_t fhir_ix_statements[] = {
-    {STMT_READ, "SELECT version_id, deleted, body, fhir_instant(last_updated) FROM resource WHERE res_type = $1 AND id = $2"},
-    {STMT_VREAD, "SELECT version_id, deleted, body, fhir_instant(last_updated) FROM resource_history "
+    FHIR_RESOURCE_TYPES(TYPE_STATEMENTS)
+    {STMT_VREAD, "SELECT id, version_id, deleted, body, fhir_instant(last_updated) FROM resource_history "
                  "WHERE res_type = $1 AND id = $2 AND version_id = $3::integer"},
     {STMT_WRITE, "SELECT outcome, version_id, last_updated, body FROM fhir_write($1, $2, $3, $4, $5::integer, $6, $7::jsonb)"},
     {STMT_HISTORY, "SELECT res_type, id, version_id, deleted, method, body, fhir_instant(last_updated), count(*) OVER (), status "
@@ -41,15 +60,21 @@ const store_stmt_t fhir_ix_statements[] = {
     {STMT_LOCK, "SELECT pg_advisory_xact_lock(hashtext($1))"},
     {STORE_STMT_SCHEMA_VERSION, "SELECT coalesce(max(version), 0) FROM schema_migrations"},
     /* A $find proposal ("<set>-<n>") read as an Appointment while it lives; it has no version. */
-    {STMT_READ_PROPOSAL, "SELECT 0, false, body, fhir_instant(created) FROM sched_proposal_body($1)"},
+    {STMT_READ_PROPOSAL, "SELECT $1::text, 0, false, body, fhir_instant(created) FROM sched_proposal_body($1)"},
     /* Slots whose free/busy status must follow an Appointment just written (see migrations/0004_scheduling.sql). */
     {STMT_SLOT_CHANGES, "SELECT slot_id, version_id, body, status FROM sched_slot_changes($1, $2::integer)"},
-    /* Whether a row passes an access rule (fhir/access.h); no row: the resource does not exist. */
-    {STMT_VISIBLE, "SELECT id = ANY($3::text[]) OR sp_tokens && $4::text[] FROM resource WHERE res_type = $1 AND id = $2"},
 };
 const size_t fhir_ix_statement_count = sizeof(fhir_ix_statements) / sizeof(fhir_ix_statements[0]);
 
 static void ix_execute(fhir_ix_t *ix);
+
+/* The per-type statement of `table` for the request's type (routing admits stored types only). */
+static const char *type_stmt(const fhir_ix_t *ix, const char *const table[FHIR_RESOURCE_TYPE_COUNT])
+{
+    int i = fhir_resource_type_index(ix->req.type, strlen(ix->req.type));
+    assert(i >= 0);
+    return table[i];
+}
 static void ix_resolve(fhir_ix_t *ix);
 static void run_destroy(fhir_search_run_t *run);
 static void ix_finish(fhir_ix_t *ix);
@@ -184,15 +209,28 @@ static void ix_submit(fhir_ix_t *ix, void (*next)(fhir_ix_t *, PGresult *))
              session != NULL ? "the database connection was lost; retry" : "the server is overloaded; retry later");
 }
 
-static void ix_send(fhir_ix_t *ix, const char *stmt, const char *sql, int nparams, const char *const *params,
-                    void (*next)(fhir_ix_t *, PGresult *))
+static void set_params(fhir_ix_t *ix, int nparams, const char *const *params)
 {
     for (int i = 0; i != ix->_nparams; ++i)
         free(ix->_params[i]);
     ix->_nparams = nparams;
     for (int i = 0; i != nparams; ++i)
         ix->_params[i] = params[i] != NULL ? util_xstrdup(params[i]) : NULL;
+}
+
+static void ix_send(fhir_ix_t *ix, const char *stmt, const char *sql, int nparams, const char *const *params,
+                    void (*next)(fhir_ix_t *, PGresult *))
+{
+    set_params(ix, nparams, params);
     ix->_query = (store_query_t){.stmt_name = stmt, .sql = sql, .nparams = nparams, .params = (const char *const *)ix->_params};
+    ix_submit(ix, next);
+}
+
+/* A lookup by `key` that may share one execution of `batch_stmt` with others queued at the same time (store.h). */
+static void ix_send_batched(fhir_ix_t *ix, const char *batch_stmt, const char *key, void (*next)(fhir_ix_t *, PGresult *))
+{
+    set_params(ix, 1, &key);
+    ix->_query = (store_query_t){.batch_stmt = batch_stmt, .batch_key = ix->_params[0]};
     ix_submit(ix, next);
 }
 
@@ -388,38 +426,47 @@ static void check_access(fhir_ix_t *ix, bool write, void (*next)(fhir_ix_t *ix))
         return;
     }
     ix->_after_check = next;
-    const char *params[] = {ix->req.type, ix->req.id, rule->ids != NULL ? rule->ids : "{}", rule->tokens != NULL ? rule->tokens : "{}"};
-    ix_send(ix, STMT_VISIBLE, NULL, 4, params, on_visible);
+    const char *params[] = {ix->req.id, rule->ids != NULL ? rule->ids : "{}", rule->tokens != NULL ? rule->tokens : "{}"};
+    ix_send(ix, type_stmt(ix, stmt_visible), NULL, 3, params, on_visible);
 }
 
 /* ---- read / vread ---- */
 
 static void answer_resource_row(fhir_ix_t *ix, PGresult *res, int row)
 {
-    const char *body = PQgetvalue(res, row, 2);
-    size_t len = (size_t)PQgetlength(res, row, 2);
-    set_resource_meta(ix, ix->req.id, atoi(PQgetvalue(res, row, 0)), PQgetvalue(res, row, 3));
+    const char *body = PQgetvalue(res, row, 3);
+    size_t len = (size_t)PQgetlength(res, row, 3);
+    set_resource_meta(ix, ix->req.id, atoi(PQgetvalue(res, row, 1)), PQgetvalue(res, row, 4));
     set_body(ix, FHIR_BODY_RESOURCE, util_xstrndup(body, len), len);
+}
+
+/* The row a read answered with, or -1: batched reads share one result (store.h). */
+static int read_row(const fhir_ix_t *ix, PGresult *res)
+{
+    if (ix->_query.batch_stmt != NULL)
+        return ix->_query.row;
+    return PQntuples(res) != 0 ? 0 : -1;
 }
 
 static void on_read(fhir_ix_t *ix, PGresult *res)
 {
-    if (PQntuples(res) == 0 && ix->req.kind == FHIR_IX_READ && strcmp(ix->req.type, "Appointment") == 0 && !ix->_proposal_read) {
+    int row = read_row(ix, res);
+    if (row < 0 && ix->req.kind == FHIR_IX_READ && strcmp(ix->req.type, "Appointment") == 0 && !ix->_proposal_read) {
         ix->_proposal_read = true;
         const char *params[] = {ix->req.id};
         ix_send(ix, STMT_READ_PROPOSAL, NULL, 1, params, on_read);
         return;
     }
-    if (PQntuples(res) == 0) {
+    if (row < 0) {
         fail(ix, 404, "not-found", "%s is not known", ix->req.kind == FHIR_IX_VREAD ? "this version" : "this resource");
         return;
     }
-    if (PQgetvalue(res, 0, 1)[0] == 't') {
-        set_resource_meta(ix, ix->req.id, atoi(PQgetvalue(res, 0, 0)), PQgetvalue(res, 0, 3));
+    if (PQgetvalue(res, row, 2)[0] == 't') {
+        set_resource_meta(ix, ix->req.id, atoi(PQgetvalue(res, row, 1)), PQgetvalue(res, row, 4));
         fail(ix, 410, "deleted", "this resource %s deleted", ix->req.kind == FHIR_IX_VREAD ? "version is" : "has been");
         return;
     }
-    answer_resource_row(ix, res, 0);
+    answer_resource_row(ix, res, row);
     ix->res.status = 200;
     /* Conditional reads: the client's copy is still current. */
     if (ix->req.if_none_match != 0 && (ix->req.if_none_match == -1 || ix->req.if_none_match == ix->res.version)) {
@@ -541,17 +588,17 @@ static void send_write(fhir_ix_t *ix, const char *mode, int if_match)
 
 static void on_patch_read(fhir_ix_t *ix, PGresult *res)
 {
-    if (PQntuples(res) == 0 || PQgetvalue(res, 0, 1)[0] == 't') {
+    if (PQntuples(res) == 0 || PQgetvalue(res, 0, 2)[0] == 't') {
         fail(ix, PQntuples(res) == 0 ? 404 : 410, PQntuples(res) == 0 ? "not-found" : "deleted", "there is no current resource to patch");
         return;
     }
-    int current = atoi(PQgetvalue(res, 0, 0));
+    int current = atoi(PQgetvalue(res, 0, 1));
     if (ix->req.if_match != 0 && ix->req.if_match != current) {
         fail(ix, 412, "conflict", "the resource has changed: If-Match names a version that is not the current one");
         return;
     }
     json_t *doc;
-    if (fhir_json_parse(PQgetvalue(res, 0, 2), (size_t)PQgetlength(res, 0, 2), &doc, &ix->res.oo) != 0) {
+    if (fhir_json_parse(PQgetvalue(res, 0, 3), (size_t)PQgetlength(res, 0, 3), &doc, &ix->res.oo) != 0) {
         fail(ix, 500, "exception", "the stored resource could not be read");
         return;
     }
@@ -595,8 +642,8 @@ static void on_patch_conflict(store_query_t *q, PGresult *res, const char *err);
 
 static void start_patch(fhir_ix_t *ix)
 {
-    const char *params[] = {ix->req.type, ix->req.id};
-    ix_send(ix, STMT_READ, NULL, 2, params, on_patch_read);
+    const char *params[] = {ix->req.id};
+    ix_send(ix, type_stmt(ix, stmt_read), NULL, 1, params, on_patch_read);
     /* A concurrent update between our read and write shows up as FS412: read again unless the client asked for a version. */
     if (ix->req.if_match == 0)
         ix->_query.cb = on_patch_conflict;
@@ -1061,8 +1108,8 @@ static void on_history(fhir_ix_t *ix, PGresult *res)
 {
     if (PQntuples(res) == 0 && ix->req.id != NULL) {
         /* No versions in the window: an empty Bundle if the resource exists at all, 404 otherwise. */
-        const char *params[] = {ix->req.type, ix->req.id};
-        ix_send(ix, STMT_READ, NULL, 2, params, on_history_exists);
+        const char *params[] = {ix->req.id};
+        ix_send(ix, type_stmt(ix, stmt_read), NULL, 1, params, on_history_exists);
         return;
     }
     answer_history(ix, res);
@@ -1262,6 +1309,18 @@ static void ix_resolve(fhir_ix_t *ix)
 
 /* ---- dispatch ---- */
 
+/* A plain read outside a transaction may share its execution with others queued at the same time. */
+static void send_read(fhir_ix_t *ix)
+{
+    bool in_tx = ix->_session != NULL || ix->_own_tx;
+    if (in_tx) {
+        const char *params[] = {ix->req.id};
+        ix_send(ix, type_stmt(ix, stmt_read), NULL, 1, params, on_read);
+        return;
+    }
+    ix_send_batched(ix, type_stmt(ix, stmt_read_many), ix->req.id, on_read);
+}
+
 static void start_read(fhir_ix_t *ix)
 {
     char vid[16];
@@ -1270,7 +1329,7 @@ static void start_read(fhir_ix_t *ix)
     if (ix->req.kind == FHIR_IX_VREAD)
         ix_send(ix, STMT_VREAD, NULL, 3, params, on_read);
     else
-        ix_send(ix, STMT_READ, NULL, 2, params, on_read);
+        send_read(ix);
 }
 
 static void start_update(fhir_ix_t *ix)

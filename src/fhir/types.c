@@ -2,10 +2,10 @@
 #include "fhir/access.h"
 #include "fhir/types.h"
 
-const char *const fhir_resource_types[FHIR_RESOURCE_TYPE_COUNT] = {
-    "Appointment", "AppointmentResponse", "AuditEvent", "Device", "HealthcareService", "Location", "Patient",
-    "Practitioner", "PractitionerRole", "Schedule", "Slot", "Subscription",
-};
+#define TYPE_NAME(T) #T,
+const char *const fhir_resource_types[FHIR_RESOURCE_TYPE_COUNT] = {FHIR_RESOURCE_TYPES(TYPE_NAME)};
+_Static_assert(sizeof((const char *[]){FHIR_RESOURCE_TYPES(TYPE_NAME)}) / sizeof(const char *) == FHIR_RESOURCE_TYPE_COUNT,
+               "FHIR_RESOURCE_TYPE_COUNT matches FHIR_RESOURCE_TYPES");
 
 int fhir_resource_type_index(const char *name, size_t len)
 {

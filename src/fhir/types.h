@@ -7,6 +7,11 @@
 /** Number of stored resource types. */
 #define FHIR_RESOURCE_TYPE_COUNT 12
 
+/** The stored types as an X-macro, sorted by name, for tables built at compile time (see fhir_resource_types). */
+#define FHIR_RESOURCE_TYPES(X)                                                                                                  \
+    X(Appointment) X(AppointmentResponse) X(AuditEvent) X(Device) X(HealthcareService) X(Location) X(Patient) X(Practitioner) \
+        X(PractitionerRole) X(Schedule) X(Slot) X(Subscription)
+
 /** Stored resource types, sorted by name; each has its partition of the resource table (see migrations/). */
 extern const char *const fhir_resource_types[FHIR_RESOURCE_TYPE_COUNT];
 

@@ -13,6 +13,7 @@
 
 #define MODULE_NAME "store/pool.c"
 #define RECONNECT_DELAY_MS 500
+#define BATCH_MAX 64 /* queries answered by one execution of a batch statement */
 
 const char store_err_unavailable[] = "database unavailable";
 const char store_err_timeout[] = "database query timed out";
@@ -228,6 +229,74 @@ static int conn_send_query(store_conn_t *c, store_query_t *q)
     return 0;
 }
 
+/* ---- batches: queued lookups of the same statement answered by one execution ---- */
+
+typedef struct st_store_batch_t {
+    store_query_t carrier; /* what goes to the connection */
+    store_query_t *members[BATCH_MAX];
+    size_t n;
+    char *keys; /* the text[] literal */
+} store_batch_t;
+
+static void on_batch_done(store_query_t *carrier, PGresult *res, const char *err)
+{
+    store_batch_t *b = H2O_STRUCT_FROM_MEMBER(store_batch_t, carrier, carrier);
+    int rows = err == NULL && res != NULL ? PQntuples(res) : 0;
+    for (size_t i = 0; i != b->n; ++i) {
+        store_query_t *q = b->members[i];
+        q->row = -1;
+        for (int r = 0; r != rows && q->row < 0; ++r)
+            if (strcmp(PQgetvalue(res, r, 0), q->batch_key) == 0)
+                q->row = r;
+        q->cb(q, res, err);
+    }
+    free(b->keys);
+    free(b);
+}
+
+/* Takes the queued queries that share `first`'s batch statement (up to BATCH_MAX) into one carrier query. */
+static store_query_t *batch_gather(store_pool_t *pool, store_query_t *first)
+{
+    store_batch_t *b = util_xcalloc(1, sizeof(*b));
+    store_array_t keys;
+    store_array_init(&keys);
+    b->members[b->n++] = first;
+    store_array_add(&keys, first->batch_key);
+    for (store_query_t **link = &pool->queue_head; *link != NULL && b->n != BATCH_MAX;) {
+        store_query_t *q = *link;
+        if (q->batch_stmt == NULL || strcmp(q->batch_stmt, first->batch_stmt) != 0) {
+            link = &q->_next;
+            continue;
+        }
+        if ((*link = q->_next) == NULL)
+            pool->queue_tail = link;
+        q->_next = NULL;
+        --pool->waiting;
+        b->members[b->n++] = q;
+        store_array_add(&keys, q->batch_key);
+    }
+    b->keys = store_array_literal(&keys);
+    store_array_dispose(&keys);
+    b->carrier = (store_query_t){.stmt_name = first->batch_stmt, .nparams = 1, .params = (const char *const *)&b->keys,
+                                 .cb = on_batch_done};
+    return &b->carrier;
+}
+
+/* A carrier that can no longer be sent gives its members back to the head of the queue. */
+static void batch_requeue(store_pool_t *pool, store_query_t *carrier)
+{
+    store_batch_t *b = H2O_STRUCT_FROM_MEMBER(store_batch_t, carrier, carrier);
+    for (size_t i = b->n; i-- != 0;) {
+        store_query_t *q = b->members[i];
+        if ((q->_next = pool->queue_head) == NULL)
+            pool->queue_tail = &q->_next;
+        pool->queue_head = q;
+        ++pool->waiting;
+    }
+    free(b->keys);
+    free(b);
+}
+
 /* ---- connection lifecycle ---- */
 
 static void on_reconnect_timer(h2o_timeout_entry_t *entry)
@@ -261,8 +330,17 @@ static void conn_drop(store_conn_t *c, const char *err)
         s->_conn = NULL;
         c->session = NULL;
     }
-    if (pool->destroying)
+    if (pool->destroying) {
+        if (q != NULL && q->cb == on_batch_done) {
+            /* like any query in flight at destruction, its members get no callback */
+            store_batch_t *b = H2O_STRUCT_FROM_MEMBER(store_batch_t, carrier, q);
+            free(b->keys);
+            free(b);
+        }
+        if (res != NULL)
+            PQclear(res);
         return;
+    }
     if (q != NULL)
         finish_query(q, res, err);
     else if (res != NULL)
@@ -461,8 +539,14 @@ static void pool_dispatch(store_pool_t *pool)
             c->session = s;
             s->cb(s, NULL);
         } else if ((q = queue_pop(pool)) != NULL) {
+            if (q->batch_stmt != NULL)
+                q = batch_gather(pool, q);
             if (conn_send_query(c, q) != 0) {
                 /* back to the head of the queue: another connection, or the outage handling, takes it */
+                if (q->cb == on_batch_done) {
+                    batch_requeue(pool, q);
+                    continue;
+                }
                 if ((q->_next = pool->queue_head) == NULL)
                     pool->queue_tail = &q->_next;
                 pool->queue_head = q;

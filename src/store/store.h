@@ -40,6 +40,15 @@ struct st_store_query_t {
     int nparams;
     const char *const *params;  /* text-format values (NULL = SQL NULL); must stay valid until the callback */
     store_query_cb cb;
+    /*
+     * Batching (optional, pool queries only): a prepared statement that takes one text[] parameter of keys and returns
+     * rows whose first column is a key. Queries with the same batch statement that are queued together are answered by
+     * one execution of it; each callback gets the shared result with `row` set to the row of its key (-1: none), and
+     * stmt_name, sql and params are not used.
+     */
+    const char *batch_stmt;
+    const char *batch_key;
+    int row;
     /* private */
     store_query_t *_next;
 };
