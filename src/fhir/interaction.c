@@ -505,6 +505,16 @@ static bool writes_appointment(const fhir_ix_t *ix)
     return ix->req.type != NULL && strcmp(ix->req.type, "Appointment") == 0 && is_write(ix);
 }
 
+/* Whether Slots may have to follow this write: not when a new Appointment (no earlier version) references none. */
+static bool moves_slots(const fhir_ix_t *ix)
+{
+    if (!writes_appointment(ix))
+        return false;
+    if (ix->req.kind == FHIR_IX_CREATE && ix->req.resource != NULL)
+        return json_array_size(json_object_get(ix->req.resource, "slot")) != 0;
+    return true;
+}
+
 /*
  * Slots follow the Appointments that reference them (free <-> busy), in the same transaction as the Appointment write.
  * The database says which Slots are out of step (sched_slot_changes); each is rewritten as a new version.
@@ -548,7 +558,7 @@ static void on_slot_changes(fhir_ix_t *ix, PGresult *res)
 
 static void sync_slots(fhir_ix_t *ix)
 {
-    if (!writes_appointment(ix) || ix->res.version == 0) {
+    if (!moves_slots(ix) || ix->res.version == 0) {
         ix_finish(ix);
         return;
     }
@@ -1416,9 +1426,9 @@ void fhir_ix_run(fhir_ix_t *ix, store_pool_t *pool, store_session_t *session, fh
         ix_finish(ix);
         return;
     }
-    /* Conditional interactions and Appointment writes (which move Slots along) need several statements in one transaction. */
+    /* Conditional interactions and Appointment writes that move Slots along need several statements in one transaction. */
     bool checked_write = is_write(ix) && (ix->audit != NULL || fhir_access_rule(ix->access, ix->req.type, true)->level != FHIR_ACCESS_ALL);
-    if ((is_conditional(ix) || writes_appointment(ix) || checked_write) && session == NULL) {
+    if ((is_conditional(ix) || moves_slots(ix) || checked_write) && session == NULL) {
         ix->_own_tx = true;
         ix->_own_session.cb = on_own_session;
         if (store_session_begin(pool, &ix->_own_session) != 0) {
