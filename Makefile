@@ -32,14 +32,16 @@ test:
 	$(MAKE) --no-print-directory deps
 	scripts/test.sh
 
-# Benchmarks (tests/bench/bench.mjs): the release build against a private PostgreSQL, wrk at 32 connections, ratios to
-# pgbench and /healthz; results in tests/bench/results/. Work in progress (issue 8): the first scenarios and ceilings.
+# Benchmarks (tests/bench/bench.mjs, docs/performance.md "Running it"): the release build against a private PostgreSQL,
+# the issue 8 scenarios (wrk at 32 connections, HL7 over MLLP, subscription delivery), memory, and the scaling run up to
+# 1M Slots; ratios to pgbench and /healthz; results in tests/bench/results/. BENCH_ONLY, BENCH_SCALING=0, ... narrow it.
 bench:
 	$(MAKE) --no-print-directory deps
 	$(MAKE) --no-print-directory build
 	cd tests && npm ci --silent && FHIRSCHED_BIN=../build/fhirsched node bench/bench.mjs
 
-# Subscription delivery latency with 1,000 active Subscriptions (tests/bench/subscriptions.mjs).
+# Subscription delivery latency with 1,000 active Subscriptions alone (tests/bench/subscriptions.mjs; also a make bench
+# scenario), on a server of its own: quicker than BENCH_ONLY=Subscription make bench when iterating on delivery.
 bench-subscriptions:
 	$(MAKE) --no-print-directory deps
 	$(MAKE) --no-print-directory build

@@ -1,166 +1,155 @@
-// `make bench` (issue 8), first part: a private PostgreSQL, the release server, the standard dataset seeded through the
-// server's own API, PostgreSQL's and the HTTP layer's ceilings, and the first scenarios run with wrk at 32 connections.
-// Prints a Markdown table and writes tests/bench/results/<date>-<sha>.json. Still to come: $find over 20 practitioners
-// and a room, $hold/$book (plain and contended), HL7 ingest, subscription fan-out as scenarios, and the scaling run.
+// `make bench` (issue 8): a private PostgreSQL, the release server, the standard dataset seeded through the server's
+// own API (dataset.mjs), PostgreSQL's and the HTTP layer's ceilings, the server's memory idle and with 1,000 open
+// connections, the scenarios, and the scaling run (scaling.mjs). Prints Markdown tables and writes
+// tests/bench/results/<date>-<sha>.json (<date>-<sha>-partial.json when BENCH_ONLY picked some scenarios).
 //
 //   make bench                       (or: FHIRSCHED_BIN=build/fhirsched node tests/bench/bench.mjs)
-//   BENCH_SECONDS=10 BENCH_CONNECTIONS=32 ...
+//   BENCH_SECONDS=10 BENCH_CONNECTIONS=32      length of each wrk run, and its connections
+//   BENCH_ONLY='find|scaling'                  only the scenarios whose name matches (case-insensitive regex; the
+//                                              ceilings always run; "memory" and "scaling" name those parts)
+//   BENCH_SCALING=0 BENCH_SCALING_MAX=100000   skip the scaling run, or stop it at a smaller size
+//   BENCH_SCALING_SECONDS=5                    length of each scaling probe
+//   BENCH_BOOKING_RATE_ROOM=3000               $hold + $book: proposals are collected for this many bookings/s
+//   BENCH_SUBSCRIPTIONS=1000 BENCH_WRITES=500  the subscription scenario (subscriptions.mjs)
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { execFileSync, spawn } from 'node:child_process';
-import { SOURCE_DIR, fhir, startPrivateCluster, startServer } from '../lib/harness.mjs';
+import { execFileSync } from 'node:child_process';
+import { SOURCE_DIR, fhir, freePort, startPrivateCluster, startServer } from '../lib/harness.mjs';
+import {
+    BOOKING, BOOKING_DAY0, CONSULTATION, DAYS, PRACTITIONERS, RACE_DAY0, TREATMENT, TREATMENT_ROOMS, iso, seedBookingFixtures, seedStandard,
+    seededDays, weekday,
+} from './dataset.mjs';
+import { benchHl7 } from './hl7.mjs';
+import { runScaling } from './scaling.mjs';
+import { benchSubscriptions, startReceiver } from './subscriptions.mjs';
+import { PG_BIN, databaseUrl, psql, resetPeakRss, round, rssMb, run, socketCount, waitIdle, wrk } from './tools.mjs';
 
 const SECONDS = Number(process.env.BENCH_SECONDS || 10);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS || 32);
-const PG_BIN = execFileSync('pg_config', ['--bindir'], { encoding: 'utf8' }).trim();
-const round = (x, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
+const ONLY = process.env.BENCH_ONLY ? new RegExp(process.env.BENCH_ONLY, 'i') : null;
+const SCALING = process.env.BENCH_SCALING !== '0';
+const SCALING_MAX = Number(process.env.BENCH_SCALING_MAX || 1_000_000);
+const SCALING_SECONDS = Number(process.env.BENCH_SCALING_SECONDS || 5);
+const HL7_CONNECTIONS = 8;
+const IDLE_CONNECTIONS = 1000;
+/** Bookings per second the proposals of scenario 5a are collected for (more than the issue's target of 1,000). */
+const BOOKING_RATE_ROOM = Number(process.env.BENCH_BOOKING_RATE_ROOM || 3000);
 
-/** Runs a command to completion; resolves with stdout (throws with stderr on a non-zero exit). */
-function run(cmd, args, { env = process.env } = {}) {
-    return new Promise((resolve, reject) => {
-        const p = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-        let out = '';
-        let err = '';
-        p.stdout.on('data', (d) => (out += d));
-        p.stderr.on('data', (d) => (err += d));
-        p.on('error', reject);
-        p.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd} ${args.join(' ')}: exit ${code}\n${err}`))));
-    });
-}
+const selected = (name) => !ONLY || ONLY.test(name);
 
-/** Peak resident memory of a process so far (VmHWM), in MB. */
-const peakRssMb = (pid) => {
-    const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? round(Number(m[1]) / 1024, 1) : null;
+/** Memoises an async preparation, so that it runs once and only for the scenarios that need it. */
+const once = (fn) => {
+    let p = null;
+    return () => (p ??= fn());
 };
-
-/**
- * wrk with the latency distribution and a Lua script; the script's done() prints one JSON line with the percentiles,
- * so nothing is parsed out of wrk's human-readable table.
- */
-async function wrk(url, script, env = {}) {
-    const lua = path.join(SOURCE_DIR, 'tests', 'bench', 'lua', script);
-    const out = await run('wrk', ['-t2', `-c${CONNECTIONS}`, `-d${SECONDS}s`, '--latency', '-s', lua, url], {
-        env: { ...process.env, BENCH_LUA_DIR: path.dirname(lua), ...env },
-    });
-    const line = out.split('\n').find((l) => l.startsWith('BENCH '));
-    if (!line) throw new Error(`wrk printed no BENCH line:\n${out}`);
-    return JSON.parse(line.slice(6));
-}
-
-async function pgbench(cluster, mode) {
-    const url = cluster.url.replace(/\/fhirsched$/, '/pgbench');
-    const out = await run(path.join(PG_BIN, 'pgbench'), [...mode, '-M', 'prepared', `-c${CONNECTIONS}`, '-j2', `-T${SECONDS}`, '-n', url]);
-    return round(Number(/tps = ([\d.]+)/.exec(out)[1]), 0);
-}
-
-// ---- the standard dataset (issue 8): 1 clinic, 20 practitioners with roles and hours, 20 schedules, 20 x 30 days x 16
-// half-hour Slots = 9,600 Slots, 200 Patients ----
-
-const DAY0 = new Date(Date.UTC(2027, 0, 4)); // a Monday, in the future of any run
-const iso = (d) => d.toISOString().replace('.000Z', 'Z');
-
-function seedBundles() {
-    const entries = [
-        { resourceType: 'Location', id: 'bench-clinic', status: 'active', name: 'Bench clinic', mode: 'instance' },
-        {
-            resourceType: 'HealthcareService',
-            id: 'bench-svc',
-            active: true,
-            name: 'General consultation',
-            location: [{ reference: 'Location/bench-clinic' }],
-            type: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/service-type', code: '124' }] }],
-        },
-    ];
-    for (let p = 0; p < 20; p++) {
-        entries.push({ resourceType: 'Practitioner', id: `bench-dr-${p}`, active: true, name: [{ family: `Bench${p}` }] });
-        entries.push({
-            resourceType: 'PractitionerRole',
-            id: `bench-role-${p}`,
-            active: true,
-            practitioner: { reference: `Practitioner/bench-dr-${p}` },
-            location: [{ reference: 'Location/bench-clinic' }],
-            healthcareService: [{ reference: 'HealthcareService/bench-svc' }],
-            availableTime: [{ daysOfWeek: ['mon', 'tue', 'wed', 'thu', 'fri'], availableStartTime: '08:00:00', availableEndTime: '16:00:00' }],
-        });
-        entries.push({
-            resourceType: 'Schedule',
-            id: `bench-sched-${p}`,
-            active: true,
-            actor: [{ reference: `Practitioner/bench-dr-${p}` }, { reference: 'Location/bench-clinic' }],
-        });
-    }
-    for (let i = 0; i < 200; i++)
-        entries.push({ resourceType: 'Patient', id: `bench-pat-${i}`, name: [{ family: `Patient${i}` }], identifier: [{ system: 'urn:bench', value: `P${i}` }] });
-    const base = entries.map((r) => ({ fullUrl: `urn:uuid:${r.id}`, resource: r, request: { method: 'PUT', url: `${r.resourceType}/${r.id}` } }));
-    const slots = [];
-    for (let p = 0; p < 20; p++)
-        for (let d = 0; d < 30; d++)
-            for (let h = 0; h < 16; h++) {
-                const start = new Date(DAY0.getTime() + d * 86400_000 + (8 * 60 + h * 30) * 60_000);
-                const id = `bench-slot-${p}-${d}-${h}`;
-                slots.push({
-                    resource: { resourceType: 'Slot', id, schedule: { reference: `Schedule/bench-sched-${p}` }, status: 'free', start: iso(start), end: iso(new Date(start.getTime() + 30 * 60_000)) },
-                    request: { method: 'PUT', url: `Slot/${id}` },
-                });
-            }
-    return { base, slots };
-}
-
-async function postTransaction(server, entries) {
-    const res = await fhir(server, 'POST', '/', {
-        body: { resourceType: 'Bundle', type: 'transaction', entry: entries },
-        headers: { prefer: 'return=minimal' },
-        timeoutMs: 120_000,
-    });
-    if (res.status !== 200) throw new Error(`seeding transaction answered ${res.status}: ${res.text.slice(0, 500)}`);
-}
 
 // ---- the run ----
 
 const started = new Date();
 const sha = execFileSync('git', ['-C', SOURCE_DIR, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+const receiver = await startReceiver();
 const cluster = await startPrivateCluster();
+const hl7Port = await freePort();
 let server;
 try {
+    const pgbenchUrl = databaseUrl(cluster.url, 'pgbench');
     await run(path.join(PG_BIN, 'createdb'), ['-h', '127.0.0.1', '-p', String(cluster.port), '-U', 'postgres', 'pgbench']);
-    await run(path.join(PG_BIN, 'pgbench'), ['-i', '-s', '10', '-q', cluster.url.replace(/\/fhirsched$/, '/pgbench')]);
-    server = await startServer({
-        databaseUrl: cluster.url,
-        env: { FHIRSCHED_THREADS: String(os.cpus().length), FHIRSCHED_RATE_LIMIT_PER_SECOND: '0', FHIRSCHED_LOG_ACCESS: 'false', FHIRSCHED_AUDIT_ENABLED: 'false' },
-    });
-    const { base, slots } = seedBundles();
-    await postTransaction(server, base);
-    const t0 = performance.now();
-    for (let i = 0; i < slots.length; i += 400) await postTransaction(server, slots.slice(i, i + 400));
-    const seedSlotsPerSecond = round(slots.length / ((performance.now() - t0) / 1000), 0);
+    await run(path.join(PG_BIN, 'pgbench'), ['-i', '-s', '10', '-q', pgbenchUrl]);
+    const serverEnv = {
+        FHIRSCHED_THREADS: String(os.cpus().length),
+        FHIRSCHED_RATE_LIMIT_PER_SECOND: '0',
+        FHIRSCHED_LOG_ACCESS: 'false',
+        FHIRSCHED_AUDIT_ENABLED: 'false',
+        FHIRSCHED_HL7_LISTEN: `127.0.0.1:${hl7Port}`,
+        FHIRSCHED_SUBSCRIPTIONS_ENDPOINT_ALLOWLIST: receiver.allowlist,
+    };
+    server = await startServer({ databaseUrl: cluster.url, env: serverEnv });
+    const pid = server.proc.pid;
+    const seedSlotsPerSecond = await seedStandard(server);
+    const days = seededDays();
+    const BENCH_DAYS = days.join(',');
 
+    const pgbench = async (mode) => {
+        const out = await run(path.join(PG_BIN, 'pgbench'), [...mode, '-M', 'prepared', `-c${CONNECTIONS}`, '-j2', `-T${SECONDS}`, '-n', pgbenchUrl]);
+        return round(Number(/tps = ([\d.]+)/.exec(out)[1]), 0);
+    };
     const ceilings = {
-        healthz_rps: round((await wrk(`${server.root}/healthz`, 'get.lua')).rps, 0),
-        pgbench_select_tps: await pgbench(cluster, ['-S']),
-        pgbench_write_tps: await pgbench(cluster, ['-N']),
+        healthz_rps: round((await wrk({ url: `${server.root}/healthz`, script: 'get.lua', connections: CONNECTIONS, seconds: SECONDS })).rps, 0),
+        pgbench_select_tps: await pgbench(['-S']),
+        pgbench_write_tps: await pgbench(['-N']),
     };
     // Measure a settled database: the seeding and pgbench's writes leave autovacuum, autoanalyze and a checkpoint to
     // come, which otherwise land inside the first scenario as a tail of slow requests.
     const settle = async () => {
-        for (const db of ['fhirsched', 'pgbench']) await run(path.join(PG_BIN, 'psql'), ['-qAt', '-c', 'VACUUM ANALYZE', cluster.url.replace(/\/fhirsched$/, `/${db}`)]);
-        await run(path.join(PG_BIN, 'psql'), ['-qAt', '-c', 'CHECKPOINT', cluster.url]);
+        for (const url of [cluster.url, pgbenchUrl]) await psql(url, 'VACUUM ANALYZE');
+        await psql(cluster.url, 'CHECKPOINT');
     };
     await settle();
-    const scenarios = [];
-    const scenario = async (name, url, script, env) => {
-        const r = await wrk(url, script, env);
-        scenarios.push({ name, rps: round(r.rps, 0), p50_ms: round(r.p50 / 1000), p99_ms: round(r.p99 / 1000), p999_ms: round(r.p999 / 1000), peak_rss_mb: peakRssMb(server.proc.pid), errors: r.errors });
+
+    const memory = selected('memory') ? { idle_rss_mb: rssMb(pid), ...(await rssWithOpenConnections(server, IDLE_CONNECTIONS)) } : null;
+    const perScenarioPeak = resetPeakRss(pid);
+
+    // ---- the scenarios, in order; each is a name, what it needs first, and its run ----
+
+    const rows = [];
+    const wrkScenario = (script, env = {}, opts = {}) => async () => {
+        return wrkRow(await wrk({ url: server.base, script, env: { BENCH_DAYS, ...env }, connections: CONNECTIONS, seconds: SECONDS, ...opts }));
     };
-    await scenario('GET /Slot/{id}', `${server.base}`, 'slot-read.lua');
-    const days = Array.from({ length: 31 }, (_, d) => iso(new Date(DAY0.getTime() + d * 86400_000)).slice(0, 10)).join(',');
-    await scenario('GET /Slot day search', `${server.base}`, 'slot-day.lua', { BENCH_DAYS: days });
-    // a scenario only counts when it does the work: this $find must find proposals in the seeded hours
-    const probe = await fhir(server, 'GET', `/Appointment/$find?start=${days.split(',')[1]}&end=${days.split(',')[8]}&practitioner=Practitioner/bench-dr-3&_count=20`);
-    if (probe.status !== 200 || !(probe.json.total > 0)) throw new Error(`$find over the seeded data found nothing: ${probe.text.slice(0, 400)}`);
-    await scenario('$find, 1 practitioner x 7 days', `${server.base}`, 'find-one.lua', { BENCH_DAYS: days });
-    await scenario('POST /Appointment', `${server.base}`, 'appointment-create.lua');
+    const single = { connections: 1, threads: 1 };
+
+    // a scenario only counts when it does the work: both $finds must find proposals in the seeded hours, the second
+    // with a treatment room
+    const findProbes = once(async () => {
+        const one = await fhir(server, 'GET', `/Appointment/$find?start=${days[1]}&end=${days[8]}&practitioner=Practitioner/bench-dr-3&visit-type=${CONSULTATION}&_count=20`);
+        if (one.status !== 200 || !(one.json.total > 0)) throw new Error(`$find for one practitioner found nothing: ${one.text.slice(0, 400)}`);
+        const room = await fhir(server, 'GET', `/Appointment/$find?start=${days[0]}&end=${days[DAYS]}&visit-type=${TREATMENT}&_count=20`);
+        const withRoom = (room.json?.entry || []).filter((e) => e.resource?.participant?.some((p) => TREATMENT_ROOMS.includes(p.actor?.reference)));
+        if (room.status !== 200 || !(room.json.total > 0) || withRoom.length !== room.json.entry.length)
+            throw new Error(`$find for a treatment found no proposals with a treatment room: ${room.text.slice(0, 600)}`);
+    });
+    const bookingFixtures = once(() => seedBookingFixtures(server));
+    const findEnv = { BENCH_VISIT_TYPE: CONSULTATION };
+    const roomEnv = { BENCH_VISIT_TYPE: TREATMENT };
+
+    const scenarios = [
+        { name: 'GET /Slot/{id}', ceiling: 'select', run: wrkScenario('slot-read.lua') },
+        { name: 'GET /Slot day search', ceiling: 'select', run: wrkScenario('slot-day.lua') },
+        { name: 'POST /Appointment', ceiling: 'write', run: wrkScenario('appointment-create.lua') },
+        { name: '$find, 1 practitioner x 7 days', needs: findProbes, run: wrkScenario('find-one.lua', findEnv) },
+        { name: '$find, 1 practitioner x 7 days (1 connection)', needs: findProbes, run: wrkScenario('find-one.lua', findEnv, single) },
+        { name: '$find, 20 practitioners + room x 30 days', needs: findProbes, run: wrkScenario('find-room.lua', roomEnv) },
+        { name: '$find, 20 practitioners + room x 30 days (1 connection)', needs: findProbes, run: wrkScenario('find-room.lua', roomEnv, single) },
+        { name: '$hold + $book, distinct times', needs: bookingFixtures, run: () => holdAndBook(server) },
+        { name: '$hold + $book, contended', needs: bookingFixtures, run: () => race(server, cluster.url) },
+        {
+            name: `HL7 SIU^S12 over MLLP (${HL7_CONNECTIONS} connections)`,
+            run: () => benchHl7({ port: hl7Port, seconds: SECONDS, connections: HL7_CONNECTIONS }),
+        },
+        {
+            name: 'Subscription rest-hook delivery',
+            run: async () => {
+                const r = await benchSubscriptions({ server, receiver });
+                // rps is not the point here: the figures are commit -> delivery (upper bound: from sending the write)
+                return { rps: null, p50_ms: r.delivery_ms.p50, p99_ms: r.delivery_ms.p99, p999_ms: r.delivery_ms.p999, errors: 0, unit: 'ms commit -> delivery', ...r };
+            },
+        },
+    ];
+    for (const s of scenarios) {
+        if (!selected(s.name)) continue;
+        await s.needs?.();
+        await waitIdle(pid);
+        if (perScenarioPeak) resetPeakRss(pid);
+        const r = await s.run();
+        rows.push({ name: s.name, ceiling: s.ceiling, ...r, peak_rss_mb: rssMb(pid, 'VmHWM') });
+        console.error(`${s.name}: ${r.rps ?? '-'} ${r.unit ?? 'req/s'}, p50 ${r.p50_ms} ms, errors ${r.errors}`);
+    }
+    await server.stop();
+    server = null;
+
+    const { FHIRSCHED_HL7_LISTEN, ...scalingEnv } = serverEnv;
+    const scaling = SCALING && selected('scaling') ? await runScaling({ cluster, env: scalingEnv, maxSlots: SCALING_MAX, seconds: SCALING_SECONDS }) : [];
 
     const result = {
         machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, memory_gb: round(os.totalmem() / 2 ** 30, 1), kernel: os.release() },
@@ -168,21 +157,154 @@ try {
         git: sha,
         seconds: SECONDS,
         connections: CONNECTIONS,
+        only: process.env.BENCH_ONLY || undefined,
         seed_slots_per_second: seedSlotsPerSecond,
         ceilings,
-        scenarios,
-        scaling: [],
+        memory,
+        scenarios: rows.map(({ ceiling, ...r }) => r),
+        scaling,
     };
-    const out = path.join(SOURCE_DIR, 'tests', 'bench', 'results', `${started.toISOString().slice(0, 10)}-${sha}.json`);
+    const out = path.join(SOURCE_DIR, 'tests', 'bench', 'results', `${started.toISOString().slice(0, 10)}-${sha}${ONLY ? '-partial' : ''}.json`);
     fs.writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
-    const ratio = (rps, ceiling) => `${round((100 * rps) / ceiling, 0)}%`;
-    console.log(`\nceilings: /healthz ${ceilings.healthz_rps} req/s, pgbench -S ${ceilings.pgbench_select_tps} tps, pgbench -N ${ceilings.pgbench_write_tps} tps; seeding ${seedSlotsPerSecond} Slots/s\n`);
-    console.log('| scenario | req/s | vs pgbench -S | vs pgbench -N | p50 ms | p99 ms | p99.9 ms | peak RSS MB | errors |');
-    console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
-    for (const s of scenarios)
-        console.log(`| ${s.name} | ${s.rps} | ${ratio(s.rps, ceilings.pgbench_select_tps)} | ${ratio(s.rps, ceilings.pgbench_write_tps)} | ${s.p50_ms} | ${s.p99_ms} | ${s.p999_ms} | ${s.peak_rss_mb} | ${s.errors} |`);
+    printTables(result, rows);
     console.log(`\nwritten: ${path.relative(SOURCE_DIR, out)}`);
 } finally {
     await server?.stop();
     await cluster.destroy();
+    await receiver.close();
+}
+
+/** A result row from wrk's figures; a run in which no request completed has no latencies to show. */
+function wrkRow(r) {
+    if (!r.requests) return { rps: 0, p50_ms: null, p99_ms: null, p999_ms: null, errors: r.errors, note: 'no request completed within the run' };
+    return { rps: round(r.rps, 0), p50_ms: round(r.p50), p99_ms: round(r.p99), p999_ms: round(r.p999), errors: r.errors };
+}
+
+// ---- scenario 5: $hold + $book ----
+
+/**
+ * 5a: collects proposals with $find (each practitioner's weekdays one by one, so no two overlap), enough for
+ * BOOKING_RATE_ROOM bookings a second, then runs hold-book.lua over them.
+ */
+async function holdAndBook(server) {
+    const wanted = BOOKING_RATE_ROOM * SECONDS;
+    const perDay = 16;
+    const ids = [];
+    const requests = [];
+    for (let n = 0; ids.length + requests.length * perDay < wanted; n++) {
+        const from = weekday(BOOKING_DAY0, Math.floor(n / PRACTITIONERS));
+        requests.push(`/Appointment/$find?start=${iso(from)}&end=${iso(from + 86400_000)}&practitioner=Practitioner/bench-book-dr-${n % PRACTITIONERS}&visit-type=${BOOKING}&_count=${perDay}`);
+    }
+    // a few at a time: the server has as many loop threads as cores
+    for (let i = 0; i < requests.length; i += 8) {
+        const answers = await Promise.all(requests.slice(i, i + 8).map((p) => fhir(server, 'GET', p)));
+        for (const res of answers) {
+            if (res.status !== 200 || res.json.total !== perDay) throw new Error(`collecting proposals: ${res.status} ${res.text.slice(0, 300)}`);
+            ids.push(...res.json.entry.map((e) => e.resource.id));
+        }
+    }
+    const file = path.join(os.tmpdir(), `fhirsched-bench-proposals-${process.pid}.txt`);
+    fs.writeFileSync(file, `${ids.join('\n')}\n`);
+    try {
+        const r = await wrk({ url: server.base, script: 'hold-book.lua', env: { BENCH_PROPOSALS: file }, connections: CONNECTIONS, seconds: SECONDS });
+        if (r.exhausted) console.error(`$hold + $book: the ${ids.length} proposals ran out; raise BENCH_BOOKING_RATE_ROOM`);
+        return {
+            ...wrkRow(r),
+            bookings_per_s: round(r.bookings / r.seconds, 0), holds: r.holds, bookings: r.bookings, proposals: ids.length,
+        };
+    } finally {
+        fs.rmSync(file, { force: true });
+    }
+}
+
+/** 5b: race.lua, then the database's word that nothing was double-booked. */
+async function race(server, dbUrl) {
+    const r = await wrk({ url: server.base, script: 'race.lua', env: { BENCH_RACE_DAY0: String(RACE_DAY0 / 1000), BENCH_VISIT_TYPE: BOOKING }, connections: CONNECTIONS, seconds: SECONDS });
+    return {
+        ...wrkRow(r),
+        wins: r.wins, conflicts: r.conflicts, finds: r.finds, holds: r.holds, ...(await doubleBookings(dbUrl)),
+    };
+}
+
+/**
+ * Overlapping blocking Appointments of one practitioner, counted twice: in sched_busy (which the exclusion constraint
+ * guards) and from the stored Appointments themselves (every booked or held Appointment in the database, all scenarios').
+ */
+async function doubleBookings(dbUrl) {
+    const sql = `
+        CREATE TEMP TABLE booked AS
+            SELECT a.id, p ->> 'reference' AS practitioner,
+                   tstzrange((a.body::jsonb ->> 'start')::timestamptz, (a.body::jsonb ->> 'end')::timestamptz) AS during
+              FROM appointment a, jsonb_array_elements(a.body::jsonb -> 'participant') x, LATERAL (SELECT x -> 'actor') y(p)
+             WHERE NOT a.deleted AND a.body::jsonb ->> 'status' IN ('pending', 'booked', 'arrived', 'checked-in', 'fulfilled')
+               AND p ->> 'reference' LIKE 'Practitioner/%' AND coalesce(x ->> 'status', '') <> 'declined';
+        CREATE INDEX ON booked USING gist (practitioner, during);
+        SELECT (SELECT count(*) FROM booked a JOIN booked b ON a.practitioner = b.practitioner AND a.id < b.id AND a.during && b.during),
+               (SELECT count(*) FROM sched_busy a JOIN sched_busy b ON a.actor = b.actor AND a.appointment_id < b.appointment_id AND a.during && b.during),
+               (SELECT count(DISTINCT id) FROM booked);`;
+    const [appointments, busy, checked] = (await psql(dbUrl, sql)).trim().split('|').map(Number);
+    return { double_bookings: appointments, double_bookings_sched_busy: busy, appointments_checked: checked };
+}
+
+// ---- memory ----
+
+/**
+ * Opens `n` keep-alive HTTP/1.1 connections, each doing one request (a Slot read), holds them all open and reads the
+ * server's VmRSS and how many sockets it has open more than before; then closes them.
+ */
+async function rssWithOpenConnections(server, n) {
+    const { port } = new URL(server.root);
+    const request = `GET /fhir/Slot/bench-slot-0-0-0 HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/fhir+json\r\n\r\n`;
+    const sockets = [];
+    const before = socketCount(server.proc.pid);
+    try {
+        for (let i = 0; i < n; i += 100) {
+            const batch = Array.from({ length: Math.min(100, n - i) }, () =>
+                new Promise((resolve, reject) => {
+                    const s = net.connect({ host: '127.0.0.1', port: Number(port) });
+                    sockets.push(s);
+                    let head = '';
+                    s.on('error', reject);
+                    s.on('connect', () => s.write(request));
+                    s.on('data', (d) => {
+                        head += d;
+                        if (/^HTTP\/1\.1 200/.test(head) && head.includes('\r\n\r\n')) resolve();
+                        else if (/^HTTP\/1\.1 [^2]/.test(head)) reject(new Error(`connection ${sockets.length}: ${head.split('\r\n')[0]}`));
+                    });
+                }),
+            );
+            await Promise.all(batch);
+        }
+        if (sockets.some((s) => s.destroyed)) throw new Error('the server closed connections that were to stay open');
+        return { rss_1000_connections_mb: rssMb(server.proc.pid), server_sockets_opened: socketCount(server.proc.pid) - before };
+    } finally {
+        for (const s of sockets) s.destroy();
+    }
+}
+
+// ---- the report ----
+
+function printTables(result, rows) {
+    const { ceilings, memory, scaling } = result;
+    const ratio = (row, kind, ceiling) => (row.ceiling === kind && row.rps ? `${round((100 * row.rps) / ceiling, 0)}%` : '');
+    const notes = (r) =>
+        [
+            r.note ?? '',
+            r.unit && r.unit !== 'ms commit -> delivery' ? r.unit : '',
+            r.bookings_per_s !== undefined ? `${r.bookings_per_s} bookings/s` : '',
+            r.wins !== undefined ? `${r.wins} wins, ${r.conflicts} conflicts, ${r.double_bookings} double bookings (${r.double_bookings_sched_busy} in sched_busy)` : '',
+            r.delivery_ms ? `${r.active_subscriptions} subscriptions; commit -> delivery between ${r.delivery_after_answer_ms.p50} and ${r.delivery_ms.p50} ms (p50)` : '',
+        ]
+            .filter(Boolean)
+            .join('; ');
+    console.log(`\nceilings: /healthz ${ceilings.healthz_rps} req/s, pgbench -S ${ceilings.pgbench_select_tps} tps, pgbench -N ${ceilings.pgbench_write_tps} tps; seeding ${result.seed_slots_per_second} Slots/s`);
+    if (memory) console.log(`memory: ${memory.idle_rss_mb} MB idle, ${memory.rss_1000_connections_mb} MB with ${IDLE_CONNECTIONS} open connections (${memory.server_sockets_opened} server sockets)`);
+    console.log('\n| scenario | req/s | vs pgbench -S | vs pgbench -N | p50 ms | p99 ms | p99.9 ms | peak RSS MB | errors | notes |');
+    console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+    for (const r of rows)
+        console.log(`| ${r.name} | ${r.rps ?? ''} | ${ratio(r, 'select', ceilings.pgbench_select_tps)} | ${ratio(r, 'write', ceilings.pgbench_write_tps)} | ${r.p50_ms ?? ''} | ${r.p99_ms ?? ''} | ${r.p999_ms ?? ''} | ${r.peak_rss_mb} | ${r.errors} | ${notes(r)} |`);
+    if (!scaling.length) return;
+    console.log('\n| scaling probe (1 connection) | Slots | Appointments | p50 ms | p99 ms | req/s | results per request |');
+    console.log('| --- | --- | --- | --- | --- | --- | --- |');
+    for (const s of scaling) console.log(`| ${s.probe} | ${s.slots} | ${s.appointments} | ${s.p50_ms} | ${s.p99_ms} | ${s.rps} | ${s.results} |`);
 }
