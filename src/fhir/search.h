@@ -19,7 +19,7 @@
 #include "util/str.h"
 
 /** Bump when extraction changes: `fhirsched migrate` then re-extracts every row indexed by an older version. */
-#define FHIR_SEARCH_INDEX_VERSION 1
+#define FHIR_SEARCH_INDEX_VERSION 2
 
 typedef enum {
     FHIR_SEARCH_TOKEN,

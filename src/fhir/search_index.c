@@ -443,6 +443,10 @@ json_t *fhir_search_index(const char *type, json_t *resource)
     for (size_t i = 0; i != x.ntokens; ++i)
         free(x.tokens[i]);
     free(x.tokens);
+    /* A Slot's end, which no search parameter indexes, for the availability engine's Slot load (src/sched/ops.c):
+     * with it that load reads no Slot body. Not a sort key to clients: _sort takes registered parameters only. */
+    if (strcmp(type, "Slot") == 0 && json_is_string(json_object_get(resource, "end")))
+        json_object_set(x.sort, "_end", json_object_get(resource, "end"));
     json_t *text = json_stringn(x.text.base, x.text.len > 1 ? x.text.len : 0);
     json_t *doc = json_pack("{s:i, s:o, s:o, s:o}", "v", FHIR_SEARCH_INDEX_VERSION, "t", tokens, "s", text != NULL ? text : json_string(""),
                             "o", x.sort);

@@ -58,7 +58,6 @@ void sched_find_query_dispose(sched_find_query_t *q)
 void sched_load_init(sched_load_t *load)
 {
     memset(load, 0, sizeof(*load));
-    load->slots = json_array();
     load->slot_schedules = json_object();
 }
 
@@ -69,15 +68,133 @@ void sched_load_dispose(sched_load_t *load)
         free(load->busy[i].appointment_id);
     }
     free(load->busy);
-    json_decref(load->slots);
+    for (size_t i = 0; i != load->nslots; ++i)
+        free(load->slots[i].id);
+    free(load->slots);
+    for (size_t i = 0; i != load->nschedules; ++i)
+        free(load->schedules[i]);
+    free(load->schedules);
     json_decref(load->slot_schedules);
     memset(load, 0, sizeof(*load));
 }
 
 void sched_load_add_busy(sched_load_t *load, const char *actor, int64_t start, int64_t end, const char *appointment_id)
 {
-    load->busy = util_xrealloc(load->busy, (load->nbusy + 1) * sizeof(*load->busy));
+    if (load->nbusy == load->busy_cap) {
+        load->busy_cap = load->busy_cap != 0 ? load->busy_cap * 2 : 64;
+        load->busy = util_xrealloc(load->busy, load->busy_cap * sizeof(*load->busy));
+    }
     load->busy[load->nbusy++] = (sched_busy_t){util_xstrdup(actor), start, end, util_xstrdup(appointment_id != NULL ? appointment_id : "")};
+    if (end - start > load->busy_longest)
+        load->busy_longest = end - start;
+    load->sorted = false;
+}
+
+static sched_slot_status_t slot_status_of(const char *status)
+{
+    static const char *const names[] = {"free", "busy", "busy-unavailable", "busy-tentative", "entered-in-error"};
+    for (size_t i = 0; status != NULL && i != sizeof(names) / sizeof(names[0]); ++i)
+        if (strcmp(status, names[i]) == 0)
+            return (sched_slot_status_t)i;
+    return SCHED_SLOT_OTHER;
+}
+
+/* The index of `schedule` in the load's table of schedules; nschedules when absent. Slots mostly come grouped by
+ * schedule, so the last one added is tried first. */
+static size_t schedule_index(const sched_load_t *load, const char *schedule)
+{
+    if (load->nslots != 0 && strcmp(load->slots[load->nslots - 1].schedule, schedule) == 0)
+        return load->slots[load->nslots - 1].schedule_index;
+    size_t i = 0;
+    while (i != load->nschedules && strcmp(load->schedules[i], schedule) != 0)
+        ++i;
+    return i;
+}
+
+int sched_load_add_slot(sched_load_t *load, const char *id, const char *schedule_reference, const char *status, int64_t start, int64_t end)
+{
+    char key[160];
+    if (id == NULL || end <= start || sched_ref_key(schedule_reference, key, sizeof(key)) == NULL || strncmp(key, "Schedule/", 9) != 0)
+        return -1;
+    if (load->nslots == load->slots_cap) {
+        load->slots_cap = load->slots_cap != 0 ? load->slots_cap * 2 : 256;
+        load->slots = util_xrealloc(load->slots, load->slots_cap * sizeof(*load->slots));
+    }
+    size_t sched = schedule_index(load, key);
+    if (sched == load->nschedules) {
+        load->schedules = util_xrealloc(load->schedules, (load->nschedules + 1) * sizeof(*load->schedules));
+        load->schedules[load->nschedules++] = util_xstrdup(key);
+    }
+    load->slots[load->nslots++] = (sched_slot_t){start, end, load->schedules[sched], util_xstrdup(id), sched, slot_status_of(status)};
+    load->sorted = false;
+    return 0;
+}
+
+static int compare_busy(const void *pa, const void *pb)
+{
+    const sched_busy_t *a = pa, *b = pb;
+    int c = strcmp(a->actor, b->actor);
+    return c != 0 ? c : a->start < b->start ? -1 : a->start > b->start;
+}
+
+static int compare_slots(const void *pa, const void *pb)
+{
+    const sched_slot_t *a = pa, *b = pb;
+    if (a->schedule_index != b->schedule_index)
+        return a->schedule_index < b->schedule_index ? -1 : 1;
+    return a->start < b->start ? -1 : a->start > b->start;
+}
+
+static void load_sort(sched_load_t *load)
+{
+    if (load->sorted)
+        return;
+    if (load->nbusy > 1)
+        qsort(load->busy, load->nbusy, sizeof(*load->busy), compare_busy);
+    if (load->nslots > 1)
+        qsort(load->slots, load->nslots, sizeof(*load->slots), compare_slots);
+    load->busy_slots = false;
+    for (size_t i = 0; i != load->nbusy && !load->busy_slots; ++i)
+        load->busy_slots = strncmp(load->busy[i].actor, "Slot/", 5) == 0;
+    load->sorted = true;
+}
+
+/* The busy rows of `actor` that start at or after `from`: [*lo, *hi) of the sorted rows. */
+static void busy_range(const sched_load_t *load, const char *actor, int64_t from, size_t *lo, size_t *hi)
+{
+    size_t a = 0, b = load->nbusy;
+    while (a < b) { /* first row of the actor starting at or after `from` */
+        size_t mid = a + (b - a) / 2;
+        int c = strcmp(load->busy[mid].actor, actor);
+        if (c < 0 || (c == 0 && load->busy[mid].start < from))
+            a = mid + 1;
+        else
+            b = mid;
+    }
+    *lo = a;
+    while (a != load->nbusy && strcmp(load->busy[a].actor, actor) == 0)
+        ++a;
+    *hi = a;
+}
+
+/* The Slots of `schedule` ("Schedule/x"): [*lo, *hi) of the sorted Slots, in start order. */
+static void slot_range(const sched_load_t *load, const char *schedule, size_t *lo, size_t *hi)
+{
+    size_t sched = 0;
+    while (sched != load->nschedules && strcmp(load->schedules[sched], schedule) != 0)
+        ++sched;
+    size_t a = 0, b = load->nslots;
+    while (a < b) {
+        size_t mid = a + (b - a) / 2;
+        if (load->slots[mid].schedule_index < sched)
+            a = mid + 1;
+        else
+            b = mid;
+    }
+    *lo = a;
+    while (a != load->nslots && load->slots[a].schedule_index == sched)
+        ++a;
+    *hi = a;
 }
 
 static const char *res_id(const json_t *r)
@@ -553,34 +670,19 @@ static void horizon_clip(sched_avail_set_t *set, const json_t *schedule, const s
         sched_avail_set_clip(set, lo, hi);
 }
 
-static bool slot_of(const json_t *slot, const char *schedule_key)
+static bool ignored(const sched_load_t *load, const sched_busy_t *b)
 {
-    return sched_refers_to(json_object_get(slot, "schedule"), schedule_key);
-}
-
-static const char *slot_status(const json_t *slot)
-{
-    const char *s = json_string_value(json_object_get(slot, "status"));
-    return s != NULL ? s : "";
-}
-
-static int slot_times(const json_t *slot, int64_t *s, int64_t *e)
-{
-    time_t a, b;
-    if (util_time_parse_instant(json_string_value(json_object_get(slot, "start")), &a) != 0 ||
-        util_time_parse_instant(json_string_value(json_object_get(slot, "end")), &b) != 0 || b <= a)
-        return -1;
-    *s = a;
-    *e = b;
-    return 0;
+    return load->ignore_appointment != NULL && strcmp(b->appointment_id, load->ignore_appointment) == 0;
 }
 
 /* Subtracts the busy rows of `actor` and (for a schedule) its non-free Slots. */
 static void subtract_busy(sched_avail_set_t *set, const sched_load_t *load, const char *actor, const json_t *schedule)
 {
-    for (size_t i = 0; i != load->nbusy; ++i) {
+    size_t lo, hi;
+    busy_range(load, actor, INT64_MIN, &lo, &hi);
+    for (size_t i = lo; i != hi; ++i) {
         const sched_busy_t *b = &load->busy[i];
-        if (strcmp(b->actor, actor) != 0 || (load->ignore_appointment != NULL && strcmp(b->appointment_id, load->ignore_appointment) == 0))
+        if (ignored(load, b))
             continue;
         sched_interval_t iv = {b->start, b->end};
         sched_avail_set_subtract_busy(set, &iv, 1, 0, 0);
@@ -589,14 +691,12 @@ static void subtract_busy(sched_avail_set_t *set, const sched_load_t *load, cons
         return;
     char skey[160];
     snprintf(skey, sizeof(skey), "Schedule/%s", res_id(schedule));
-    size_t i;
-    json_t *slot;
-    json_array_foreach(load->slots, i, slot) {
-        int64_t s, e;
-        const char *st = slot_status(slot);
-        if (strcmp(st, "free") == 0 || strcmp(st, "entered-in-error") == 0 || !slot_of(slot, skey) || slot_times(slot, &s, &e) != 0)
+    slot_range(load, skey, &lo, &hi);
+    for (size_t i = lo; i != hi; ++i) {
+        const sched_slot_t *slot = &load->slots[i];
+        if (slot->status == SCHED_SLOT_FREE || slot->status == SCHED_SLOT_ENTERED_IN_ERROR)
             continue;
-        sched_interval_t iv = {s, e};
+        sched_interval_t iv = {slot->start, slot->end};
         sched_avail_set_subtract_busy(set, &iv, 1, 0, 0);
     }
 }
@@ -630,13 +730,11 @@ static void member_set(sched_avail_set_t *out, const sched_model_t *model, const
             sched_avail_set_init(&free_slots);
             char skey[160];
             snprintf(skey, sizeof(skey), "Schedule/%s", res_id(schedule));
-            size_t i;
-            json_t *slot;
-            json_array_foreach(load->slots, i, slot) {
-                int64_t s, e;
-                if (strcmp(slot_status(slot), "free") == 0 && slot_of(slot, skey) && slot_times(slot, &s, &e) == 0)
-                    sched_avail_set_add(&free_slots, s, e);
-            }
+            size_t lo, hi;
+            slot_range(load, skey, &lo, &hi);
+            for (size_t i = lo; i != hi; ++i)
+                if (load->slots[i].status == SCHED_SLOT_FREE)
+                    sched_avail_set_add(&free_slots, load->slots[i].start, load->slots[i].end);
             sched_avail_set_intersect(out, out, &free_slots);
             sched_avail_set_dispose(&free_slots);
         }
@@ -694,12 +792,11 @@ static bool timing_allows(const sched_find_query_t *q, const sched_tz_t *tz, int
 
 static bool overlaps_busy(const sched_load_t *load, const char *actor, int64_t s, int64_t e)
 {
-    for (size_t i = 0; i != load->nbusy; ++i) {
-        const sched_busy_t *b = &load->busy[i];
-        if (strcmp(b->actor, actor) == 0 && b->start < e && s < b->end &&
-            (load->ignore_appointment == NULL || strcmp(b->appointment_id, load->ignore_appointment) != 0))
+    size_t lo, hi;
+    busy_range(load, actor, s - load->busy_longest, &lo, &hi);
+    for (size_t i = lo; i != hi && load->busy[i].start < e; ++i)
+        if (s < load->busy[i].end && !ignored(load, &load->busy[i]))
             return true;
-    }
     return false;
 }
 
@@ -717,36 +814,49 @@ typedef struct st_combo_work_t {
     size_t ngroups;
 } combo_work_t;
 
-/* Picks one free member per group for [a, b); false when a group has none. */
-static bool pick_members(const sched_combo_t *c, const combo_work_t *w, int64_t a, int64_t b, json_t **members)
+/* Candidates while a $find runs: the member picks of all are one array (a month of Slots is ~10k candidates, and only
+ * the few returned become JSON). */
+typedef struct st_candidates_t {
+    sched_candidate_t *items;
+    size_t n, cap;
+    uint32_t *picks; /* per candidate, from its pick_at: the index of the chosen member in each group of its combination */
+    size_t npicks, picks_cap;
+} candidates_t;
+
+/* Picks one free member per group for [a, b) into `pick`; false when a group has none. */
+static bool pick_members(const combo_work_t *w, int64_t a, int64_t b, uint32_t *pick)
 {
-    *members = json_array();
     for (size_t g = 0; g != w->ngroups; ++g) {
         size_t m;
         for (m = 0; m != w->nmembers[g]; ++m)
             if (sched_avail_set_contains(&w->member_sets[g][m], a, b))
                 break;
-        if (m == w->nmembers[g]) {
-            json_decref(*members);
-            *members = NULL;
+        if (m == w->nmembers[g])
             return false;
-        }
-        json_array_append(*members, json_array_get(json_array_get(c->groups, g), m));
+        pick[g] = (uint32_t)m;
     }
     return true;
 }
 
-static void add_candidate(sched_candidate_t **out, size_t *n, size_t *cap, int64_t s, int64_t e, size_t combo, json_t *members, json_t *slot)
+static void add_candidate(candidates_t *out, int64_t s, int64_t e, size_t combo, const uint32_t *pick, size_t ngroups,
+                          const sched_slot_t *slot)
 {
-    if (*n == *cap) {
-        *cap = *cap != 0 ? *cap * 2 : 64;
-        *out = util_xrealloc(*out, *cap * sizeof(**out));
+    if (out->n == out->cap) {
+        out->cap = out->cap != 0 ? out->cap * 2 : 64;
+        out->items = util_xrealloc(out->items, out->cap * sizeof(*out->items));
     }
-    (*out)[(*n)++] = (sched_candidate_t){s, e, combo, members, slot};
+    if (out->npicks + ngroups > out->picks_cap) {
+        out->picks_cap = out->picks_cap * 2 + ngroups + 64;
+        out->picks = util_xrealloc(out->picks, out->picks_cap * sizeof(*out->picks));
+    }
+    if (ngroups != 0)
+        memcpy(out->picks + out->npicks, pick, ngroups * sizeof(*pick));
+    out->items[out->n++] = (sched_candidate_t){s, e, combo, NULL, slot, out->npicks};
+    out->npicks += ngroups;
 }
 
 static void combo_candidates(const sched_plan_t *plan, size_t k, const sched_model_t *model, const sched_load_t *load,
-                             const sched_find_query_t *q, sched_candidate_t **out, size_t *n, size_t *cap, util_buf_t *why)
+                             const sched_find_query_t *q, candidates_t *out, util_buf_t *why)
 {
     const sched_combo_t *c = &plan->combos[k];
     char err[128];
@@ -763,6 +873,7 @@ static void combo_candidates(const sched_plan_t *plan, size_t k, const sched_mod
 
     combo_work_t w = {0};
     w.ngroups = json_array_size(c->groups);
+    uint32_t *pick = util_xcalloc(w.ngroups + 1, sizeof(*pick));
     w.member_sets = util_xcalloc(w.ngroups + 1, sizeof(*w.member_sets));
     w.nmembers = util_xcalloc(w.ngroups + 1, sizeof(*w.nmembers));
     sched_avail_set_t any_member, tmp;
@@ -806,12 +917,11 @@ static void combo_candidates(const sched_plan_t *plan, size_t k, const sched_mod
         sched_avail_find_starts(&base, tz, &sq, starts, STARTS_PER_COMBO, &nstarts);
         for (size_t i = 0; i != nstarts; ++i) {
             int64_t s = starts[i], e = s + sq.duration;
-            json_t *members;
             if (s < q->from || e > q->to || !timing_allows(q, tz, s, e))
                 continue;
-            if (!pick_members(c, &w, s - sq.buffer_before, e + sq.buffer_after, &members))
+            if (!pick_members(&w, s - sq.buffer_before, e + sq.buffer_after, pick))
                 continue;
-            add_candidate(out, n, cap, s, e, k, members, NULL);
+            add_candidate(out, s, e, k, pick, w.ngroups, NULL);
         }
         free(starts);
     } else {
@@ -822,11 +932,12 @@ static void combo_candidates(const sched_plan_t *plan, size_t k, const sched_mod
             horizon_lo = horizon_hi = 0;
         char skey[160];
         snprintf(skey, sizeof(skey), "Schedule/%s", res_id(c->schedule));
-        size_t i;
-        json_t *slot;
-        json_array_foreach(load->slots, i, slot) {
-            int64_t s, e;
-            if (strcmp(slot_status(slot), "free") != 0 || !slot_of(slot, skey) || slot_times(slot, &s, &e) != 0)
+        size_t lo, hi;
+        slot_range(load, skey, &lo, &hi);
+        for (size_t i = lo; i != hi; ++i) {
+            const sched_slot_t *slot = &load->slots[i];
+            int64_t s = slot->start, e = slot->end;
+            if (slot->status != SCHED_SLOT_FREE)
                 continue;
             if (s < horizon_lo || e > horizon_hi)
                 continue;
@@ -834,15 +945,17 @@ static void combo_candidates(const sched_plan_t *plan, size_t k, const sched_mod
                 (sq.max_horizon != INT64_MAX && s > q->now + sq.max_horizon) || !timing_allows(q, tz, s, e))
                 continue;
             int64_t a = s - sq.buffer_before, b = e + sq.buffer_after;
-            char slot_key[160];
-            snprintf(slot_key, sizeof(slot_key), "Slot/%s", res_id(slot));
-            if (overlaps_busy(load, c->practitioner, a, b) || overlaps_busy(load, role_key, a, b) || overlaps_busy(load, slot_key, s, e) ||
-                !patients_free(q, load, s, e))
+            if (overlaps_busy(load, c->practitioner, a, b) || overlaps_busy(load, role_key, a, b) || !patients_free(q, load, s, e))
                 continue;
-            json_t *members;
-            if (!pick_members(c, &w, a, b, &members))
+            if (load->busy_slots) {
+                char slot_key[160];
+                snprintf(slot_key, sizeof(slot_key), "Slot/%s", slot->id);
+                if (overlaps_busy(load, slot_key, s, e))
+                    continue;
+            }
+            if (!pick_members(&w, a, b, pick))
                 continue;
-            add_candidate(out, n, cap, s, e, k, members, slot);
+            add_candidate(out, s, e, k, pick, w.ngroups, slot);
         }
     }
     for (size_t g = 0; g != w.ngroups; ++g) {
@@ -852,6 +965,7 @@ static void combo_candidates(const sched_plan_t *plan, size_t k, const sched_mod
     }
     free(w.member_sets);
     free(w.nmembers);
+    free(pick);
     sched_avail_set_dispose(&any_member);
     sched_avail_set_dispose(&tmp);
     sched_avail_set_dispose(&base);
@@ -874,17 +988,25 @@ static int compare_candidates(const void *pa, const void *pb)
 }
 
 static __thread const sched_candidate_t *sort_candidates;
+static __thread const size_t *sort_group;
 
-/* Orders candidate indices by practitioner, service, start, then position (so the first of equals is the best-ranked). */
-static int compare_practitioner_start(const void *pa, const void *pb)
+/* Orders combination indices by practitioner, then service. */
+static int compare_combo_offer(const void *pa, const void *pb)
+{
+    const sched_combo_t *a = &sort_plan->combos[*(const size_t *)pa], *b = &sort_plan->combos[*(const size_t *)pb];
+    int c = strcmp(a->practitioner, b->practitioner);
+    return c != 0 ? c : a->service < b->service ? -1 : a->service > b->service;
+}
+
+/* Orders candidate indices by offer (practitioner and service), start, then position (the first of equals is the
+ * best-ranked). */
+static int compare_offer_start(const void *pa, const void *pb)
 {
     size_t ia = *(const size_t *)pa, ib = *(const size_t *)pb;
     const sched_candidate_t *a = &sort_candidates[ia], *b = &sort_candidates[ib];
-    int c = strcmp(sort_plan->combos[a->combo].practitioner, sort_plan->combos[b->combo].practitioner);
-    if (c == 0)
-        c = strcmp(res_id(sort_plan->combos[a->combo].service), res_id(sort_plan->combos[b->combo].service));
-    if (c != 0)
-        return c;
+    size_t ga = sort_group[a->combo], gb = sort_group[b->combo];
+    if (ga != gb)
+        return ga < gb ? -1 : 1;
     if (a->start != b->start)
         return a->start < b->start ? -1 : 1;
     return ia < ib ? -1 : ia > ib;
@@ -897,45 +1019,64 @@ void sched_candidates_free(sched_candidate_t *c, size_t n)
     free(c);
 }
 
-void sched_find_run(const sched_plan_t *plan, const sched_model_t *model, const sched_load_t *load, const sched_find_query_t *q,
+/* The same number for the combinations that offer one practitioner's one service (through other clinics, roles, rooms). */
+static size_t *offer_groups(const sched_plan_t *plan)
+{
+    size_t n = plan->ncombos, *order = util_xmalloc((n + 1) * sizeof(*order)), *group = util_xmalloc((n + 1) * sizeof(*group));
+    for (size_t k = 0; k != n; ++k)
+        order[k] = k;
+    sort_plan = plan;
+    if (n > 1)
+        qsort(order, n, sizeof(*order), compare_combo_offer);
+    for (size_t i = 0; i != n; ++i)
+        group[order[i]] = i != 0 && compare_combo_offer(&order[i - 1], &order[i]) == 0 ? group[order[i - 1]] : i;
+    free(order);
+    return group;
+}
+
+void sched_find_run(const sched_plan_t *plan, const sched_model_t *model, sched_load_t *load, const sched_find_query_t *q,
                     sched_candidate_t **out, size_t *nout, size_t *total, util_buf_t *why)
 {
-    sched_candidate_t *all = NULL;
-    size_t n = 0, cap = 0;
+    load_sort(load);
+    candidates_t found = {0};
     for (size_t k = 0; k != plan->ncombos; ++k)
-        combo_candidates(plan, k, model, load, q, &all, &n, &cap, why);
+        combo_candidates(plan, k, model, load, q, &found, why);
+    sched_candidate_t *all = found.items;
+    size_t n = found.n;
     sort_plan = plan;
     if (n > 1)
         qsort(all, n, sizeof(*all), compare_candidates);
     /* The same practitioner, service and start is one proposal (the best-ranked combination, i.e. the first): other
      * clinics, roles or rooms for it are alternatives, not further proposals. */
+    size_t *group = offer_groups(plan);
     size_t *order = util_xmalloc((n != 0 ? n : 1) * sizeof(*order));
     for (size_t i = 0; i != n; ++i)
         order[i] = i;
     sort_candidates = all;
+    sort_group = group;
     if (n > 1)
-        qsort(order, n, sizeof(*order), compare_practitioner_start);
+        qsort(order, n, sizeof(*order), compare_offer_start);
     bool *dup = util_xcalloc(n != 0 ? n : 1, sizeof(*dup));
     for (size_t i = 1; i < n; ++i) {
         const sched_candidate_t *prev = &all[order[i - 1]], *cur = &all[order[i]];
-        dup[order[i]] = prev->start == cur->start &&
-                        strcmp(plan->combos[prev->combo].practitioner, plan->combos[cur->combo].practitioner) == 0 &&
-                        plan->combos[prev->combo].service == plan->combos[cur->combo].service;
+        dup[order[i]] = prev->start == cur->start && group[prev->combo] == group[cur->combo];
     }
     size_t kept = 0;
-    for (size_t i = 0; i != n; ++i) {
-        if (dup[i]) {
-            json_decref(all[i].members);
-            continue;
-        }
-        all[kept++] = all[i];
-    }
+    for (size_t i = 0; i != n; ++i)
+        if (!dup[i])
+            all[kept++] = all[i];
     free(order);
     free(dup);
+    free(group);
     *total = kept;
     size_t keep = kept < q->count ? kept : q->count;
-    for (size_t i = keep; i != kept; ++i)
-        json_decref(all[i].members);
+    for (size_t i = 0; i != keep; ++i) {
+        json_t *groups = plan->combos[all[i].combo].groups;
+        all[i].members = json_array();
+        for (size_t g = 0; g != json_array_size(groups); ++g)
+            json_array_append(all[i].members, json_array_get(json_array_get(groups, g), found.picks[all[i].pick_at + g]));
+    }
+    free(found.picks);
     *out = all;
     *nout = keep;
     if (kept == 0 && plan->ncombos != 0)
@@ -957,8 +1098,9 @@ static void why_set(util_buf_t *why, const char *fmt, ...)
     free(msg);
 }
 
-int sched_check_rules(const sched_model_t *model, const sched_load_t *load, const json_t *appt, int64_t now, util_buf_t *why)
+int sched_check_rules(const sched_model_t *model, sched_load_t *load, const json_t *appt, int64_t now, util_buf_t *why)
 {
+    load_sort(load);
     time_t ts, te;
     if (util_time_parse_instant(json_string_value(json_object_get(appt, "start")), &ts) != 0 ||
         util_time_parse_instant(json_string_value(json_object_get(appt, "end")), &te) != 0 || te <= ts) {
@@ -1048,13 +1190,11 @@ int sched_check_rules(const sched_model_t *model, const sched_load_t *load, cons
             char skey[160];
             snprintf(skey, sizeof(skey), "Schedule/%s", res_id(schedule));
             bool found = false;
-            json_t *slot;
-            json_array_foreach(load->slots, i, slot) {
-                int64_t ss, se;
-                const char *st = slot_status(slot);
-                if (slot_of(slot, skey) && slot_times(slot, &ss, &se) == 0 && ss == s && se == e &&
-                    (strcmp(st, "free") == 0 || strcmp(st, "busy") == 0))
-                    found = true;
+            size_t lo, hi;
+            slot_range(load, skey, &lo, &hi);
+            for (size_t k = lo; k != hi && !found; ++k) {
+                const sched_slot_t *slot = &load->slots[k];
+                found = slot->start == s && slot->end == e && (slot->status == SCHED_SLOT_FREE || slot->status == SCHED_SLOT_BUSY);
             }
             if (!found) {
                 why_set(why, "Schedule/%s publishes Slots and this time is not one of its free Slots", res_id(schedule));
@@ -1118,12 +1258,11 @@ int sched_check_rules(const sched_model_t *model, const sched_load_t *load, cons
         }
     }
     /* blocked periods: busy-unavailable Slots on the schedules of the actors */
-    json_t *slot;
-    json_array_foreach(load->slots, i, slot) {
-        int64_t ss, se;
-        if (strcmp(slot_status(slot), "busy-unavailable") != 0 || slot_times(slot, &ss, &se) != 0 || !(ss < b && a < se))
+    for (size_t k = 0; k != load->nslots; ++k) {
+        const sched_slot_t *slot = &load->slots[k];
+        if (slot->status != SCHED_SLOT_BUSY_UNAVAILABLE || !(slot->start < b && a < slot->end))
             continue;
-        why_set(why, "the time overlaps a blocked period (Slot/%s, busy-unavailable)", res_id(slot));
+        why_set(why, "the time overlaps a blocked period (Slot/%s, busy-unavailable)", slot->id);
         goto Exit;
     }
     ret = 0;

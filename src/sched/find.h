@@ -101,11 +101,38 @@ typedef struct st_sched_busy_t {
     char *appointment_id;
 } sched_busy_t;
 
-/** Loaded dynamic data: busy rows, Slots of the plan's schedules, and which schedules are slot-based. */
+typedef enum {
+    SCHED_SLOT_FREE,
+    SCHED_SLOT_BUSY,
+    SCHED_SLOT_BUSY_UNAVAILABLE,
+    SCHED_SLOT_BUSY_TENTATIVE,
+    SCHED_SLOT_ENTERED_IN_ERROR,
+    SCHED_SLOT_OTHER,
+} sched_slot_status_t;
+
+/** A loaded Slot: only what availability needs (a clinic month is ~10k Slots per request, so no JSON trees). */
+typedef struct st_sched_slot_t {
+    int64_t start, end;
+    const char *schedule; /* "Schedule/x" (in the load's table of schedules) */
+    char *id;
+    size_t schedule_index; /* in that table */
+    sched_slot_status_t status;
+} sched_slot_t;
+
+/**
+ * Loaded dynamic data: busy rows, Slots of the plan's schedules, and which schedules are slot-based. The rows are kept
+ * sorted (by actor or schedule, then start) on first use, so a combination looks up its own rows by binary search.
+ */
 typedef struct st_sched_load_t {
     sched_busy_t *busy;
-    size_t nbusy;
-    json_t *slots;          /* array of Slot resources */
+    size_t nbusy, busy_cap;
+    int64_t busy_longest; /* the longest busy row: bounds how far back an overlapping row can start */
+    sched_slot_t *slots;
+    size_t nslots, slots_cap;
+    char **schedules; /* the distinct schedules of the Slots */
+    size_t nschedules;
+    bool sorted;
+    bool busy_slots; /* some busy row's actor is a Slot (known once sorted) */
     json_t *slot_schedules; /* object: "Schedule/x" -> true when the schedule publishes Slots */
     const char *ignore_appointment; /* busy rows of this appointment do not count (rechecks of itself) */
 } sched_load_t;
@@ -114,13 +141,16 @@ void sched_load_init(sched_load_t *load);
 void sched_load_dispose(sched_load_t *load);
 /** Adds a busy row (strings copied). */
 void sched_load_add_busy(sched_load_t *load, const char *actor, int64_t start, int64_t end, const char *appointment_id);
+/** Adds a Slot of the Schedule `schedule_reference` (any reference form); -1 (and nothing added) for an unusable one. */
+int sched_load_add_slot(sched_load_t *load, const char *id, const char *schedule_reference, const char *status, int64_t start, int64_t end);
 
 /** A proposal: a start/end for one combination (and the room/device members chosen, the Slot used). */
 typedef struct st_sched_candidate_t {
     int64_t start, end;
     size_t combo;
-    json_t *members; /* array: the chosen member of each group (borrowed) */
-    json_t *slot;    /* borrowed, or NULL */
+    json_t *members;           /* array: the chosen member of each group (borrowed) */
+    const sched_slot_t *slot; /* borrowed from the load, or NULL */
+    size_t pick_at;           /* internal to sched_find_run */
 } sched_candidate_t;
 
 /** Builds the plan for a query. */
@@ -132,7 +162,7 @@ void sched_plan_dispose(sched_plan_t *plan);
  * *total is the number found (all of them), the first min(total, q->count) are in *out (caller frees with
  * sched_candidates_free). Reasons for finding nothing are appended to `why`.
  */
-void sched_find_run(const sched_plan_t *plan, const sched_model_t *model, const sched_load_t *load, const sched_find_query_t *q,
+void sched_find_run(const sched_plan_t *plan, const sched_model_t *model, sched_load_t *load, const sched_find_query_t *q,
                     sched_candidate_t **out, size_t *nout, size_t *total, util_buf_t *why);
 void sched_candidates_free(sched_candidate_t *c, size_t n);
 
@@ -145,7 +175,7 @@ json_t *sched_model_find(const sched_model_t *model, const char *key);
  * Checks an Appointment against the soft rules (notice, horizon, schedules, working hours, leave, clinic and service
  * hours, room/device types, blocked periods). Returns 0, or -1 with a message naming the first broken rule in `why`.
  */
-int sched_check_rules(const sched_model_t *model, const sched_load_t *load, const json_t *appointment, int64_t now, util_buf_t *why);
+int sched_check_rules(const sched_model_t *model, sched_load_t *load, const json_t *appointment, int64_t now, util_buf_t *why);
 
 /**
  * What a rule check of `appointment` needs loaded: its exclusive actors ("Type/id", the role's practitioner included)

@@ -23,12 +23,16 @@
 /* Everything availability is computed from (clinic-sized: every schedulable resource is read per operation). */
 static const char SQL_MODEL[] = "SELECT body FROM resource WHERE res_type IN "
                                 "('HealthcareService', 'PractitionerRole', 'Location', 'Schedule', 'Device') AND NOT deleted";
-/* Busy rows of the actors, Slots of the schedules, which schedules publish Slots, and the patients' own appointments. */
+/* Busy rows of the actors, Slots of the schedules, which schedules publish Slots, and the patients' own appointments.
+ * A Slot comes from its search columns (start, end, "status schedule"), never its body: JSON parsing of ~10k Slot bodies
+ * was most of a month-long $find. */
 static const char SQL_LOAD[] =
-    "SELECT 'busy', actor, extract(epoch FROM lower(during))::bigint, extract(epoch FROM upper(during))::bigint, appointment_id "
+    "SELECT 'busy', actor, extract(epoch FROM lower(during))::bigint::text, extract(epoch FROM upper(during))::bigint::text, appointment_id "
     "FROM sched_busy WHERE actor = ANY($1::text[]) AND during && tstzrange($3::timestamptz, $4::timestamptz) "
     "AND NOT EXISTS (SELECT 1 FROM sched_hold h WHERE h.appointment_id = sched_busy.appointment_id AND h.expires_at <= now()) "
-    "UNION ALL SELECT 'slot', id, NULL, NULL, body FROM resource WHERE res_type = 'Slot' AND NOT deleted "
+    "UNION ALL SELECT 'slot', id, date_part('epoch', lower(sp_date))::bigint::text, "
+    "coalesce(sp_sort ->> '_end', body::json ->> 'end'), (sp_sort ->> 'status') || ' ' || (sp_sort ->> 'schedule') "
+    "FROM resource WHERE res_type = 'Slot' AND NOT deleted "
     "AND sp_tokens && $2::text[] AND sp_date && tstzrange($3::timestamptz - interval '7 days', $4::timestamptz) "
     "UNION ALL SELECT 'slotted', s, NULL, NULL, NULL FROM unnest($2::text[]) s WHERE EXISTS (SELECT 1 FROM resource r "
     "WHERE r.res_type = 'Slot' AND NOT r.deleted AND r.sp_tokens @> ARRAY[s] "
@@ -684,9 +688,12 @@ static void on_load(sched_op_t *op, PGresult *res)
             sched_load_add_busy(&op->load, key, strtoll(PQgetvalue(res, i, 2), NULL, 10), strtoll(PQgetvalue(res, i, 3), NULL, 10),
                                 PQgetvalue(res, i, 4));
         } else if (strcmp(kind, "slot") == 0) {
-            json_t *slot = json_loads(PQgetvalue(res, i, 4), 0, NULL);
-            if (slot != NULL)
-                json_array_append_new(op->load.slots, slot);
+            time_t e;
+            char *status = PQgetvalue(res, i, 4), *schedule = strchr(status, ' ');
+            if (schedule != NULL && util_time_parse_instant(PQgetvalue(res, i, 3), &e) == 0) {
+                *schedule++ = '\0';
+                sched_load_add_slot(&op->load, key, schedule, status, strtoll(PQgetvalue(res, i, 2), NULL, 10), e);
+            }
         } else if (strcmp(kind, "slotted") == 0) {
             json_object_set_new(op->load.slot_schedules, key + strlen("schedule="), json_true());
         } else if (strcmp(kind, "patient") == 0) {
@@ -799,7 +806,7 @@ static json_t *proposal_json(sched_op_t *op, const sched_candidate_t *c, const c
     json_object_set_new(a, "end", json_string(end));
     json_object_set_new(a, "minutesDuration", json_integer((c->end - c->start) / 60));
     if (c->slot != NULL) {
-        snprintf(key, sizeof(key), "Slot/%s", json_string_value(json_object_get(c->slot, "id")));
+        snprintf(key, sizeof(key), "Slot/%s", c->slot->id);
         json_object_set_new(a, "slot", json_pack("[{s:s}]", "reference", key));
     }
     json_t *parts = json_array();

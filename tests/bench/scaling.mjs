@@ -51,8 +51,9 @@ function appointmentEntries() {
 /**
  * The SQL that adds copies `from`..`to` (at most `limit` rows) of the templates of one partition, shifted by k * `shiftDays`
  * (negative: into the past). Body text is edited in place (ids, start, end) so that it stays byte for byte what the
- * server would serve. The rows derived from a template are copied along, shifted the same way: its derived access
- * tokens (in sp_tokens, the same for a clone: same schedule, same participants) and its sched_busy rows. The triggers
+ * server would serve. The rows derived from a template are copied along, shifted the same way (a Slot's end in sp_sort
+ * too): its derived access tokens (in sp_tokens, the same for a clone: same schedule, same participants) and its
+ * sched_busy rows. The triggers
  * that would derive them again row by row (four fifths of the time) are off for this one transaction; checkReindex()
  * re-derives a sample with them on and compares.
  */
@@ -72,7 +73,9 @@ function cloneSql({ table, template, from, to, shiftDays, limit }) {
                        '"id":"' || t.id || '"', '"id":"' || t.id || '-c' || c.k || '"'),
                        '"start":"' || (t.doc ->> 'start') || '"', '"start":"' || ${shifted('start')} || '"'),
                        '"end":"' || (t.doc ->> 'end') || '"', '"end":"' || ${shifted('end')} || '"') AS body,
-                   t.sp_version, t.sp_tokens, t.sp_text, ${shiftRange('t.sp_date', 'c.shift')} AS sp_date, t.sp_sort, t.sp_geo
+                   t.sp_version, t.sp_tokens, t.sp_text, ${shiftRange('t.sp_date', 'c.shift')} AS sp_date,
+                   CASE WHEN t.sp_sort ? '_end' THEN jsonb_set(t.sp_sort, '{_end}', to_jsonb(${shifted('end')})) ELSE t.sp_sort END AS sp_sort,
+                   t.sp_geo
               FROM c, t ORDER BY c.k, t.id LIMIT ${limit};
         INSERT INTO resource (res_type, id, version_id, last_updated, deleted, body, sp_version, sp_tokens, sp_text, sp_date, sp_sort, sp_geo)
             SELECT res_type, id, version_id, last_updated, false, body, sp_version, sp_tokens, sp_text, sp_date, sp_sort, sp_geo FROM clones;

@@ -181,7 +181,7 @@ typedef struct {
     util_buf_t why;
 } run_t;
 
-static void run(run_t *r, const sched_model_t *m, const sched_load_t *load, const sched_find_query_t *q)
+static void run(run_t *r, const sched_model_t *m, sched_load_t *load, const sched_find_query_t *q)
 {
     sched_plan_build(&r->plan, m, q);
     util_buf_init(&r->why);
@@ -592,7 +592,7 @@ static void test_plan_missing_pieces(void **state)
 
 /* ---- proposals ---- */
 
-static void find_for(run_t *r, const sched_model_t *m, const sched_load_t *load, sched_find_query_t *q, const char *prac,
+static void find_for(run_t *r, const sched_model_t *m, sched_load_t *load, sched_find_query_t *q, const char *prac,
                      const char *visit_type)
 {
     if (prac != NULL)
@@ -854,13 +854,19 @@ static void test_find_devices(void **state)
     model_dispose(&m);
 }
 
-static json_t *slot(const char *id, const char *schedule, const char *status, int64_t s, int64_t e)
+static void add_slot(sched_load_t *load, const char *id, const char *schedule, const char *status, int64_t s, int64_t e)
 {
-    char a[32], b[32];
-    sched_format_instant(s, a, sizeof(a));
-    sched_format_instant(e, b, sizeof(b));
-    return json_pack("{s:s, s:s, s:{s:s+}, s:s, s:s, s:s}", "resourceType", "Slot", "id", id, "schedule", "reference", "Schedule/",
-                     schedule, "status", status, "start", a, "end", b);
+    char ref[80];
+    snprintf(ref, sizeof(ref), "Schedule/%s", schedule);
+    assert_int_equal(sched_load_add_slot(load, id, ref, status, s, e), 0);
+}
+
+/* Drops the loaded Slots (a test reusing one load for several cases). */
+static void clear_slots(sched_load_t *load)
+{
+    for (size_t i = 0; i != load->nslots; ++i)
+        free(load->slots[i].id);
+    load->nslots = 0;
 }
 
 static void test_find_slots(void **state)
@@ -873,25 +879,22 @@ static void test_find_slots(void **state)
     /* Mila's Schedule publishes Slots: exactly the free ones are offered, with their own times */
     sched_load_init(&load);
     json_object_set_new(load.slot_schedules, "Schedule/s-mila", json_true());
-    json_array_append_new(load.slots, slot("sl1", "s-mila", "free", L(2, 10, 0), L(2, 10, 20)));
-    json_array_append_new(load.slots, slot("sl2", "s-mila", "free", L(2, 10, 40), L(2, 11, 0)));
-    json_array_append_new(load.slots, slot("sl3", "s-mila", "busy", L(2, 11, 0), L(2, 11, 20)));
-    json_array_append_new(load.slots, slot("sl4", "s-mila", "free", L(2, 14, 0), L(2, 14, 20))); /* outside her hours */
-    json_array_append_new(load.slots, slot("sl5", "s-eva", "free", L(2, 10, 0), L(2, 10, 20)));
-    json_array_append_new(load.slots, slot("sl6", "s-mila", "free", L(3, 10, 0), L(3, 10, 20))); /* outside the window */
-    json_array_append_new(load.slots, slot("sl7", "s-mila", "busy-tentative", L(2, 15, 0), L(2, 15, 20)));
+    add_slot(&load, "sl1", "s-mila", "free", L(2, 10, 0), L(2, 10, 20));
+    add_slot(&load, "sl2", "s-mila", "free", L(2, 10, 40), L(2, 11, 0));
+    add_slot(&load, "sl3", "s-mila", "busy", L(2, 11, 0), L(2, 11, 20));
+    add_slot(&load, "sl4", "s-mila", "free", L(2, 14, 0), L(2, 14, 20)); /* outside her hours */
+    add_slot(&load, "sl5", "s-eva", "free", L(2, 10, 0), L(2, 10, 20));
+    add_slot(&load, "sl6", "s-mila", "free", L(3, 10, 0), L(3, 10, 20)); /* outside the window */
+    add_slot(&load, "sl7", "s-mila", "busy-tentative", L(2, 15, 0), L(2, 15, 20));
     query_init(&q, L(2, 0, 0), L(3, 0, 0));
     find_for(&r, &m, &load, &q, "Practitioner/mila", NULL);
     assert_int_equal(r.total, 3); /* the two clinics offer the same Slots: one proposal each */
     const char *want[] = {"sl1", "sl2", "sl4"};
     for (size_t i = 0; i != 3; ++i) {
         assert_non_null(r.c[i].slot);
-        assert_string_equal(id_of(r.c[i].slot), want[i]);
-        int64_t s, e;
-        assert_int_equal(sched_fhir_time(json_string_value(json_object_get(r.c[i].slot, "start")), NULL, false, &s), 0);
-        assert_int_equal(sched_fhir_time(json_string_value(json_object_get(r.c[i].slot, "end")), NULL, false, &e), 0);
-        assert_int_equal(r.c[i].start, s);
-        assert_int_equal(r.c[i].end, e);
+        assert_string_equal(r.c[i].slot->id, want[i]);
+        assert_int_equal(r.c[i].start, r.c[i].slot->start);
+        assert_int_equal(r.c[i].end, r.c[i].slot->end);
         assert_string_equal(prac_of(&r, i), "Practitioner/mila");
     }
     run_dispose(&r);
@@ -903,7 +906,7 @@ static void test_find_slots(void **state)
     query_init(&q, L(2, 0, 0), L(3, 0, 0));
     find_for(&r, &m, &load, &q, "Practitioner/mila", NULL);
     assert_int_equal(r.total, 1);
-    assert_string_equal(id_of(r.c[0].slot), "sl1");
+    assert_string_equal(r.c[0].slot->id, "sl1");
     run_dispose(&r);
     sched_find_query_dispose(&q);
     query_init(&q, L(2, 0, 0), L(3, 0, 0));
@@ -931,7 +934,7 @@ static void test_find_slots(void **state)
     /* a Slot beyond the Schedule's planning horizon: $hold/$book refuse it (sched_check_rules), so $find should not offer it */
     sched_load_init(&load);
     json_object_set_new(load.slot_schedules, "Schedule/s-mila", json_true());
-    json_array_append_new(load.slots, slot("sl1", "s-mila", "free", L(2, 10, 0), L(2, 10, 20)));
+    add_slot(&load, "sl1", "s-mila", "free", L(2, 10, 0), L(2, 10, 20));
     json_object_set_new(res(&m, "Schedule/s-mila"), "planningHorizon", J("{'start': '2026-01-01', 'end': '2026-02-28'}"));
     json_t *appt = J("{'resourceType': 'Appointment', 'start': '2026-03-02T10:00:00+01:00', 'end': '2026-03-02T10:20:00+01:00',"
                      " 'participant': [{'actor': " REF("PractitionerRole/r-mila") "}, {'actor': " REF("Location/clinic") "},"
@@ -953,9 +956,9 @@ static void test_find_slots(void **state)
 
     /* a busy-unavailable Slot on a rule-based Schedule blocks that time; a free Slot there adds nothing */
     sched_load_init(&load);
-    json_array_append_new(load.slots, slot("blk", "s-eva", "busy-unavailable", L(2, 9, 0), L(2, 12, 0)));
-    json_array_append_new(load.slots, slot("fr", "s-eva", "free", L(2, 7, 0), L(2, 8, 0)));
-    json_array_append_new(load.slots, slot("eie", "s-eva", "entered-in-error", L(2, 13, 0), L(2, 14, 0)));
+    add_slot(&load, "blk", "s-eva", "busy-unavailable", L(2, 9, 0), L(2, 12, 0));
+    add_slot(&load, "fr", "s-eva", "free", L(2, 7, 0), L(2, 8, 0));
+    add_slot(&load, "eie", "s-eva", "entered-in-error", L(2, 13, 0), L(2, 14, 0));
     query_init(&q, L(2, 0, 0), L(3, 0, 0));
     find_for(&r, &m, &load, &q, "Practitioner/eva", "derm-consult");
     expect_grid(&r, L(2, 12, 0), L(2, 16, 30), 15 * MIN, 30 * MIN);
@@ -1187,7 +1190,7 @@ static json_t *appointment(const char *start, const char *end, const char *parti
 #define P(key) "{'actor': {'reference': '" key "'}, 'status': 'accepted'}"
 #define EVA_DERM P("Patient/p1") ", " P("Practitioner/eva") ", " P("PractitionerRole/r-eva") ", " P("Location/clinic") ", " P("HealthcareService/derm")
 
-static int check(const sched_model_t *m, const sched_load_t *load, const json_t *appt, int64_t now, const char *expect_why)
+static int check(const sched_model_t *m, sched_load_t *load, const json_t *appt, int64_t now, const char *expect_why)
 {
     util_buf_t why;
     util_buf_init(&why);
@@ -1264,12 +1267,12 @@ static void test_check_rules(void **state)
     check(&m, &load, a, now, "Practitioner/eva has no active Schedule");
     json_object_set_new(res(&m, "Schedule/s-eva"), "active", json_true());
     /* a blocked period: a busy-unavailable Slot */
-    json_array_append_new(load.slots, slot("blk", "s-eva", "busy-unavailable", L(2, 9, 45), L(2, 10, 15)));
+    add_slot(&load, "blk", "s-eva", "busy-unavailable", L(2, 9, 45), L(2, 10, 15));
     check(&m, &load, a, now, "the time overlaps a blocked period (Slot/blk, busy-unavailable)");
-    json_array_clear(load.slots);
-    json_array_append_new(load.slots, slot("blk", "s-eva", "busy-unavailable", L(2, 9, 30), L(2, 10, 0))); /* touching */
+    clear_slots(&load);
+    add_slot(&load, "blk", "s-eva", "busy-unavailable", L(2, 9, 30), L(2, 10, 0)); /* touching */
     check(&m, &load, a, now, NULL);
-    json_array_clear(load.slots);
+    clear_slots(&load);
     json_decref(a);
     /* malformed */
     a = appointment("2026-03-02T10:30:00+01:00", "2026-03-02T10:00:00+01:00", EVA_DERM);
@@ -1331,10 +1334,10 @@ static void test_check_rules_places(void **state)
     json_object_del(res(&m, "Location/bldg"), "hoursOfOperation");
     /* Mila's Schedule publishes Slots: only a Slot's exact time (free, or busy when rechecking) */
     json_object_set_new(load.slot_schedules, "Schedule/s-mila", json_true());
-    json_array_append_new(load.slots, slot("m1", "s-mila", "free", L(2, 10, 0), L(2, 10, 20)));
-    json_array_append_new(load.slots, slot("m2", "s-mila", "busy", L(2, 10, 20), L(2, 10, 40)));
-    json_array_append_new(load.slots, slot("m3", "s-mila", "busy-unavailable", L(2, 10, 40), L(2, 11, 0)));
-    json_array_append_new(load.slots, slot("m4", "s-mila", "free", L(2, 14, 0), L(2, 14, 20)));
+    add_slot(&load, "m1", "s-mila", "free", L(2, 10, 0), L(2, 10, 20));
+    add_slot(&load, "m2", "s-mila", "busy", L(2, 10, 20), L(2, 10, 40));
+    add_slot(&load, "m3", "s-mila", "busy-unavailable", L(2, 10, 40), L(2, 11, 0));
+    add_slot(&load, "m4", "s-mila", "free", L(2, 14, 0), L(2, 14, 20));
     a = appointment("2026-03-02T10:00:00+01:00", "2026-03-02T10:20:00+01:00", MILA_AT("clinic"));
     check(&m, &load, a, now, NULL);
     json_decref(a);
