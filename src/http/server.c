@@ -39,6 +39,25 @@
 const util_config_t *http_config;
 static h2o_globalconf_t globalconf;
 static atomic_int shutdown_requested;
+/* Every module's statements, which each database connection prepares once when it connects. */
+static store_stmt_t *statements;
+static size_t nstatements;
+
+static void collect_statements(void)
+{
+    const struct {
+        const store_stmt_t *list;
+        size_t n;
+    } modules[] = {{fhir_ix_statements, fhir_ix_statement_count}, {sched_ops_statements, sched_ops_statement_count}};
+    nstatements = 0;
+    for (size_t i = 0; i != sizeof(modules) / sizeof(modules[0]); ++i)
+        nstatements += modules[i].n;
+    statements = util_xcalloc(nstatements, sizeof(*statements));
+    size_t at = 0;
+    for (size_t i = 0; i != sizeof(modules) / sizeof(modules[0]); ++i)
+        for (size_t j = 0; j != modules[i].n; ++j)
+            statements[at++] = modules[i].list[j];
+}
 
 static void on_accept(h2o_socket_t *listener, const char *err)
 {
@@ -63,8 +82,7 @@ static void *thread_main(void *arg)
     t->accept_ctx.ctx = &t->ctx;
     t->accept_ctx.hosts = globalconf.hosts;
     t->pool = store_pool_create(t->loop, http_config->database_url, http_config->database_pool_size,
-                                http_config->database_queue_limit, http_config->database_query_timeout_ms, fhir_ix_statements,
-                                fhir_ix_statement_count);
+                                http_config->database_queue_limit, http_config->database_query_timeout_ms, statements, nstatements);
     t->listener = h2o_evloop_socket_create(t->loop, t->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
     t->listener->data = t;
     h2o_socket_read_start(t->listener, on_accept);
@@ -109,6 +127,7 @@ static void *thread_main(void *arg)
         h2o_evloop_run(t->loop, 20);
     hl7_listener_dispose(t->loop);
     http_rest_thread_dispose(t);
+    sched_ops_thread_dispose();
     /* Let h2o run the deferred closes of the sockets it just shut. */
     h2o_evloop_run(t->loop, 0);
     if (thread_has_connections(t)) {
@@ -261,6 +280,7 @@ int http_server_run(const util_config_t *cfg)
             return 1;
         }
     }
+    collect_statements();
     threads[0].runs_sweeper = true; /* one sweeper per instance is plenty */
     /* before the loops take requests: the first booking must find the outbound endpoints published */
     if (hl7_outbound_start(cfg->database_url, err, sizeof(err)) != 0)
@@ -283,6 +303,7 @@ int http_server_run(const util_config_t *cfg)
     hl7_outbound_stop();
     LOG_INFO("stopped");
     free(threads);
+    free(statements);
     http_ratelimit_dispose();
     auth_keys_dispose();
     http_cors_dispose();

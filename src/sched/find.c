@@ -240,6 +240,12 @@ void sched_model_add(sched_model_t *m, json_t *resource)
     json_decref(resource);
 }
 
+void sched_model_share(sched_model_t *m, const sched_model_t *from)
+{
+    *m = (sched_model_t){json_incref(from->services), json_incref(from->roles), json_incref(from->locations),
+                         json_incref(from->schedules), json_incref(from->devices)};
+}
+
 void sched_model_dispose(sched_model_t *m)
 {
     json_decref(m->services);

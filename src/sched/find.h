@@ -73,6 +73,8 @@ typedef struct st_sched_model_t {
 void sched_model_init(sched_model_t *model);
 /** Adds a resource (the reference is stolen) to the array of its type; a resource of any other type is dropped. */
 void sched_model_add(sched_model_t *model, json_t *resource);
+/** `model` takes references to the arrays of `from` (they are never modified once loaded). */
+void sched_model_share(sched_model_t *model, const sched_model_t *from);
 /** Releases the arrays. */
 void sched_model_dispose(sched_model_t *model);
 

@@ -20,35 +20,34 @@
 #define IHE_BUNDLE_PROFILE "https://profiles.ihe.net/ITI/Scheduling/StructureDefinition/ihe-sched-avail-bundle"
 #define DAY 86400
 
-/* Everything availability is computed from (clinic-sized: every schedulable resource is read per operation). */
-static const char SQL_MODEL[] = "SELECT body FROM resource WHERE res_type IN "
-                                "('HealthcareService', 'PractitionerRole', 'Location', 'Schedule', 'Device') AND NOT deleted";
-/* Busy rows of the actors, Slots of the schedules, which schedules publish Slots, and the patients' own appointments.
- * A Slot comes from its search columns (start, end, "status schedule"), never its body: JSON parsing of ~10k Slot bodies
- * was most of a month-long $find. */
-static const char SQL_LOAD[] =
-    "SELECT 'busy', actor, extract(epoch FROM lower(during))::bigint::text, extract(epoch FROM upper(during))::bigint::text, appointment_id "
-    "FROM sched_busy WHERE actor = ANY($1::text[]) AND during && tstzrange($3::timestamptz, $4::timestamptz) "
-    "AND NOT EXISTS (SELECT 1 FROM sched_hold h WHERE h.appointment_id = sched_busy.appointment_id AND h.expires_at <= now()) "
-    "UNION ALL SELECT 'slot', id, date_part('epoch', lower(sp_date))::bigint::text, "
-    "coalesce(sp_sort ->> '_end', body::json ->> 'end'), (sp_sort ->> 'status') || ' ' || (sp_sort ->> 'schedule') "
-    "FROM resource WHERE res_type = 'Slot' AND NOT deleted "
-    "AND sp_tokens && $2::text[] AND sp_date && tstzrange($3::timestamptz - interval '7 days', $4::timestamptz) "
-    "UNION ALL SELECT 'slotted', s, NULL, NULL, NULL FROM unnest($2::text[]) s WHERE EXISTS (SELECT 1 FROM resource r "
-    "WHERE r.res_type = 'Slot' AND NOT r.deleted AND r.sp_tokens @> ARRAY[s] "
-    "AND NOT r.sp_tokens && '{status=busy-unavailable,status=entered-in-error}'::text[]) "
-    "UNION ALL SELECT 'patient', p, NULL, NULL, r.body FROM unnest($5::text[]) p JOIN resource r ON r.res_type = 'Appointment' "
-    "AND NOT r.deleted AND r.sp_tokens @> ARRAY['patient=' || p] "
-    "AND r.sp_tokens && '{status=pending,status=booked,status=arrived,status=checked-in}'::text[] "
-    "AND r.sp_date && tstzrange($3::timestamptz - interval '7 days', $4::timestamptz)";
-/* The Appointment an id names: a stored one, or a live proposal. */
-static const char SQL_TARGET[] = "SELECT 'resource', version_id, body FROM resource WHERE res_type = 'Appointment' AND id = $1 "
-                                 "AND NOT deleted UNION ALL SELECT 'proposal', 0, body FROM sched_proposal_body($1)";
-static const char SQL_SAVE_PROPOSALS[] = "INSERT INTO sched_proposal (set_id, bodies, expires_at) "
-                                         "VALUES ($1, $2::json, now() + $3::integer * interval '1 second')";
-static const char SQL_PATIENT_BY_ID[] = "SELECT id FROM resource WHERE res_type = 'Patient' AND id = $1 AND NOT deleted";
-static const char SQL_PATIENT_BY_IDENTIFIER[] =
-    "SELECT id FROM resource WHERE res_type = 'Patient' AND NOT deleted AND sp_tokens @> ARRAY[$1] ORDER BY id LIMIT 2";
+/* The operations' statements, prepared on every connection (http/server.c): planning the load alone cost more than
+ * running it. */
+#define MODEL_TYPES "('HealthcareService', 'PractitionerRole', 'Location', 'Schedule', 'Device')"
+enum { STMT_MODEL, STMT_LOAD, STMT_TARGET, STMT_SAVE_PROPOSALS, STMT_PATIENT_BY_ID, STMT_PATIENT_BY_IDENTIFIER };
+const store_stmt_t sched_ops_statements[] = {
+    /* Everything availability is computed from (clinic-sized: every schedulable resource): a fingerprint of which
+     * versions of which resources it is, and their bodies only when that differs from $1, the fingerprint of the model
+     * this thread holds. One statement, so one snapshot: the fingerprint always describes the bodies it comes with. */
+    [STMT_MODEL] = {"sched_model",
+                    "WITH f AS (SELECT coalesce(md5(string_agg(res_type || '/' || id || '/' || version_id, ' ' "
+                    "ORDER BY res_type, id)), 'none') AS v FROM resource WHERE res_type IN " MODEL_TYPES " AND NOT deleted) "
+                    "SELECT f.v, NULL FROM f UNION ALL SELECT NULL, r.body FROM f, resource r "
+                    "WHERE f.v <> $1 AND r.res_type IN " MODEL_TYPES " AND NOT r.deleted"},
+    /* Busy rows of the actors, Slots of the schedules, which schedules publish Slots, and the patients' own appointments:
+     * sched_load (migrations/0010_booking_hot_path.sql), where its plan is kept for the session. */
+    [STMT_LOAD] = {"sched_load", "SELECT kind, key, lo, hi, extra FROM sched_load($1::text[], $2::text[], $3::timestamptz, "
+                                 "$4::timestamptz, $5::text[])"},
+    /* The Appointment an id names: a stored one, or a live proposal. */
+    [STMT_TARGET] = {"sched_target", "SELECT 'resource', version_id, body FROM resource WHERE res_type = 'Appointment' AND id = $1 "
+                                     "AND NOT deleted UNION ALL SELECT 'proposal', 0, body FROM sched_proposal_body($1)"},
+    [STMT_SAVE_PROPOSALS] = {"sched_save_proposals", "INSERT INTO sched_proposal (set_id, bodies, expires_at) "
+                                                     "VALUES ($1, $2::json, now() + $3::integer * interval '1 second')"},
+    [STMT_PATIENT_BY_ID] = {"sched_patient_by_id", "SELECT id FROM resource WHERE res_type = 'Patient' AND id = $1 AND NOT deleted"},
+    [STMT_PATIENT_BY_IDENTIFIER] = {"sched_patient_by_identifier",
+                                    "SELECT id FROM resource WHERE res_type = 'Patient' AND NOT deleted "
+                                    "AND sp_tokens @> ARRAY[$1] ORDER BY id LIMIT 2"},
+};
+const size_t sched_ops_statement_count = sizeof(sched_ops_statements) / sizeof(sched_ops_statements[0]);
 
 typedef enum { BOOK_NEW, BOOK_MODIFY, BOOK_CANCEL } book_mode_t;
 
@@ -613,14 +612,14 @@ static void on_op_query(store_query_t *q, PGresult *res, const char *err)
     op->next(op, res);
 }
 
-static void op_send(sched_op_t *op, const char *sql, int nparams, const char *const *params, void (*next)(sched_op_t *, PGresult *))
+static void op_send(sched_op_t *op, const store_stmt_t *stmt, int nparams, const char *const *params, void (*next)(sched_op_t *, PGresult *))
 {
     for (int i = 0; i != op->nparams; ++i)
         free(op->params[i]);
     op->nparams = nparams;
     for (int i = 0; i != nparams; ++i)
         op->params[i] = params[i] != NULL ? util_xstrdup(params[i]) : NULL;
-    op->query = (store_query_t){.sql = sql, .nparams = nparams, .params = (const char *const *)op->params, .cb = on_op_query};
+    op->query = (store_query_t){.stmt_name = stmt->name, .sql = stmt->sql, .nparams = nparams, .params = (const char *const *)op->params, .cb = on_op_query};
     op->next = next;
     int ret = op->borrowed != NULL ? store_session_query(op->borrowed, &op->query)
               : op->in_session     ? store_session_query(&op->session, &op->query)
@@ -662,22 +661,49 @@ static void op_done(sched_op_t *op)
     op->cb(op);
 }
 
+/* This loop thread's model and the fingerprint of the rows it was read from: parsing the model's bodies on every
+ * operation was most of the server's time in $hold and $book. Each operation takes references to the arrays, so a newer
+ * model replaces this one without pulling it from under operations in flight. */
+static __thread sched_model_t thread_model;
+static __thread char thread_model_fingerprint[40];
+
 static void on_model(sched_op_t *op, PGresult *res)
 {
-    sched_model_dispose(&op->model);
-    sched_model_init(&op->model);
+    const char *fingerprint = NULL;
+    sched_model_t fresh;
+    sched_model_init(&fresh);
     for (int i = 0; i != PQntuples(res); ++i) {
-        json_t *r = json_loads(PQgetvalue(res, i, 0), 0, NULL);
+        if (!PQgetisnull(res, i, 0)) {
+            fingerprint = PQgetvalue(res, i, 0);
+            continue;
+        }
+        json_t *r = json_loads(PQgetvalue(res, i, 1), 0, NULL);
         if (r != NULL)
-            sched_model_add(&op->model, r);
+            sched_model_add(&fresh, r);
     }
+    if (fingerprint != NULL && strcmp(fingerprint, thread_model_fingerprint) != 0) {
+        sched_model_dispose(&thread_model);
+        thread_model = fresh;
+        snprintf(thread_model_fingerprint, sizeof(thread_model_fingerprint), "%s", fingerprint);
+    } else {
+        sched_model_dispose(&fresh);
+    }
+    sched_model_dispose(&op->model);
+    sched_model_share(&op->model, &thread_model);
     op->after_model(op);
 }
 
 static void load_model(sched_op_t *op, void (*after)(sched_op_t *))
 {
     op->after_model = after;
-    op_send(op, SQL_MODEL, 0, NULL, on_model);
+    const char *params[] = {thread_model_fingerprint};
+    op_send(op, &sched_ops_statements[STMT_MODEL], 1, params, on_model);
+}
+
+void sched_ops_thread_dispose(void)
+{
+    sched_model_dispose(&thread_model);
+    thread_model_fingerprint[0] = '\0';
 }
 
 static void on_load(sched_op_t *op, PGresult *res)
@@ -719,7 +745,7 @@ static void load_dynamic(sched_op_t *op, json_t *actors, json_t *schedules, int6
     char *a = store_array_of_strings(actors), *s = store_array_of_strings(schedules), *p = store_array_of_strings(op->find_patients);
     const char *params[] = {a, s, lo, hi, p};
     op->after_load = after;
-    op_send(op, SQL_LOAD, 5, params, on_load);
+    op_send(op, &sched_ops_statements[STMT_LOAD], 5, params, on_load);
     free(a);
     free(s);
     free(p);
@@ -889,7 +915,7 @@ static void find_after_load(sched_op_t *op)
     json_decref(list);
     snprintf(ttl, sizeof(ttl), "%lld", (long long)sched_settings.proposal_ttl);
     const char *params[] = {set_id, bodies, ttl};
-    op_send(op, SQL_SAVE_PROPOSALS, 3, params, on_proposals_saved);
+    op_send(op, &sched_ops_statements[STMT_SAVE_PROPOSALS], 3, params, on_proposals_saved);
     free(bodies);
 }
 
@@ -917,7 +943,7 @@ static void load_target(sched_op_t *op, const char *id)
     free(op->target_id);
     op->target_id = util_xstrdup(id);
     const char *params[] = {id};
-    op_send(op, SQL_TARGET, 1, params, on_target);
+    op_send(op, &sched_ops_statements[STMT_TARGET], 1, params, on_target);
 }
 
 static const char *target_status(const sched_op_t *op)
@@ -1221,7 +1247,7 @@ static void next_patient(sched_op_t *op)
     const char *id = json_string_value(json_object_get(patient, "id"));
     if (id != NULL) {
         const char *params[] = {id};
-        op_send(op, SQL_PATIENT_BY_ID, 1, params, on_patient_lookup);
+        op_send(op, &sched_ops_statements[STMT_PATIENT_BY_ID], 1, params, on_patient_lookup);
         return;
     }
     size_t i;
@@ -1232,7 +1258,7 @@ static void next_patient(sched_op_t *op)
             continue;
         char *token = util_asprintf("identifier=%s|%s", sys, value);
         const char *params[] = {token};
-        op_send(op, SQL_PATIENT_BY_IDENTIFIER, 1, params, on_patient_lookup);
+        op_send(op, &sched_ops_statements[STMT_PATIENT_BY_IDENTIFIER], 1, params, on_patient_lookup);
         free(token);
         return;
     }
@@ -1317,7 +1343,8 @@ static void on_book_session(store_session_t *s, const char *err)
         op_fail(op, 503, "transient", "the database is not available; retry later");
         return;
     }
-    op_send(op, "BEGIN", 0, NULL, on_book_begun);
+    static const store_stmt_t begin = {NULL, "BEGIN"};
+    op_send(op, &begin, 0, NULL, on_book_begun);
 }
 
 static void book_after_load(sched_op_t *op)

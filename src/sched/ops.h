@@ -62,6 +62,13 @@ sched_op_t *sched_rules_check(store_pool_t *pool, store_session_t *session, cons
 /** The broken rule found by sched_rules_check, or NULL. */
 const char *sched_op_rule_warning(const sched_op_t *op);
 
+/** The statements the operations use, for the connection pool to prepare (store_pool_create). */
+extern const store_stmt_t sched_ops_statements[];
+extern const size_t sched_ops_statement_count;
+
+/** Releases what the operations keep per loop thread (call on that thread before it ends). */
+void sched_ops_thread_dispose(void);
+
 /** Starts the periodic sweep of expired holds and proposals on this loop (one per server instance is enough). */
 void sched_sweeper_start(h2o_loop_t *loop, store_pool_t *pool);
 /** Stops it (before the pool is destroyed). */
