@@ -97,17 +97,25 @@ END
 $$;
 
 
+-- The Slots of a Schedule by start, for sched_load. The schedule is the sort key's text, which is the reference token's
+-- value (Slot.schedule is 1..1).
+CREATE INDEX slot_schedule_start ON slot ((sp_sort ->> 'schedule'), lower(sp_date)) WHERE NOT deleted;
+
 -- What an availability computation reads (src/sched/ops.c, on_load), in rows (kind, key, lo, hi, extra):
 --   busy     actor, start and end (epoch seconds), appointment id     busy rows of the actors in [p_from, p_to)
---   slot     Slot id, start (epoch s), end (instant), "status schedule" Slots of the schedules from a week before p_from
+--   slot     Slot id, start (epoch s), end (instant), "status schedule" Slots of the schedules starting in
+--                                                                       [p_from - 7 days, p_to)
 --   slotted  "schedule=Schedule/x"                                    which of the schedules publish Slots at all
 --   patient  "Patient/x", body                                        the patients' blocking Appointments
 -- A function so that its plan is made once per session: as a prepared statement PostgreSQL planned it again on every
 -- call (0.7 ms, more than running it), because its generic plan was a parallel one. A Slot comes from its search
 -- columns, never its body (parsing ~10k Slot bodies was most of a month-long $find). Busy rows are looked up actor by
 -- actor, so that the exclusion index is searched by actor and time (GiST cannot take "= ANY": it scanned every actor's
--- rows of the window); a patient's Appointments are found by the patient's token, and the time test is written so
--- that no index takes it (the time index walks everyone's Appointments of those days).
+-- rows of the window); a schedule's Slots through slot_schedule_start, schedule by schedule and by start (the token
+-- index hands over every Slot the schedule ever had, 50,000 each at 1M Slots, before the time test, and "does this
+-- schedule publish Slots" built that whole bitmap to see one row); a patient's Appointments are found by the patient's
+-- token, and the time test is written so that no index takes it (the time index walks everyone's Appointments of
+-- those days).
 CREATE FUNCTION sched_load(p_actors text[], p_schedules text[], p_from timestamptz, p_to timestamptz, p_patients text[])
 RETURNS TABLE (kind text, key text, lo text, hi text, extra text)
 LANGUAGE plpgsql STABLE
@@ -122,13 +130,14 @@ BEGIN
     UNION ALL
     SELECT 'slot', r.id, date_part('epoch', lower(r.sp_date))::bigint::text,
            coalesce(r.sp_sort ->> '_end', r.body::json ->> 'end'), (r.sp_sort ->> 'status') || ' ' || (r.sp_sort ->> 'schedule')
-      FROM resource r
-     WHERE r.res_type = 'Slot' AND NOT r.deleted AND r.sp_tokens && p_schedules
-       AND r.sp_date && tstzrange(p_from - interval '7 days', p_to)
+      FROM unnest(p_schedules) s
+      JOIN resource r ON r.res_type = 'Slot' AND NOT r.deleted AND r.sp_sort ->> 'schedule' = substr(s, length('schedule=') + 1)
+       AND lower(r.sp_date) >= p_from - interval '7 days' AND lower(r.sp_date) < p_to
     UNION ALL
     SELECT 'slotted', s, NULL, NULL, NULL
       FROM unnest(p_schedules) s
-     WHERE EXISTS (SELECT 1 FROM resource r WHERE r.res_type = 'Slot' AND NOT r.deleted AND r.sp_tokens @> ARRAY[s]
+     WHERE EXISTS (SELECT 1 FROM resource r WHERE r.res_type = 'Slot' AND NOT r.deleted
+                      AND r.sp_sort ->> 'schedule' = substr(s, length('schedule=') + 1)
                       AND NOT r.sp_tokens && '{status=busy-unavailable,status=entered-in-error}'::text[])
     UNION ALL
     SELECT 'patient', p, NULL, NULL, r.body

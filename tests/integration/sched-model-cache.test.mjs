@@ -13,7 +13,6 @@ const VISIT = `${SERVICE_TYPE}|cache-visit`;
 const MONDAY = '2031-03-03'; // a Monday
 const tag = uniq('cache').toLowerCase().replace(/[^a-z0-9-]/g, '-');
 const minutes = (tail, value) => ({ url: `http://fhirsched.org/fhir/StructureDefinition/${tail}`, valueDuration: { value, unit: 'min', system: 'http://unitsofmeasure.org', code: 'min' } });
-const serviceTiming = (duration) => [minutes('service-duration', duration), minutes('slot-alignment', 30)];
 const hours = (from, to) => [{ daysOfWeek: ['mon', 'tue', 'wed', 'thu', 'fri'], availableStartTime: from, availableEndTime: to }];
 
 let db;
@@ -27,15 +26,7 @@ before(async () => {
     a = await startServer({ databaseUrl: db.url, env: THREADS });
     b = await startServer({ databaseUrl: db.url, env: THREADS });
     await put(a, { resourceType: 'Location', id: `${tag}-clinic`, status: 'active', name: 'Cache clinic', mode: 'instance' });
-    await put(a, {
-        resourceType: 'HealthcareService',
-        id: `${tag}-svc`,
-        active: true,
-        name: 'Cache visit',
-        location: [{ reference: `Location/${tag}-clinic` }],
-        type: [{ coding: [{ system: SERVICE_TYPE, code: 'cache-visit' }] }],
-        extension: serviceTiming(30),
-    });
+    await put(a, service(30));
     await addPractitioner(a, 0, hours('09:00:00', '12:00:00'));
 });
 
@@ -55,6 +46,19 @@ async function addPractitioner(server, n, availableTime) {
     await put(server, { resourceType: 'Practitioner', id: `${tag}-dr-${n}`, active: true, name: [{ family: `Cache${n}` }] });
     await put(server, role(n, availableTime));
     await put(server, { resourceType: 'Schedule', id: `${tag}-sched-${n}`, active: true, actor: [{ reference: `Practitioner/${tag}-dr-${n}` }] });
+}
+
+/** The one service, of `duration` minutes on a 30-minute grid. */
+function service(duration) {
+    return {
+        resourceType: 'HealthcareService',
+        id: `${tag}-svc`,
+        active: true,
+        name: 'Cache visit',
+        location: [{ reference: `Location/${tag}-clinic` }],
+        type: [{ coding: [{ system: SERVICE_TYPE, code: 'cache-visit' }] }],
+        extension: [minutes('service-duration', duration), minutes('slot-alignment', 30)],
+    };
 }
 
 function role(n, availableTime, extra = {}) {
@@ -114,15 +118,7 @@ test('a model change on one instance is seen by the next $find on the other', as
     assert.deepEqual(await offersEverywhere(b), times('dr-0', 10, 11));
 
     // a longer service, on b: one hour fits 10:00-11:00 once
-    await put(b, {
-        resourceType: 'HealthcareService',
-        id: `${tag}-svc`,
-        active: true,
-        name: 'Cache visit',
-        location: [{ reference: `Location/${tag}-clinic` }],
-        type: [{ coding: [{ system: SERVICE_TYPE, code: 'cache-visit' }] }],
-        extension: serviceTiming(60),
-    });
+    await put(b, service(60));
     assert.deepEqual(await offersEverywhere(a), ['dr-0@10:00']);
 
     // a deleted Schedule, on a: its practitioner is offered nowhere
