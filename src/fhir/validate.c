@@ -17,6 +17,7 @@
 #include "fhir/schema_gen.h"
 #include "fhir/validate.h"
 #include "util/str.h"
+#include "util/time.h"
 
 /* Nesting of JSON objects we follow; jansson accepts 2048 levels, far more than any real resource and our stack needs. */
 #define VALIDATE_MAX_DEPTH 64
@@ -348,22 +349,11 @@ static int parse_datetime(const char *s, size_t len, dt_format_t format, datetim
     return format != DT_FORMAT_INSTANT || dt->precision == DT_TIME;
 }
 
-/* Days since 1970-01-01 in the proleptic Gregorian calendar. */
-static int64_t days_from_civil(int y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
 /* Seconds since the epoch in UTC of a value with a time. */
 static int64_t datetime_utc_seconds(const datetime_t *dt)
 {
-    return days_from_civil(dt->year, dt->month, dt->day) * 86400 + dt->hour * 3600 + dt->minute * 60 + dt->second -
-           dt->tz_minutes * 60;
+    return util_days_from_civil(dt->year, (unsigned)dt->month, (unsigned)dt->day) * 86400 + dt->hour * 3600 + dt->minute * 60 +
+           dt->second - dt->tz_minutes * 60;
 }
 
 /*

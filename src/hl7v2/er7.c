@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include "hl7v2/er7.h"
+#include "util/time.h"
 
 const hl7_delims_t hl7_default_delims = {'|', '^', '~', '\\', '&'};
 
@@ -856,16 +857,6 @@ void hl7_escape(util_buf_t *out, const char *text, const hl7_delims_t *d)
 
 /* ---- timestamps ---- */
 
-static long long days_from_civil(long long y, unsigned m, unsigned d)
-{
-    y -= m <= 2;
-    long long era = (y >= 0 ? y : y - 399) / 400;
-    unsigned yoe = (unsigned)(y - era * 400);
-    unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (long long)doe - 719468;
-}
-
 static void civil_from_days(long long z, long long *y, unsigned *m, unsigned *d)
 {
     z += 719468;
@@ -928,7 +919,7 @@ int hl7_parse_dtm(const char *text, int default_offset_seconds, long long *out, 
     if (v[1] < 1 || v[1] > 12 || v[2] < 1 || v[2] > days_in_month(v[0], v[1]) || v[3] > 23 || v[4] > 59 || v[5] > 59)
         return -1;
     if (out != NULL)
-        *out = days_from_civil(v[0], v[1], v[2]) * 86400 + v[3] * 3600LL + v[4] * 60LL + v[5] - offset;
+        *out = util_days_from_civil(v[0], (unsigned)v[1], (unsigned)v[2]) * 86400 + v[3] * 3600LL + v[4] * 60LL + v[5] - offset;
     if (precision != NULL)
         *precision = (int)digits;
     return 0;
@@ -937,7 +928,7 @@ int hl7_parse_dtm(const char *text, int default_offset_seconds, long long *out, 
 void hl7_format_dtm(long long t, char *buf, size_t len)
 {
     /* years 0000 to 9999 are what the format can say */
-    const long long lo = days_from_civil(0, 1, 1) * 86400, hi = days_from_civil(9999, 12, 31) * 86400 + 86399;
+    const long long lo = util_days_from_civil(0, 1, 1) * 86400, hi = util_days_from_civil(9999, 12, 31) * 86400 + 86399;
     t = t < lo ? lo : t > hi ? hi : t;
     long long days = t >= 0 ? t / 86400 : -((-t + 86399) / 86400), secs = t - days * 86400, y;
     unsigned m, d;

@@ -180,10 +180,7 @@ static void busy_range(const sched_load_t *load, const char *actor, int64_t from
 /* The Slots of `schedule` ("Schedule/x"): [*lo, *hi) of the sorted Slots, in start order. */
 static void slot_range(const sched_load_t *load, const char *schedule, size_t *lo, size_t *hi)
 {
-    size_t sched = 0;
-    while (sched != load->nschedules && strcmp(load->schedules[sched], schedule) != 0)
-        ++sched;
-    size_t a = 0, b = load->nslots;
+    size_t sched = schedule_index(load, schedule), a = 0, b = load->nslots;
     while (a < b) {
         size_t mid = a + (b - a) / 2;
         if (load->slots[mid].schedule_index < sched)

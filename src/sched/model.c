@@ -307,7 +307,7 @@ int sched_fhir_time(const char *text, const sched_tz_t *tz, bool upper, int64_t 
     } else if (len == 10 && text[4] == '-' && read_digits(text + 5, 2, &m) && text[7] == '-' && read_digits(text + 8, 2, &d) && m >= 1 &&
                m <= 12 && d >= 1 && d <= sched_civil_days_in_month(y, m)) {
         if (upper) {
-            int64_t days = sched_civil_days(y, m, d) + 1;
+            int64_t days = util_days_from_civil(y, m, d) + 1;
             int64_t yy;
             sched_civil_from_days(days, &yy, &m, &d);
             y = (unsigned)yy;
@@ -315,7 +315,7 @@ int sched_fhir_time(const char *text, const sched_tz_t *tz, bool upper, int64_t 
     } else {
         return -1;
     }
-    int64_t local = sched_civil_days(y, m, d) * 86400;
+    int64_t local = util_days_from_civil(y, m, d) * 86400;
     return sched_tz_local_to_utc(tz, local, out) == 0 ? 0 : -1;
 }
 

@@ -81,7 +81,7 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
     va_end(args);
 }
 
-/* ---- civil calendar (H. Hinnant's days_from_civil / civil_from_days) ---- */
+/* ---- civil calendar (H. Hinnant's civil_from_days; days_from_civil is util_days_from_civil) ---- */
 
 static int64_t floor_div(int64_t a, int64_t b)
 {
@@ -92,17 +92,6 @@ static int64_t floor_div(int64_t a, int64_t b)
 static bool is_leap(int64_t y)
 {
     return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
-int64_t sched_civil_days(int64_t y, unsigned m, unsigned d)
-{
-    y -= m <= 2;
-    int64_t era = floor_div(y, 400);
-    int64_t yoe = y - era * 400;
-    int64_t mp = (m + 9) % 12;
-    int64_t doy = (153 * mp + 2) / 5 + (int64_t)d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
 }
 
 void sched_civil_from_days(int64_t days, int64_t *y, unsigned *m, unsigned *d)
@@ -157,14 +146,14 @@ static int64_t year_of(int64_t seconds)
 /* Day (since the epoch) on which a rule date falls in year y. */
 static int64_t rule_day(const rule_date_t *r, int64_t y)
 {
-    int64_t jan1 = sched_civil_days(y, 1, 1);
+    int64_t jan1 = util_days_from_civil(y, 1, 1);
     switch (r->kind) {
     case 'J':
         return jan1 + r->n - 1 + (is_leap(y) && r->n >= 60);
     case 'D':
         return jan1 + r->n;
     default: {
-        int64_t first = sched_civil_days(y, (unsigned)r->m, 1);
+        int64_t first = util_days_from_civil(y, (unsigned)r->m, 1);
         int sunday_based = (int)((sched_civil_weekday(first) + 1) % 7);
         int64_t day = first + (r->d - sunday_based + 7) % 7 + (int64_t)(r->w - 1) * 7;
         int64_t dim = sched_civil_days_in_month(y, (unsigned)r->m);

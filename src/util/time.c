@@ -34,13 +34,12 @@ static int digits(const char *p, int n)
     return v;
 }
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil). */
-static int64_t days_from_civil(int64_t y, int m, int d)
+int64_t util_days_from_civil(int64_t y, unsigned m, unsigned d)
 {
     y -= m <= 2;
     int64_t era = (y >= 0 ? y : y - 399) / 400;
     int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    int64_t doy = (153 * (int64_t)((m + 9) % 12) + 2) / 5 + (int64_t)d - 1;
     int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     return era * 146097 + doe - 719468;
 }
@@ -83,7 +82,7 @@ int util_time_parse_instant(const char *text, time_t *out)
     }
     if (*p != '\0')
         return -1;
-    *out = (time_t)(days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second - offset);
+    *out = (time_t)(util_days_from_civil(year, (unsigned)month, (unsigned)day) * 86400 + hour * 3600 + minute * 60 + second - offset);
     return 0;
 }
 

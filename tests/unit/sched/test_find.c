@@ -40,7 +40,7 @@
 
 static int64_t utc(int64_t y, unsigned mo, unsigned d, int h, int mi)
 {
-    return sched_civil_days(y, mo, d) * DAY + h * HOUR + mi * MIN;
+    return util_days_from_civil(y, mo, d) * DAY + h * HOUR + mi * MIN;
 }
 
 /* Amsterdam wall time in March 2026 before the change on the 29th (CET, UTC+1). */

@@ -21,7 +21,7 @@
 
 static int64_t utc(int64_t y, unsigned mo, unsigned d, int h, int mi)
 {
-    return sched_civil_days(y, mo, d) * DAY + h * HOUR + mi * MIN;
+    return util_days_from_civil(y, mo, d) * DAY + h * HOUR + mi * MIN;
 }
 
 static sched_tz_t *load(const char *name)
