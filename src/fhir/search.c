@@ -15,6 +15,7 @@
 #include "fhir/types.h"
 #include "store/store.h"
 #include "util/fold.h"
+#include "util/time.h"
 
 /* Chains and _has nest subqueries; this bounds how deep a URL can make them. */
 #define MAX_NESTING 4
@@ -228,7 +229,7 @@ static int number(const char *p, int n)
 
 /*
  * Search values are looser than the dateTime datatype: any precision from a year down to fractions of a second, with the
- * time zone optional (YYYY[-MM[-DD[Thh:mm[:ss[.f+]][Z|(+|-)hh:mm]]]]). fhir_date_range() in SQL reads the same forms.
+ * time zone optional (YYYY[-MM[-DD[Thh:mm[:ss[.f+]][Z|(+|-)hh:mm]]]]).
  */
 static bool is_date_value(const char *v)
 {
@@ -269,6 +270,82 @@ static bool is_date_value(const char *v)
         return p[1] == '\0';
     return (*p == '+' || *p == '-') && digits(p + 1, 2) && p[3] == ':' && digits(p + 4, 2) && p[6] == '\0' &&
            number(p + 1, 2) <= 14 && number(p + 4, 2) <= 59;
+}
+
+/* Microseconds since 1970 as a timestamptz literal in UTC ("2027-01-10 09:00:00.000000+00", "... BC" before year 1). */
+static void format_micros(int64_t us, char *out, size_t len)
+{
+    int64_t secs = us >= 0 ? us / 1000000 : -((-us + 999999) / 1000000), frac = us - secs * 1000000;
+    int64_t days = secs >= 0 ? secs / 86400 : -((-secs + 86399) / 86400), sod = secs - days * 86400, y;
+    unsigned m, d;
+    util_civil_from_days(days, &y, &m, &d);
+    snprintf(out, len, "%04lld-%02u-%02u %02lld:%02lld:%02lld.%06lld+00%s", (long long)(y > 0 ? y : 1 - y), m, d, (long long)(sod / 3600),
+             (long long)(sod / 60 % 60), (long long)(sod % 60), (long long)frac, y > 0 ? "" : " BC");
+}
+
+/*
+ * The range [lo, hi) a date search value stands for, in microseconds since 1970: the value's start (UTC when it has no
+ * zone) and its precision's width, a calendar year, month or day (in UTC), a minute, second or millisecond. Computed
+ * here rather than by fhir_date_range() in SQL, which the planner called for every mention of the value (half the
+ * database's time in a one-day Slot search), and whose day was a day in the session's time zone. is_date_value(v).
+ */
+static void date_value_bounds(const char *v, int64_t *lo_us, int64_t *hi_us)
+{
+    size_t len = strlen(v);
+    int64_t year = number(v, 4);
+    unsigned month = len >= 7 ? (unsigned)number(v + 5, 2) : 1, day = len >= 10 ? (unsigned)number(v + 8, 2) : 1;
+    int64_t day_us = util_days_from_civil(year, month, day) * 86400 * INT64_C(1000000), lo = day_us, hi;
+    if (len == 4) {
+        hi = util_days_from_civil(year + 1, 1, 1) * 86400 * INT64_C(1000000);
+    } else if (len == 7) {
+        hi = util_days_from_civil(month == 12 ? year + 1 : year, month == 12 ? 1 : month + 1, 1) * 86400 * INT64_C(1000000);
+    } else if (len == 10) {
+        hi = lo + 86400 * INT64_C(1000000);
+    } else {
+        lo += (number(v + 11, 2) * 3600 + number(v + 14, 2) * 60) * INT64_C(1000000);
+        int64_t width = 60 * INT64_C(1000000);
+        const char *p = v + 16;
+        if (*p == ':') {
+            lo += number(p + 1, 2) * INT64_C(1000000);
+            width = 1000000;
+            p += 3;
+            if (*p == '.') {
+                /* microseconds, rounded half up from the seventh digit as PostgreSQL reads the value */
+                int64_t us = 0;
+                int digits_read = 0;
+                for (++p; *p >= '0' && *p <= '9'; ++p, ++digits_read)
+                    if (digits_read < 6)
+                        us = us * 10 + (*p - '0');
+                    else if (digits_read == 6 && *p >= '5')
+                        us += 1;
+                for (int k = digits_read; k < 6; ++k)
+                    us *= 10;
+                lo += us;
+                width = 1000;
+            }
+        }
+        if (*p == '+' || *p == '-')
+            lo -= (*p == '+' ? 1 : -1) * (number(p + 1, 2) * 3600 + number(p + 4, 2) * 60) * INT64_C(1000000);
+        hi = lo + width;
+    }
+    *lo_us = lo;
+    *hi_us = hi;
+}
+
+/* [lo, hi) as a tstzrange literal. */
+static char *range_literal(int64_t lo_us, int64_t hi_us)
+{
+    char a[80], b[80];
+    format_micros(lo_us, a, sizeof(a));
+    format_micros(hi_us, b, sizeof(b));
+    return util_asprintf("[\"%s\",\"%s\")", a, b);
+}
+
+static char *date_value_range(const char *v)
+{
+    int64_t lo, hi;
+    date_value_bounds(v, &lo, &hi);
+    return range_literal(lo, hi);
 }
 
 static int parse_uint(const char *v, unsigned *out)
@@ -346,12 +423,12 @@ static const char *date_prefix(const char **value)
 
 /*
  * One date value against a stored range (`col` is a tstzrange) or a stored instant (`point`), with the search value
- * R = fhir_date_range($n). Written with range operators so that the GiST/btree indexes serve them.
+ * R = $n, the value's range (date_value_range). Written with range operators so that the GiST/btree indexes serve them.
  */
 static void date_condition(util_buf_t *out, const char *col, bool point, const char *prefix, int n)
 {
     char r[48];
-    snprintf(r, sizeof(r), "fhir_date_range($%d::text)", n);
+    snprintf(r, sizeof(r), "$%d::tstzrange", n);
     if (point) {
         if (strcmp(prefix, "eq") == 0)
             util_buf_printf(out, "(%s >= lower(%s) AND %s < upper(%s))", col, r, col, r);
@@ -652,7 +729,7 @@ static int value_condition(builder_t *b, util_buf_t *out, const char *alias, con
             bool point = param->element == FHIR_EL_LAST_UPDATED;
             char col[40];
             snprintf(col, sizeof(col), "%s.%s", alias, point ? "last_updated" : "sp_date");
-            date_condition(out, col, point, prefix, add_param(b->s, v));
+            date_condition(out, col, point, prefix, add_param_owned(b->s, date_value_range(v)));
         }
         util_buf_puts(out, ")");
         break;
@@ -1206,6 +1283,32 @@ static void keyset_condition(fhir_search_t *s, util_buf_t *sql, const sort_key_t
     util_buf_puts(sql, ")");
 }
 
+/*
+ * Types whose partition has a btree on (one reference's sort key, start of the date column): slot_schedule_start,
+ * migrations/0010. The reference is one the type holds at most once, so its sort key is that reference.
+ */
+static const struct {
+    const char *type, *reference;
+} ordered_by_reference[] = {{"Slot", "schedule"}};
+
+/* The sort key a one-valued, unmodified search on such a reference stands for; NULL when it has none or may differ. */
+static char *ordered_reference_key(const char *type, const fhir_search_param_t *param, const char *name, const char *value)
+{
+    if (param == NULL || param->search_type != FHIR_SEARCH_REFERENCE || strcmp(name, param->code) != 0 || strchr(value, ',') != NULL)
+        return NULL;
+    bool listed = false;
+    for (size_t i = 0; i != sizeof(ordered_by_reference) / sizeof(ordered_by_reference[0]); ++i)
+        listed = listed || (strcmp(ordered_by_reference[i].type, type) == 0 && strcmp(ordered_by_reference[i].reference, param->code) == 0);
+    if (!listed)
+        return NULL;
+    if (strchr(value, '/') != NULL)
+        return fhir_search_local_reference(value, fhir_base_url);
+    /* a bare id names a resource of the one target type (the token index holds both forms) */
+    if (param->targets == NULL || strcmp(param->targets, "*") == 0 || strchr(param->targets, '|') != NULL || value[0] == '\0')
+        return NULL;
+    return util_asprintf("%s/%s", param->targets, value);
+}
+
 int fhir_search_build(fhir_search_t *s, const char *type, const char *query, size_t len, const fhir_search_limits_t *limits,
                       bool strict, fhir_outcome_t *oo)
 {
@@ -1225,7 +1328,7 @@ int fhir_search_build_for(fhir_search_t *s, const char *type, const char *query,
     s->total = FHIR_TOTAL_ACCURATE;
     pair_t *pairs = NULL;
     size_t npairs = 0, cap = 0;
-    char *sort = NULL, *cursor_text = NULL;
+    char *sort = NULL, *cursor_text = NULL, *ordered_key = NULL; /* ordered_key: see ordered_reference_key */
     json_t *cursor = NULL;
     util_buf_t where, clause;
     util_buf_init(&where);
@@ -1261,8 +1364,11 @@ int fhir_search_build_for(fhir_search_t *s, const char *type, const char *query,
         util_buf_printf(&where, "r.res_type = ANY($%d::text[]) AND NOT r.deleted", array_param(s, &a));
     }
     builder_t b = {.s = s, .oo = oo};
-    int window_lo = 0, window_hi = 0; /* bounds of one-valued date clauses on sp_date, see below */
-    const char *window_code = NULL, *window_lo_side = NULL, *window_hi_side = NULL;
+    /* the lower (ge/gt/sa) and upper (le/lt/eb) bound given as one value each on the type's date parameter, see below */
+    bool has_window_lo = false, has_window_hi = false;
+    int64_t window_lo = 0, window_hi = 0;
+    const fhir_search_param_t *window_param = NULL;
+    const char *ordered_code = NULL;
     for (size_t i = 0; i != npairs; ++i) {
         const char *n = pairs[i].name;
         if (is_control(n) || (type == NULL && strcmp(n, "_type") == 0))
@@ -1295,16 +1401,23 @@ int fhir_search_build_for(fhir_search_t *s, const char *type, const char *query,
         /* remember a lower (ge/gt/sa) and an upper (le/lt/eb) bound given as one value on the type's date parameter */
         const fhir_search_param_t *param = param_for(s->types, s->ntypes, n);
         if (param != NULL && param->search_type == FHIR_SEARCH_DATE && !is_column(param) && strchr(pairs[i].value, ',') == NULL &&
-            (window_code == NULL || strcmp(window_code, param->code) == 0)) {
+            (window_param == NULL || strcmp(window_param->code, param->code) == 0)) {
             const char *v = pairs[i].value, *prefix = date_prefix(&v);
-            window_code = param->code;
+            int64_t lo, hi;
+            date_value_bounds(v, &lo, &hi); /* cond_for accepted v */
+            window_param = param;
             if (strcmp(prefix, "ge") == 0 || strcmp(prefix, "gt") == 0 || strcmp(prefix, "sa") == 0) {
-                window_lo = s->nparams;
-                window_lo_side = strcmp(prefix, "ge") == 0 ? "lower" : "upper";
+                has_window_lo = true;
+                window_lo = strcmp(prefix, "ge") == 0 ? lo : hi;
             } else if (strcmp(prefix, "le") == 0 || strcmp(prefix, "lt") == 0 || strcmp(prefix, "eb") == 0) {
-                window_hi = s->nparams;
-                window_hi_side = strcmp(prefix, "le") == 0 ? "upper" : "lower";
+                has_window_hi = true;
+                window_hi = strcmp(prefix, "le") == 0 ? hi : lo;
             }
+        }
+        char *key = s->ntypes == 1 && ordered_key == NULL ? ordered_reference_key(s->types[0], param, n, pairs[i].value) : NULL;
+        if (key != NULL) {
+            ordered_code = param->code;
+            ordered_key = key;
         }
     }
     /*
@@ -1312,9 +1425,26 @@ int fhir_search_build_for(fhir_search_t *s, const char *type, const char *query,
      * range, it lets the planner estimate a day of Slots as a day, not as the product of two independent halves
      * (which made it walk the primary key in id order, filtering, instead of using the GIN/GiST indexes).
      */
-    if (window_lo != 0 && window_hi != 0)
-        util_buf_printf(&where, " AND r.sp_date && fhir_window(%s(fhir_date_range($%d::text)), %s(fhir_date_range($%d::text)))",
-                        window_lo_side, window_lo, window_hi_side, window_hi);
+    bool window = has_window_lo && has_window_hi && window_lo < window_hi; /* crossed bounds: a long period can match both */
+    if (window)
+        util_buf_printf(&where, " AND r.sp_date && $%d::tstzrange", add_param_owned(s, range_literal(window_lo, window_hi)));
+    /*
+     * schedule=…&start=ge…&start=lt… restated in the terms of the type's (reference, start) btree, which finds the
+     * day's rows directly; the token and range indexes found every row of the schedule and every row of the day, and
+     * intersected them. Overlapping the window bounds the start from below too, because a stored instant is at most a
+     * second wide (validation requires seconds).
+     */
+    if (ordered_key != NULL) {
+        util_buf_printf(&where, " AND (r.sp_sort ->> '%s') = $%d::text", ordered_code, add_param_owned(s, ordered_key));
+        ordered_key = NULL;
+        if (window && window_param->element == FHIR_EL_INSTANT) {
+            char after[80], before[80];
+            format_micros(window_lo - 1000000, after, sizeof(after));
+            format_micros(window_hi, before, sizeof(before));
+            util_buf_printf(&where, " AND lower(r.sp_date) > $%d::timestamptz", add_param(s, after));
+            util_buf_printf(&where, " AND lower(r.sp_date) < $%d::timestamptz", add_param(s, before));
+        }
+    }
     access_condition(s, &where, "r", s->types, s->ntypes);
     s->nparams_where = s->nparams;
     util_buf_puts(&s->count_sql, "SELECT count(*) FROM resource r WHERE ");
@@ -1381,6 +1511,7 @@ Exit:
     free(pairs);
     free(sort);
     free(cursor_text);
+    free(ordered_key);
     json_decref(cursor);
     util_buf_dispose(&where);
     util_buf_dispose(&clause);

@@ -857,19 +857,6 @@ void hl7_escape(util_buf_t *out, const char *text, const hl7_delims_t *d)
 
 /* ---- timestamps ---- */
 
-static void civil_from_days(long long z, long long *y, unsigned *m, unsigned *d)
-{
-    z += 719468;
-    long long era = (z >= 0 ? z : z - 146096) / 146097;
-    unsigned doe = (unsigned)(z - era * 146097);
-    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    unsigned mp = (5 * doy + 2) / 153;
-    *d = doy - (153 * mp + 2) / 5 + 1;
-    *m = mp < 10 ? mp + 3 : mp - 9;
-    *y = (long long)yoe + era * 400 + (*m <= 2);
-}
-
 static unsigned days_in_month(long long y, unsigned m)
 {
     static const unsigned days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
@@ -930,8 +917,9 @@ void hl7_format_dtm(long long t, char *buf, size_t len)
     /* years 0000 to 9999 are what the format can say */
     const long long lo = util_days_from_civil(0, 1, 1) * 86400, hi = util_days_from_civil(9999, 12, 31) * 86400 + 86399;
     t = t < lo ? lo : t > hi ? hi : t;
-    long long days = t >= 0 ? t / 86400 : -((-t + 86399) / 86400), secs = t - days * 86400, y;
+    long long days = t >= 0 ? t / 86400 : -((-t + 86399) / 86400), secs = t - days * 86400;
+    int64_t y;
     unsigned m, d;
-    civil_from_days(days, &y, &m, &d);
-    snprintf(buf, len, "%04lld%02u%02u%02lld%02lld%02lld+0000", y, m, d, secs / 3600, secs / 60 % 60, secs % 60);
+    util_civil_from_days(days, &y, &m, &d);
+    snprintf(buf, len, "%04lld%02u%02u%02lld%02lld%02lld+0000", (long long)y, m, d, secs / 3600, secs / 60 % 60, secs % 60);
 }

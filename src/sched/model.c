@@ -309,7 +309,7 @@ int sched_fhir_time(const char *text, const sched_tz_t *tz, bool upper, int64_t 
         if (upper) {
             int64_t days = util_days_from_civil(y, m, d) + 1;
             int64_t yy;
-            sched_civil_from_days(days, &yy, &m, &d);
+            util_civil_from_days(days, &yy, &m, &d);
             y = (unsigned)yy;
         }
     } else {

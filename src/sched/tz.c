@@ -81,7 +81,7 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
     va_end(args);
 }
 
-/* ---- civil calendar (H. Hinnant's civil_from_days; days_from_civil is util_days_from_civil) ---- */
+/* ---- civil calendar (util_days_from_civil and util_civil_from_days, util/time.c) ---- */
 
 static int64_t floor_div(int64_t a, int64_t b)
 {
@@ -92,20 +92,6 @@ static int64_t floor_div(int64_t a, int64_t b)
 static bool is_leap(int64_t y)
 {
     return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
-void sched_civil_from_days(int64_t days, int64_t *y, unsigned *m, unsigned *d)
-{
-    days += 719468;
-    int64_t era = floor_div(days, 146097);
-    int64_t doe = days - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153;
-    unsigned mm = (unsigned)(mp < 10 ? mp + 3 : mp - 9);
-    *d = (unsigned)(doy - (153 * mp + 2) / 5 + 1);
-    *m = mm;
-    *y = yoe + era * 400 + (mm <= 2);
 }
 
 unsigned sched_civil_weekday(int64_t days)
@@ -137,7 +123,7 @@ static int64_t year_of(int64_t seconds)
 {
     int64_t y;
     unsigned m, d;
-    sched_civil_from_days(sched_civil_day_of(seconds), &y, &m, &d);
+    util_civil_from_days(sched_civil_day_of(seconds), &y, &m, &d);
     return y;
 }
 

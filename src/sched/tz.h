@@ -9,7 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "util/time.h" /* util_days_from_civil, the other half of the civil calendar below */
+#include "util/time.h" /* util_days_from_civil and util_civil_from_days */
 
 /** First instant the scheduler accepts: 0001-01-01T00:00:00Z (the lower bound of a FHIR instant). */
 #define SCHED_TIME_MIN INT64_C(-62135596800)
@@ -80,8 +80,6 @@ int sched_tz_local_to_utc(const sched_tz_t *tz, int64_t local, int64_t *utc);
  */
 int sched_tz_next_transition(const sched_tz_t *tz, int64_t utc, int64_t *next);
 
-/** The date of `days` since 1970-01-01. */
-void sched_civil_from_days(int64_t days, int64_t *y, unsigned *m, unsigned *d);
 /** Day of the week of `days` since 1970-01-01: 0 = Monday ... 6 = Sunday (FHIR's mon..sun order). */
 unsigned sched_civil_weekday(int64_t days);
 /** Number of days in month m (1..12) of year y. */

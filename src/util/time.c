@@ -44,6 +44,20 @@ int64_t util_days_from_civil(int64_t y, unsigned m, unsigned d)
     return era * 146097 + doe - 719468;
 }
 
+void util_civil_from_days(int64_t days, int64_t *y, unsigned *m, unsigned *d)
+{
+    days += 719468;
+    int64_t era = (days >= 0 ? days : days - 146096) / 146097;
+    int64_t doe = days - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    unsigned mm = (unsigned)(mp < 10 ? mp + 3 : mp - 9);
+    *d = (unsigned)(doy - (153 * mp + 2) / 5 + 1);
+    *m = mm;
+    *y = yoe + era * 400 + (mm <= 2);
+}
+
 /* A hand-written scanner: the availability engine parses ~10k instants per $find, and sscanf + timegm cost more
  * than the rest of the computation. */
 int util_time_parse_instant(const char *text, time_t *out)

@@ -15,6 +15,8 @@ int util_time_parse_instant(const char *text, time_t *out);
 /** Days since 1970-01-01 of the proleptic Gregorian date y-m-d (H. Hinnant's days_from_civil; m 1..12; d beyond the
  * month's length runs on). */
 int64_t util_days_from_civil(int64_t y, unsigned m, unsigned d);
+/** The proleptic Gregorian date of a day count since 1970-01-01 (the inverse of util_days_from_civil). */
+void util_civil_from_days(int64_t days, int64_t *y, unsigned *m, unsigned *d);
 /** Formats Unix seconds as an HTTP-date (RFC 7231), e.g. "Sun, 06 Nov 1994 08:49:37 GMT". */
 void util_time_format_http(time_t t, char *buf, size_t len);
 /** Parses an HTTP-date (IMF-fixdate). -1 on error. */

@@ -265,11 +265,20 @@ async function explain(query) {
 
 const lit = (s) => `'${s.replace(/'/g, "''")}'`;
 const arr = (...xs) => `ARRAY[${xs.map(lit).join(', ')}]::text[]`;
-/** src/fhir/search.c's date conditions for prefixed values on sp_date. */
-const dateGe = (v) => `(r.sp_date && tstzrange(upper(fhir_date_range(${lit(v)})), NULL) OR r.sp_date <@ fhir_date_range(${lit(v)}))`;
-const dateLt = (v) => `r.sp_date && tstzrange(NULL, lower(fhir_date_range(${lit(v)})))`;
+/** A day's range as src/fhir/search.c binds a date value (date_value_range: UTC, [day, next day)). */
+const dayRange = (day) => {
+    const next = new Date(Date.parse(`${day}T00:00:00Z`) + 86_400_000).toISOString().slice(0, 10);
+    return `'[${day} 00:00:00+00,${next} 00:00:00+00)'::tstzrange`;
+};
+/** src/fhir/search.c's date conditions for prefixed day values on sp_date. */
+const dateGe = (v) => `(r.sp_date && tstzrange(upper(${dayRange(v)}), NULL) OR r.sp_date <@ ${dayRange(v)})`;
+const dateLt = (v) => `r.sp_date && tstzrange(NULL, lower(${dayRange(v)}))`;
 /** The redundant window search.c adds for a ge/lt pair, so that the planner estimates one range, not two halves. */
-const dateWindow = (lo, hi) => `r.sp_date && fhir_window(lower(fhir_date_range(${lit(lo)})), lower(fhir_date_range(${lit(hi)})))`;
+const dateWindow = (lo, hi) => `r.sp_date && '[${lo} 00:00:00+00,${hi} 00:00:00+00)'::tstzrange`;
+/** What it adds for a Slot's schedule with that window, for the (schedule, start) btree: the start within it (less a second). */
+const scheduleStart = (schedule, lo, hi) =>
+    `(r.sp_sort ->> 'schedule') = ${lit(schedule)} AND lower(r.sp_date) > timestamptz '${lo} 00:00:00+00' - interval '1 second'` +
+    ` AND lower(r.sp_date) < timestamptz '${hi} 00:00:00+00'`;
 
 function handBuilt(type, conditions, count) {
     const where = `r.res_type = ${lit(type)} AND NOT r.deleted AND ${conditions.join(' AND ')}`;
@@ -300,6 +309,7 @@ const HOT = [
                 dateLt('2034-01-16'),
                 `(r.sp_tokens && ${arr('status=free')})`,
                 dateWindow('2034-01-15', '2034-01-16'),
+                scheduleStart('Schedule/scale-sched-7', '2034-01-15', '2034-01-16'),
             ],
             50,
         ),

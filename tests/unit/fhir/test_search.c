@@ -426,19 +426,28 @@ static void expect_400(const char *type, const char *q, const char *diagnostic)
 
 static void test_date_prefixes(void **state)
 {
-    expect_ok("Slot", "start=2026-11-22", "r.sp_date <@ fhir_date_range(", "2026-11-22");
-    expect_ok("Slot", "start=eq2026", "r.sp_date <@ fhir_date_range(", "2026");
-    expect_ok("Slot", "start=ne2026-11", "NOT (r.sp_date <@", "2026-11");
-    expect_ok("Slot", "start=gt2026-11-22T10:00", "r.sp_date && tstzrange(upper(", "2026-11-22T10:00");
-    expect_ok("Slot", "start=lt2026-11-22T10:00:00Z", "r.sp_date && tstzrange(NULL, lower(", NULL);
-    expect_ok("Slot", "start=ge2026-11-22T10:00:00%2B01:00", "OR r.sp_date <@", "2026-11-22T10:00:00+01:00");
-    expect_ok("Slot", "start=le2026-11-22T10:00:00.5Z", "tstzrange(NULL, lower(", NULL);
+    expect_ok("Slot", "start=2026-11-22", "r.sp_date <@ $2::tstzrange", "[\"2026-11-22 00:00:00.000000+00\",\"2026-11-23 00:00:00.000000+00\")");
+    expect_ok("Slot", "start=eq2026", "r.sp_date <@ $2::tstzrange", "[\"2026-01-01 00:00:00.000000+00\",\"2027-01-01 00:00:00.000000+00\")");
+    expect_ok("Slot", "start=ne2026-11", "NOT (r.sp_date <@", "[\"2026-11-01 00:00:00.000000+00\",\"2026-12-01 00:00:00.000000+00\")");
+    expect_ok("Slot", "start=ne2026-12", "NOT (r.sp_date <@", "[\"2026-12-01 00:00:00.000000+00\",\"2027-01-01 00:00:00.000000+00\")");
+    expect_ok("Slot", "start=gt2026-11-22T10:00", "r.sp_date && tstzrange(upper(",
+              "[\"2026-11-22 10:00:00.000000+00\",\"2026-11-22 10:01:00.000000+00\")");
+    expect_ok("Slot", "start=lt2026-11-22T10:00:00Z", "r.sp_date && tstzrange(NULL, lower(",
+              "[\"2026-11-22 10:00:00.000000+00\",\"2026-11-22 10:00:01.000000+00\")");
+    expect_ok("Slot", "start=ge2026-11-22T10:00:00%2B01:00", "OR r.sp_date <@",
+              "[\"2026-11-22 09:00:00.000000+00\",\"2026-11-22 09:00:01.000000+00\")");
+    expect_ok("Slot", "start=ge2026-11-22T23:30:00-01:00", NULL, "[\"2026-11-23 00:30:00.000000+00\",\"2026-11-23 00:30:01.000000+00\")");
+    expect_ok("Slot", "start=le2026-11-22T10:00:00.5Z", "tstzrange(NULL, lower(",
+              "[\"2026-11-22 10:00:00.500000+00\",\"2026-11-22 10:00:00.501000+00\")");
+    expect_ok("Slot", "start=2026-11-22T10:00:00.12345675Z", NULL, "[\"2026-11-22 10:00:00.123457+00\",\"2026-11-22 10:00:00.124457+00\")");
+    expect_ok("Slot", "start=2024-02", NULL, "[\"2024-02-01 00:00:00.000000+00\",\"2024-03-01 00:00:00.000000+00\")");
+    expect_ok("Slot", "start=0001-01-01T00:00%2B14:00", NULL, "[\"0001-12-31 10:00:00.000000+00 BC\",\"0001-12-31 10:01:00.000000+00 BC\")");
     expect_ok("Slot", "start=sa2026-11-22", "r.sp_date >> tstzrange(NULL, upper(", NULL);
     expect_ok("Slot", "start=eb2026-11-22", "r.sp_date << tstzrange(lower(", NULL);
     expect_ok("Slot", "start=ap2026-11-22", "fhir_approx_range(", NULL);
     expect_ok("Patient", "_lastUpdated=gt2026-01-01", "r.last_updated >= upper(", NULL);
     expect_ok("Patient", "_lastUpdated=lt2026-01-01", "r.last_updated < lower(", NULL);
-    expect_ok("Patient", "birthdate=1970,1980", " OR ", "1980");
+    expect_ok("Patient", "birthdate=1970,1980", " OR ", "[\"1980-01-01 00:00:00.000000+00\",\"1981-01-01 00:00:00.000000+00\")");
     expect_400("Slot", "start=xx2026", "start");
     expect_400("Slot", "start=2026-02-30", "start");
     expect_400("Slot", "start=2026-11-22T25:00", "start");

@@ -53,7 +53,7 @@ static void test_civil_dates(void **state)
     for (int64_t days = -146097 * 4; days <= 146097 * 4; days += 13) {
         int64_t y;
         unsigned m, d;
-        sched_civil_from_days(days, &y, &m, &d);
+        util_civil_from_days(days, &y, &m, &d);
         assert_true(m >= 1 && m <= 12 && d >= 1 && d <= sched_civil_days_in_month(y, m));
         assert_int_equal(util_days_from_civil(y, m, d), days);
     }
