@@ -147,6 +147,9 @@ bool hl7_listener_enabled(void);
 int hl7_listener_open(char *err, size_t errlen);
 /** Starts accepting on `fd` in the calling loop thread, which owns `pool`. */
 void hl7_listener_start(h2o_loop_t *loop, int fd, store_pool_t *pool);
+/** The statements inbound processing uses, for the connection pool to prepare (store_pool_create). */
+extern const store_stmt_t hl7_inbound_statements[];
+extern const size_t hl7_inbound_statement_count;
 /** Stops accepting on this loop; connections finish their message in progress and close. */
 void hl7_listener_stop(h2o_loop_t *loop);
 /** Whether this loop still has HL7 connections with a message in progress. */

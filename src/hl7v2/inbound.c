@@ -22,16 +22,22 @@
 /* A write that lost a race (If-Match, serialisation, deadlock) is retried this many times from the start. */
 #define MAX_ATTEMPTS 3
 
-static const char SQL_LOCK[] = "SELECT pg_advisory_xact_lock(hashtextextended($1, 7)), set_config('fhirsched.hl7_origin', $2, true)";
-/* Every identifier the message finds resources by, locked in one order: two messages naming the same new Practitioner,
- * Patient or Appointment (on any instance) must not both create it. */
-static const char SQL_LOCK_KEYS[] = "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT DISTINCT hashtextextended(x, 11) AS k "
-                                    "FROM unnest($1::text[]) x ORDER BY 1) keys";
-static const char SQL_SEEN[] = "SELECT ack, ack_code FROM hl7_inbound WHERE sending_application = $1 AND sending_facility = $2 "
-                               "AND control_id = $3 AND status <> 'rejected'";
-static const char SQL_RECORD[] =
-    "INSERT INTO hl7_inbound (sending_application, sending_facility, control_id, message_type, status, ack_code, ack, error, "
-    "warnings, resources, message, peer) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text[], $10::text[], $11, $12)";
+/* Prepared on every connection (the pool's catalogue, http/server.c); BEGIN is sent as it is. */
+enum { STMT_LOCK, STMT_LOCK_KEYS, STMT_SEEN, STMT_RECORD };
+const store_stmt_t hl7_inbound_statements[] = {
+    [STMT_LOCK] = {"hl7_lock", "SELECT pg_advisory_xact_lock(hashtextextended($1, 7)), set_config('fhirsched.hl7_origin', $2, true)"},
+    /* Every identifier the message finds resources by, locked in one order: two messages naming the same new
+     * Practitioner, Patient or Appointment (on any instance) must not both create it. */
+    [STMT_LOCK_KEYS] = {"hl7_lock_keys", "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT DISTINCT hashtextextended(x, 11) AS k "
+                                         "FROM unnest($1::text[]) x ORDER BY 1) keys"},
+    [STMT_SEEN] = {"hl7_seen", "SELECT ack, ack_code FROM hl7_inbound WHERE sending_application = $1 AND sending_facility = $2 "
+                               "AND control_id = $3 AND status <> 'rejected'"},
+    [STMT_RECORD] = {"hl7_record",
+                     "INSERT INTO hl7_inbound (sending_application, sending_facility, control_id, message_type, status, ack_code, ack, "
+                     "error, warnings, resources, message, peer) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text[], $10::text[], $11, $12)"},
+};
+const size_t hl7_inbound_statement_count = sizeof(hl7_inbound_statements) / sizeof(hl7_inbound_statements[0]);
+static const store_stmt_t BEGIN_TRANSACTION = {NULL, "BEGIN"};
 
 hl7_inbound_settings_t hl7_inbound_settings;
 
@@ -167,7 +173,7 @@ static void build_ack(hl7_job_t *job)
 
 static void after_record(hl7_job_t *job, PGresult *res);
 static void on_seen_after_race(hl7_job_t *job, PGresult *res);
-static void job_send(hl7_job_t *job, const char *sql, int nparams, const char *const *params, void (*next)(hl7_job_t *, PGresult *));
+static void job_send(hl7_job_t *job, const store_stmt_t *stmt, int nparams, const char *const *params, void (*next)(hl7_job_t *, PGresult *));
 
 /* A failure that says nothing about the message: a lost race is tried again from the start (`retry`), anything else
  * is answered AE "resend" without a record, so that the resend is applied normally. */
@@ -196,7 +202,7 @@ static void on_job_query(store_query_t *q, PGresult *res, const char *err)
             /* a copy of this message was answered meanwhile: answer as that one was answered */
             const char *params[] = {field_or_empty(hl7_sending_application(job->msg)), field_or_empty(hl7_sending_facility(job->msg)),
                                     field_or_empty(hl7_control_id(job->msg))};
-            job_send(job, SQL_SEEN, 3, params, on_seen_after_race);
+            job_send(job, &hl7_inbound_statements[STMT_SEEN], 3, params, on_seen_after_race);
             return;
         }
         /* nothing was applied; the answer still goes out, only the record is missing */
@@ -210,14 +216,14 @@ static void on_job_query(store_query_t *q, PGresult *res, const char *err)
     transient(job, race, err == store_err_query && !race ? "internal error; resend later" : "temporarily unavailable; resend");
 }
 
-static void job_send(hl7_job_t *job, const char *sql, int nparams, const char *const *params, void (*next)(hl7_job_t *, PGresult *))
+static void job_send(hl7_job_t *job, const store_stmt_t *stmt, int nparams, const char *const *params, void (*next)(hl7_job_t *, PGresult *))
 {
     for (int i = 0; i != job->nparams; ++i)
         free(job->params[i]);
     job->nparams = nparams;
     for (int i = 0; i != nparams; ++i)
         job->params[i] = params[i] != NULL ? util_xstrdup(params[i]) : NULL;
-    job->query = (store_query_t){.sql = sql, .nparams = nparams, .params = (const char *const *)job->params, .cb = on_job_query};
+    job->query = (store_query_t){.stmt_name = stmt->name, .sql = stmt->sql, .nparams = nparams, .params = (const char *const *)job->params, .cb = on_job_query};
     job->next = next;
     int ret = job->in_session ? store_session_query(&job->session, &job->query) : store_pool_submit(job->pool, &job->query);
     if (ret != 0)
@@ -267,7 +273,7 @@ static void record(hl7_job_t *job, const char *status, void (*next)(hl7_job_t *,
     char *app_t = stored_text(app, strlen(app)), *fac_t = stored_text(fac, strlen(fac)), *ctrl_t = stored_text(ctrl, strlen(ctrl));
     const char *params[] = {app_t, fac_t, ctrl_t, type, status, hl7_ack_code_name(job->code), job->ack,
                             job->code != HL7_ACK_AA ? job->issue.text : NULL, warnings, resources, message, job->peer};
-    job_send(job, SQL_RECORD, 12, params, next);
+    job_send(job, &hl7_inbound_statements[STMT_RECORD], 12, params, next);
     free(warnings);
     free(resources);
     free(message);
@@ -767,7 +773,7 @@ static void on_keys_locked(hl7_job_t *job, PGresult *res)
 {
     const char *params[] = {field_or_empty(hl7_sending_application(job->msg)), field_or_empty(hl7_sending_facility(job->msg)),
                             field_or_empty(hl7_control_id(job->msg))};
-    job_send(job, SQL_SEEN, 3, params, on_seen);
+    job_send(job, &hl7_inbound_statements[STMT_SEEN], 3, params, on_seen);
 }
 
 static void add_keys(store_array_t *keys, const char *type, const json_t *identifiers)
@@ -795,7 +801,7 @@ static void on_locked(hl7_job_t *job, PGresult *res)
     char *lit = store_array_literal(&keys);
     store_array_dispose(&keys);
     const char *params[] = {lit};
-    job_send(job, SQL_LOCK_KEYS, 1, params, on_keys_locked);
+    job_send(job, &hl7_inbound_statements[STMT_LOCK_KEYS], 1, params, on_keys_locked);
     free(lit);
 }
 
@@ -805,7 +811,7 @@ static void on_begun(hl7_job_t *job, PGresult *res)
     char *key = util_asprintf("%s|%s|%s", app, fac, field_or_empty(hl7_control_id(job->msg)));
     char *origin = util_asprintf("%s|%s", app, fac);
     const char *params[] = {key, origin};
-    job_send(job, SQL_LOCK, 2, params, on_locked);
+    job_send(job, &hl7_inbound_statements[STMT_LOCK], 2, params, on_locked);
     free(key);
     free(origin);
 }
@@ -818,7 +824,7 @@ static void on_session(store_session_t *session, const char *err)
         return;
     }
     job->in_session = true;
-    job_send(job, "BEGIN", 0, NULL, on_begun);
+    job_send(job, &BEGIN_TRANSACTION, 0, NULL, on_begun);
 }
 
 static void begin_tx(hl7_job_t *job)

@@ -48,7 +48,9 @@ static void collect_statements(void)
     const struct {
         const store_stmt_t *list;
         size_t n;
-    } modules[] = {{fhir_ix_statements, fhir_ix_statement_count}, {sched_ops_statements, sched_ops_statement_count}};
+    } modules[] = {{fhir_ix_statements, fhir_ix_statement_count},
+                   {sched_ops_statements, sched_ops_statement_count},
+                   {hl7_inbound_statements, hl7_inbound_statement_count}};
     nstatements = 0;
     for (size_t i = 0; i != sizeof(modules) / sizeof(modules[0]); ++i)
         nstatements += modules[i].n;
