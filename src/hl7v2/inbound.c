@@ -22,7 +22,7 @@
 /* A write that lost a race (If-Match, serialisation, deadlock) is retried this many times from the start. */
 #define MAX_ATTEMPTS 3
 
-/* Prepared on every connection (the pool's catalogue, http/server.c); BEGIN is sent as it is. */
+/* Prepared on every connection (the pool's catalogue, http/server.c); BEGIN is store_begin. */
 enum { STMT_LOCK, STMT_LOCK_KEYS, STMT_SEEN, STMT_RECORD };
 const store_stmt_t hl7_inbound_statements[] = {
     [STMT_LOCK] = {"hl7_lock", "SELECT pg_advisory_xact_lock(hashtextextended($1, 7)), set_config('fhirsched.hl7_origin', $2, true)"},
@@ -37,7 +37,6 @@ const store_stmt_t hl7_inbound_statements[] = {
                      "error, warnings, resources, message, peer) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text[], $10::text[], $11, $12)"},
 };
 const size_t hl7_inbound_statement_count = sizeof(hl7_inbound_statements) / sizeof(hl7_inbound_statements[0]);
-static const store_stmt_t BEGIN_TRANSACTION = {NULL, "BEGIN"};
 
 hl7_inbound_settings_t hl7_inbound_settings;
 
@@ -824,7 +823,7 @@ static void on_session(store_session_t *session, const char *err)
         return;
     }
     job->in_session = true;
-    job_send(job, &BEGIN_TRANSACTION, 0, NULL, on_begun);
+    job_send(job, &store_begin, 0, NULL, on_begun);
 }
 
 static void begin_tx(hl7_job_t *job)

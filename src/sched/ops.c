@@ -1343,8 +1343,7 @@ static void on_book_session(store_session_t *s, const char *err)
         op_fail(op, 503, "transient", "the database is not available; retry later");
         return;
     }
-    static const store_stmt_t begin = {NULL, "BEGIN"};
-    op_send(op, &begin, 0, NULL, on_book_begun);
+    op_send(op, &store_begin, 0, NULL, on_book_begun);
 }
 
 static void book_after_load(sched_op_t *op)

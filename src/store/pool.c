@@ -18,6 +18,7 @@
 const char store_err_unavailable[] = "database unavailable";
 const char store_err_timeout[] = "database query timed out";
 const char store_err_query[] = "database query failed";
+const store_stmt_t store_begin = {NULL, "BEGIN"};
 
 typedef enum {
     CONN_DOWN,       /* waiting for the reconnect timer */

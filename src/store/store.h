@@ -33,6 +33,9 @@ typedef struct st_store_stmt_t {
     const char *sql;
 } store_stmt_t;
 
+/** BEGIN, as a statement for modules that send catalogue statements and transaction control alike (not prepared). */
+extern const store_stmt_t store_begin;
+
 /** A query; embed it in your own context and get back there with H2O_STRUCT_FROM_MEMBER. */
 struct st_store_query_t {
     const char *stmt_name;      /* a prepared statement from the catalogue, or NULL */
