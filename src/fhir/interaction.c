@@ -237,7 +237,7 @@ static void ix_send_batched(fhir_ix_t *ix, const char *batch_stmt, const char *k
 static void ix_send_search(fhir_ix_t *ix, void (*next)(fhir_ix_t *, PGresult *))
 {
     ix->_query = (store_query_t){.sql = ix->_search.sql.base, .nparams = ix->_search.nparams,
-                                 .params = (const char *const *)ix->_search.params};
+                                 .params = (const char *const *)ix->_search.params, .keep_plan = ix->_search.plan_reusable};
     ix_submit(ix, next);
 }
 
@@ -992,10 +992,12 @@ static void search_send_total(fhir_ix_t *ix)
     fhir_search_run_t *run = ix->_run;
     fhir_search_t *s = &ix->_search;
     run_clear_statement(run);
-    if (s->total == FHIR_TOTAL_ESTIMATE && !s->count_only)
+    bool estimate = s->total == FHIR_TOTAL_ESTIMATE && !s->count_only;
+    if (estimate)
         util_buf_puts(&run->sql, "EXPLAIN (FORMAT JSON) ");
     util_buf_append(&run->sql, s->count_sql.base, s->count_sql.len);
-    ix->_query = (store_query_t){.sql = run->sql.base, .nparams = s->nparams_where, .params = (const char *const *)s->params};
+    ix->_query = (store_query_t){.sql = run->sql.base, .nparams = s->nparams_where, .params = (const char *const *)s->params,
+                                 .keep_plan = s->plan_reusable && !estimate};
     ix_submit(ix, on_total);
 }
 

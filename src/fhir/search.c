@@ -1353,8 +1353,14 @@ int fhir_search_build_for(fhir_search_t *s, const char *type, const char *query,
         if (is_control(pairs[i].name) && parse_control(s, pairs[i].name, pairs[i].value, limits, &sort, &cursor_text, oo) != 0)
             goto Exit;
 
-    /* $1: the type(s) */
-    if (s->ntypes == 1) {
+    /*
+     * The type: one of our own table's names is written out, so that a plan made for any values (a kept statement's
+     * generic plan, store.h) is still confined to the type's partition at planning time.
+     */
+    const char *known_type = s->ntypes == 1 ? stored_type(s->types[0]) : NULL;
+    if (known_type != NULL) {
+        util_buf_printf(&where, "r.res_type = '%s' AND NOT r.deleted", known_type);
+    } else if (s->ntypes == 1) {
         util_buf_printf(&where, "r.res_type = $%d::text AND NOT r.deleted", add_param(s, s->types[0]));
     } else {
         store_array_t a;
@@ -1426,24 +1432,27 @@ int fhir_search_build_for(fhir_search_t *s, const char *type, const char *query,
      * (which made it walk the primary key in id order, filtering, instead of using the GIN/GiST indexes).
      */
     bool window = has_window_lo && has_window_hi && window_lo < window_hi; /* crossed bounds: a long period can match both */
-    if (window)
-        util_buf_printf(&where, " AND r.sp_date && $%d::tstzrange", add_param_owned(s, range_literal(window_lo, window_hi)));
     /*
      * schedule=…&start=ge…&start=lt… restated in the terms of the type's (reference, start) btree, which finds the
      * day's rows directly; the token and range indexes found every row of the schedule and every row of the day, and
      * intersected them. Overlapping the window bounds the start from below too, because a stored instant is at most a
-     * second wide (validation requires seconds).
+     * second wide (validation requires seconds). Whatever the values, that btree finds the page's rows best: the plan
+     * may be kept. The window's range is then left out: a plan for unknown values would take it to the range index.
      */
+    bool restated = ordered_key != NULL && window && window_param->element == FHIR_EL_INSTANT;
+    if (window && !restated)
+        util_buf_printf(&where, " AND r.sp_date && $%d::tstzrange", add_param_owned(s, range_literal(window_lo, window_hi)));
     if (ordered_key != NULL) {
         util_buf_printf(&where, " AND (r.sp_sort ->> '%s') = $%d::text", ordered_code, add_param_owned(s, ordered_key));
         ordered_key = NULL;
-        if (window && window_param->element == FHIR_EL_INSTANT) {
-            char after[80], before[80];
-            format_micros(window_lo - 1000000, after, sizeof(after));
-            format_micros(window_hi, before, sizeof(before));
-            util_buf_printf(&where, " AND lower(r.sp_date) > $%d::timestamptz", add_param(s, after));
-            util_buf_printf(&where, " AND lower(r.sp_date) < $%d::timestamptz", add_param(s, before));
-        }
+    }
+    if (restated) {
+        char after[80], before[80];
+        format_micros(window_lo - 1000000, after, sizeof(after));
+        format_micros(window_hi, before, sizeof(before));
+        util_buf_printf(&where, " AND lower(r.sp_date) > $%d::timestamptz", add_param(s, after));
+        util_buf_printf(&where, " AND lower(r.sp_date) < $%d::timestamptz", add_param(s, before));
+        s->plan_reusable = true;
     }
     access_condition(s, &where, "r", s->types, s->ntypes);
     s->nparams_where = s->nparams;

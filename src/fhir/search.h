@@ -139,6 +139,7 @@ typedef struct st_fhir_search_t {
     bool count_only;    /* _summary=count or _count=0 */
     bool backward;      /* the cursor pages backwards: rows come in reverse order */
     bool has_cursor;
+    bool plan_reusable; /* the best plan of the page and of the count does not depend on the values (store_query_t.keep_plan) */
     char *cursor;       /* the _cursor this page continues from (for the self link), or NULL */
     size_t nsort;       /* sort keys in `sql` after the 4 fixed columns (the last two are res_type and id) */
     fhir_total_mode_t total;

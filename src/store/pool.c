@@ -14,6 +14,7 @@
 #define MODULE_NAME "store/pool.c"
 #define RECONNECT_DELAY_MS 500
 #define BATCH_MAX 64 /* queries answered by one execution of a batch statement */
+#define KEPT_NAME_FORMAT "kept_%d" /* no catalogue statement is named like this */
 
 const char store_err_unavailable[] = "database unavailable";
 const char store_err_timeout[] = "database query timed out";
@@ -39,6 +40,11 @@ typedef struct st_store_conn_t {
     store_query_t *current;   /* query in flight (NULL while preparing) */
     PGresult *result;         /* last result of the query in flight */
     store_session_t *session; /* reserving session, if any */
+    /* ad-hoc statements kept prepared (store_query_t.keep_plan), named KEPT_NAME_FORMAT with their index */
+    char *kept_sql[STORE_KEPT_PER_CONN];
+    size_t kept_len[STORE_KEPT_PER_CONN];
+    int nkept;
+    int preparing_kept; /* the index being prepared for `current`, or -1 */
     h2o_timeout_entry_t query_timer;
     h2o_timeout_entry_t reconnect_timer;
 } store_conn_t;
@@ -198,6 +204,53 @@ static void conn_complete_current(store_conn_t *c)
         pool_dispatch(c->pool);
 }
 
+/* ---- ad-hoc statements kept prepared ---- */
+
+/* The index under which the connection keeps `sql` prepared, or -1. */
+static int kept_find(const store_conn_t *c, const char *sql)
+{
+    size_t len = strlen(sql);
+    for (int i = 0; i != c->nkept; ++i)
+        if (c->kept_len[i] == len && memcmp(c->kept_sql[i], sql, len) == 0)
+            return i;
+    return -1;
+}
+
+/* The server forgets a connection's prepared statements with the connection. */
+static void kept_forget(store_conn_t *c)
+{
+    for (int i = 0; i != c->nkept; ++i)
+        free(c->kept_sql[i]);
+    c->nkept = 0;
+    c->preparing_kept = -1;
+}
+
+/* The current query's statement was prepared (or failed to be): run it, or report the failure as the query's. */
+static void conn_kept_prepared(store_conn_t *c)
+{
+    int i = c->preparing_kept;
+    store_query_t *q = c->current;
+    c->preparing_kept = -1;
+    if (c->result == NULL || PQresultStatus(c->result) != PGRES_COMMAND_OK || PQstatus(c->pg) == CONNECTION_BAD) {
+        conn_complete_current(c);
+        return;
+    }
+    PQclear(c->result);
+    c->result = NULL;
+    c->kept_len[i] = strlen(q->sql);
+    c->kept_sql[i] = util_xstrdup(q->sql);
+    c->nkept = i + 1;
+    char name[32];
+    snprintf(name, sizeof(name), KEPT_NAME_FORMAT, i);
+    int flushed = PQsendQueryPrepared(c->pg, name, q->nparams, q->params, NULL, NULL, 0) ? PQflush(c->pg) : -1;
+    if (flushed < 0) {
+        LOG_ERROR("sending a query failed: %s", PQerrorMessage(c->pg));
+        conn_drop(c, store_err_unavailable);
+    } else if (flushed > 0) {
+        conn_want_write(c);
+    }
+}
+
 /* ---- sending ---- */
 
 static int conn_send_prepare(store_conn_t *c)
@@ -214,8 +267,22 @@ static int conn_send_prepare(store_conn_t *c)
 static int conn_send_query(store_conn_t *c, store_query_t *q)
 {
     assert(c->state == CONN_IDLE && c->current == NULL);
-    int ok = q->stmt_name != NULL ? PQsendQueryPrepared(c->pg, q->stmt_name, q->nparams, q->params, NULL, NULL, 0)
+    bool keep = q->keep_plan && q->stmt_name == NULL;
+    int kept = keep ? kept_find(c, q->sql) : -1;
+    char name[32];
+    int ok;
+    if (kept >= 0) {
+        snprintf(name, sizeof(name), KEPT_NAME_FORMAT, kept);
+        ok = PQsendQueryPrepared(c->pg, name, q->nparams, q->params, NULL, NULL, 0);
+    } else if (keep && c->nkept != STORE_KEPT_PER_CONN) {
+        /* prepared first; on_readable runs it once the server has it (conn_kept_prepared) */
+        c->preparing_kept = c->nkept;
+        snprintf(name, sizeof(name), KEPT_NAME_FORMAT, c->nkept);
+        ok = PQsendPrepare(c->pg, name, q->sql, q->nparams, NULL);
+    } else {
+        ok = q->stmt_name != NULL ? PQsendQueryPrepared(c->pg, q->stmt_name, q->nparams, q->params, NULL, NULL, 0)
                                   : PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0);
+    }
     int flushed = ok ? PQflush(c->pg) : -1;
     if (flushed < 0) {
         LOG_ERROR("sending a query failed: %s", PQerrorMessage(c->pg));
@@ -321,6 +388,7 @@ static void conn_drop(store_conn_t *c, const char *err)
     }
     c->state = CONN_DOWN;
     c->prepared = 0;
+    kept_forget(c);
     store_query_t *q = c->current;
     PGresult *res = c->result;
     c->current = NULL;
@@ -468,6 +536,8 @@ static void on_readable(h2o_socket_t *sock, const char *err)
                 c->state = CONN_IDLE;
                 pool_dispatch(c->pool);
             }
+        } else if (c->preparing_kept >= 0) {
+            conn_kept_prepared(c);
         } else {
             conn_complete_current(c);
         }
@@ -657,6 +727,7 @@ store_pool_t *store_pool_create(h2o_loop_t *loop, const char *dsn, unsigned size
         store_conn_t *c = &pool->conns[i];
         c->pool = pool;
         c->pg_fd = -1;
+        c->preparing_kept = -1;
         c->query_timer.cb = on_query_timer;
         c->reconnect_timer.cb = on_reconnect_timer;
         conn_connect(c);

@@ -27,6 +27,9 @@ typedef void (*store_query_cb)(store_query_t *query, PGresult *res, const char *
 /** Called when a session got its own connection (err NULL) or could not (err set). */
 typedef void (*store_session_cb)(store_session_t *session, const char *err);
 
+/** Ad-hoc statements (keep_plan) a connection keeps prepared, at most. */
+#define STORE_KEPT_PER_CONN 32
+
 /** A statement prepared on every connection at connect time. */
 typedef struct st_store_stmt_t {
     const char *name;
@@ -43,6 +46,12 @@ struct st_store_query_t {
     int nparams;
     const char *const *params;  /* text-format values (NULL = SQL NULL); must stay valid until the callback */
     store_query_cb cb;
+    /*
+     * Ad-hoc SQL whose best plan does not depend on the values: each connection prepares it on first use (one extra
+     * round trip) and runs it by name afterwards, so PostgreSQL can settle on a generic plan instead of planning every
+     * execution. Up to STORE_KEPT_PER_CONN texts per connection; later ones run unprepared.
+     */
+    bool keep_plan;
     /*
      * Batching (optional, pool queries only): a prepared statement that takes one text[] parameter of keys and returns
      * rows whose first column is a key. Queries with the same batch statement that are queued together are answered by

@@ -4,11 +4,14 @@
 // modifier (schedule:Schedule=…), which the restatement leaves alone; both must find exactly the Slots that the
 // definition of the date prefixes gives, on starts at the edges: a second before and at the window's bounds, with
 // milliseconds, in other zones, and for every form of the schedule's reference (relative, bare id, absolute).
+// The restated search is also the one whose statement each database connection keeps prepared (store.h, keep_plan):
+// after five executions PostgreSQL may run it with one plan for any values, and a new connection must prepare it anew.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { create, entryIds, expectStatus, fhir, startServer, uniq } from '../lib/harness.mjs';
+import { create, createTestDatabase, entryIds, expectStatus, fhir, psql, sleep, startServer, uniq } from '../lib/harness.mjs';
 
+let db;
 let server;
 let schedule;
 let other;
@@ -28,7 +31,8 @@ const STARTS = [
 ];
 
 before(async () => {
-    server = await startServer();
+    db = await createTestDatabase();
+    server = await startServer({ databaseUrl: db.url });
     const sched = await create(server, { resourceType: 'Schedule', actor: [{ display: 'ordered search' }] });
     const sched2 = await create(server, { resourceType: 'Schedule', actor: [{ display: 'another schedule' }] });
     schedule = sched.id;
@@ -46,6 +50,7 @@ before(async () => {
 });
 after(async () => {
     await server?.stop();
+    await db?.drop();
 });
 
 /** The bounds a search value stands for (FHIR R4 search, date precision), in ms. */
@@ -83,6 +88,15 @@ const WINDOWS = [
     ['ge2031-03-11', 'lt2031-03-10'], // crossed: no window
 ];
 
+/** The Slots of the schedule that a window (and optional status filter) must find, by the prefixes' definition. */
+function expectedIds(lo, hi, status) {
+    return [...slots]
+        .filter(([, s]) => matches(s, decodeURIComponent(lo)) && matches(s, decodeURIComponent(hi)))
+        .filter(([, s]) => status === '' || s.status === 'free')
+        .map(([id]) => id)
+        .sort();
+}
+
 async function ids(query) {
     const res = await fhir(server, 'GET', `/Slot?${query}&_count=100`);
     expectStatus(res, 200);
@@ -94,11 +108,7 @@ describe('Slot search by schedule and start window: the (schedule, start) index 
         for (const [lo, hi] of WINDOWS) {
             for (const status of ['', '&status=free']) {
                 const tail = `&start=${lo}&start=${hi}${status}`;
-                const expected = [...slots]
-                    .filter(([, s]) => matches(s, decodeURIComponent(lo)) && matches(s, decodeURIComponent(hi)))
-                    .filter(([, s]) => status === '' || s.status === 'free')
-                    .map(([id]) => id)
-                    .sort();
+                const expected = expectedIds(lo, hi, status);
                 const twin = await ids(`schedule:Schedule=${schedule}${tail}`);
                 assert.deepEqual(twin, expected, `schedule:Schedule=…${tail}`);
                 for (const ref of [`Schedule/${schedule}`, schedule, `${server.base}/Schedule/${schedule}`]) {
@@ -117,5 +127,31 @@ describe('Slot search by schedule and start window: the (schedule, start) index 
         assert.deepEqual(await ids(`schedule=${encodeURIComponent(`http://elsewhere.example/fhir/Schedule/${schedule}`)}${tail}`), []);
         // two schedules at once are searched the ordinary way
         assert.deepEqual(await ids(`schedule=Schedule/${schedule},Schedule/${other}${tail}`), [...mine, ...theirs].sort());
+    });
+
+    it('stays right when run by a kept statement with a plan for any values, and on connections made anew', async () => {
+        const everyWindow = async (what) => {
+            for (const [lo, hi] of WINDOWS) {
+                const expected = expectedIds(lo, hi, '&status=free');
+                const query = `schedule=Schedule/${schedule}&start=${lo}&start=${hi}&status=free`;
+                assert.deepEqual(await ids(query), expected, `${what}: ${lo} ${hi}`);
+                // a full page of one: the total is counted by the count statement, kept alike
+                const counted = await fhir(server, 'GET', `/Slot?${query}&_count=1&_total=accurate`);
+                expectStatus(counted, 200);
+                assert.equal(counted.json.total, expected.length, `${what}: total for ${lo} ${hi}`);
+            }
+        };
+        // more executions of one statement than any connection of the pool needs before PostgreSQL may keep one plan
+        for (let round = 0; round !== 6; ++round) await everyWindow(`round ${round}`);
+        // the server's connections are cut: their prepared statements are gone with them
+        await psql(process.env.FHIRSCHED_TEST_PG_PORT, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${db.name}' AND pid <> pg_backend_pid()`);
+        for (let tries = 0; ; ++tries) {
+            const res = await fhir(server, 'GET', `/Slot?schedule=Schedule/${schedule}&start=ge2031-03-10&start=lt2031-03-11&status=free`);
+            if (res.status === 200) break;
+            assert.equal(res.status, 503, 'while reconnecting');
+            assert.ok(tries < 100, 'the server reconnects');
+            await sleep(100);
+        }
+        for (let round = 0; round !== 2; ++round) await everyWindow(`reconnected, round ${round}`);
     });
 });

@@ -275,7 +275,7 @@ const dateGe = (v) => `(r.sp_date && tstzrange(upper(${dayRange(v)}), NULL) OR r
 const dateLt = (v) => `r.sp_date && tstzrange(NULL, lower(${dayRange(v)}))`;
 /** The redundant window search.c adds for a ge/lt pair, so that the planner estimates one range, not two halves. */
 const dateWindow = (lo, hi) => `r.sp_date && '[${lo} 00:00:00+00,${hi} 00:00:00+00)'::tstzrange`;
-/** What it adds for a Slot's schedule with that window, for the (schedule, start) btree: the start within it (less a second). */
+/** What it adds instead for a Slot's schedule with that window, for the (schedule, start) btree: the start within it (less a second). */
 const scheduleStart = (schedule, lo, hi) =>
     `(r.sp_sort ->> 'schedule') = ${lit(schedule)} AND lower(r.sp_date) > timestamptz '${lo} 00:00:00+00' - interval '1 second'` +
     ` AND lower(r.sp_date) < timestamptz '${hi} 00:00:00+00'`;
@@ -308,7 +308,6 @@ const HOT = [
                 dateGe('2034-01-15'),
                 dateLt('2034-01-16'),
                 `(r.sp_tokens && ${arr('status=free')})`,
-                dateWindow('2034-01-15', '2034-01-16'),
                 scheduleStart('Schedule/scale-sched-7', '2034-01-15', '2034-01-16'),
             ],
             50,
