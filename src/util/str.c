@@ -42,12 +42,18 @@ char *util_xstrndup(const char *s, size_t len)
 
 char *util_vasprintf(const char *fmt, va_list args)
 {
+    /* formatted once into a stack buffer; only longer results are formatted again, into their own allocation */
+    char small[256];
     va_list copy;
     va_copy(copy, args);
-    int n = vsnprintf(NULL, 0, fmt, copy);
+    int n = vsnprintf(small, sizeof(small), fmt, copy);
     va_end(copy);
-    char *p = util_xmalloc((size_t)(n < 0 ? 0 : n) + 1);
-    vsnprintf(p, (size_t)(n < 0 ? 0 : n) + 1, fmt, args);
+    size_t len = n < 0 ? 0 : (size_t)n;
+    char *p = util_xmalloc(len + 1);
+    if (len < sizeof(small))
+        memcpy(p, n < 0 ? "" : small, len + 1);
+    else
+        vsnprintf(p, len + 1, fmt, args);
     return p;
 }
 
@@ -105,10 +111,22 @@ void util_buf_puts(util_buf_t *buf, const char *s)
 
 void util_buf_printf(util_buf_t *buf, const char *fmt, ...)
 {
+    /* formatted straight into the spare room; only a result that does not fit is formatted again (arguments never
+     * point into `buf` itself) */
     va_list args;
     va_start(args, fmt);
-    char *p = util_vasprintf(fmt, args);
+    size_t room = buf->_capacity - buf->len;
+    int n = vsnprintf(buf->base + buf->len, room, fmt, args);
     va_end(args);
-    util_buf_puts(buf, p);
-    free(p);
+    if (n < 0) {
+        buf->base[buf->len] = '\0';
+        return;
+    }
+    if ((size_t)n >= room) {
+        buf_reserve(buf, (size_t)n);
+        va_start(args, fmt);
+        vsnprintf(buf->base + buf->len, (size_t)n + 1, fmt, args);
+        va_end(args);
+    }
+    buf->len += (size_t)n;
 }

@@ -38,7 +38,7 @@ void util_buf_dispose(util_buf_t *buf);
 void util_buf_append(util_buf_t *buf, const char *s, size_t len);
 /** Appends a NUL-terminated string. */
 void util_buf_puts(util_buf_t *buf, const char *s);
-/** Appends formatted text. */
+/** Appends formatted text; no argument may point into `buf` itself. */
 void util_buf_printf(util_buf_t *buf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif
