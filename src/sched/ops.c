@@ -1,3 +1,4 @@
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,8 +41,14 @@ const store_stmt_t sched_ops_statements[] = {
     /* The Appointment an id names: a stored one, or a live proposal. */
     [STMT_TARGET] = {"sched_target", "SELECT 'resource', version_id, body FROM resource WHERE res_type = 'Appointment' AND id = $1 "
                                      "AND NOT deleted UNION ALL SELECT 'proposal', 0, body FROM sched_proposal_body($1)"},
+    /*
+     * Proposals are short-lived offers, saved by a statement of its own (never in a session): its commit does not wait
+     * for the WAL flush (set_config local to this one-statement transaction). A crash may lose the last few; a $hold
+     * on one is then "not found" and the client asks again, while bookings keep their synchronous commits.
+     */
     [STMT_SAVE_PROPOSALS] = {"sched_save_proposals", "INSERT INTO sched_proposal (set_id, bodies, expires_at) "
-                                                     "VALUES ($1, $2::json, now() + $3::integer * interval '1 second')"},
+                                                     "SELECT $1, $2::json, now() + $3::integer * interval '1 second' "
+                                                     "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit"},
     [STMT_PATIENT_BY_ID] = {"sched_patient_by_id", "SELECT id FROM resource WHERE res_type = 'Patient' AND id = $1 AND NOT deleted"},
     [STMT_PATIENT_BY_IDENTIFIER] = {"sched_patient_by_identifier",
                                     "SELECT id FROM resource WHERE res_type = 'Patient' AND NOT deleted "
@@ -93,7 +100,10 @@ struct st_sched_op_t {
     json_t *hold_patients;
     json_t *patient_keys;
     size_t patient_next;
-    json_t *proposals;
+    /* $find: the proposals as JSON text, dumped once for storing and for the answer; ids are <set>-<index> */
+    char **proposal_texts;
+    size_t nproposals, proposals_total;
+    char proposal_set[UTIL_UUID_LEN + 8];
     fhir_ix_t *ix;
     char *rule_warning; /* SCHED_OP_CHECK: the first broken rule */
     store_session_t *borrowed; /* SCHED_OP_CHECK: the caller's transaction, which reads run in */
@@ -153,7 +163,9 @@ void sched_op_destroy(sched_op_t *op)
     free(op->target_id);
     json_decref(op->hold_patients);
     json_decref(op->patient_keys);
-    json_decref(op->proposals);
+    for (size_t i = 0; i != op->nproposals; ++i)
+        free(op->proposal_texts[i]);
+    free(op->proposal_texts);
     free(op->rule_warning);
     if (op->ix != NULL)
         fhir_ix_destroy(op->ix);
@@ -753,39 +765,49 @@ static void load_dynamic(sched_op_t *op, json_t *actors, json_t *schedules, int6
 
 /* ---- answers ---- */
 
-static json_t *bundle_new(size_t total)
+/*
+ * Answers are searchset Bundles written as text around resources that are JSON text already (the stored bytes, or
+ * proposals dumped once for both storing and answering).
+ */
+static void bundle_open(util_buf_t *b, size_t total)
 {
-    return json_pack("{s:s, s:{s:[s]}, s:s, s:I, s:[]}", "resourceType", "Bundle", "meta", "profile", IHE_BUNDLE_PROFILE, "type",
-                     "searchset", "total", (json_int_t)total, "entry");
+    util_buf_init(b);
+    util_buf_printf(b, "{\"resourceType\":\"Bundle\",\"meta\":{\"profile\":[\"" IHE_BUNDLE_PROFILE "\"]},\"type\":\"searchset\","
+                       "\"total\":%zu,\"entry\":[", total);
 }
 
-static void bundle_add(json_t *bundle, json_t *resource, const char *mode)
+/* One entry; `type` and `id` give its fullUrl (none when either is NULL). */
+static void bundle_add_text(util_buf_t *b, const char *type, const char *id, const char *resource, size_t len, const char *mode)
 {
-    json_t *entry = json_object();
-    const char *rt = json_string_value(json_object_get(resource, "resourceType"));
-    const char *id = json_string_value(json_object_get(resource, "id"));
-    if (rt != NULL && id != NULL) {
-        char *url = util_asprintf("%s/%s/%s", fhir_base_url, rt, id);
-        json_object_set_new(entry, "fullUrl", json_string(url));
-        free(url);
-    }
-    json_object_set(entry, "resource", resource);
-    json_object_set_new(entry, "search", json_pack("{s:s}", "mode", mode));
-    json_array_append_new(json_object_get(bundle, "entry"), entry);
+    util_buf_puts(b, b->base[b->len - 1] == '[' ? "{" : ",{");
+    if (type != NULL && id != NULL)
+        util_buf_printf(b, "\"fullUrl\":\"%s/%s/%s\",", fhir_base_url, type, id);
+    util_buf_puts(b, "\"resource\":");
+    util_buf_append(b, resource, len);
+    util_buf_printf(b, ",\"search\":{\"mode\":\"%s\"}}", mode);
 }
 
-static void respond(sched_op_t *op, json_t *bundle)
+static void bundle_add(util_buf_t *b, json_t *resource, const char *mode)
+{
+    char *text = json_dumps(resource, FHIR_JSON_DUMP_FLAGS);
+    bundle_add_text(b, json_string_value(json_object_get(resource, "resourceType")), json_string_value(json_object_get(resource, "id")),
+                    text, strlen(text), mode);
+    free(text);
+}
+
+/* Closes the Bundle, with the operation's notes as an outcome entry, and answers with it. */
+static void respond(sched_op_t *op, util_buf_t *bundle)
 {
     if (op->notes.count != 0) {
         json_t *oo = fhir_outcome_to_json(&op->notes);
         bundle_add(bundle, oo, "outcome");
         json_decref(oo);
     }
+    util_buf_puts(bundle, "]}");
     free(op->body);
-    op->body = json_dumps(bundle, FHIR_JSON_DUMP_FLAGS);
-    op->body_len = strlen(op->body);
+    op->body = bundle->base;
+    op->body_len = bundle->len;
     op->status = 200;
-    json_decref(bundle);
     op_done(op);
 }
 
@@ -862,22 +884,23 @@ static json_t *proposal_json(sched_op_t *op, const sched_candidate_t *c, const c
 
 static void find_no_result(sched_op_t *op, const char *why)
 {
-    json_t *bundle = bundle_new(0);
+    util_buf_t bundle;
+    bundle_open(&bundle, 0);
     fhir_outcome_add(&op->notes, FHIR_SEV_INFORMATION, "not-found", NULL, "no appointment is available: %s",
                      why != NULL && why[0] != '\0' ? why : "nothing matches the request");
-    respond(op, bundle);
+    respond(op, &bundle);
 }
 
 static void on_proposals_saved(sched_op_t *op, PGresult *res)
 {
-    size_t total = (size_t)json_integer_value(json_object_get(op->proposals, "total"));
-    json_t *bundle = bundle_new(total);
-    size_t i;
-    json_t *a;
-    json_array_foreach(json_object_get(op->proposals, "list"), i, a) {
-        bundle_add(bundle, a, "match");
+    util_buf_t bundle;
+    bundle_open(&bundle, op->proposals_total);
+    char id[sizeof(op->proposal_set) + 24];
+    for (size_t i = 0; i != op->nproposals; ++i) {
+        snprintf(id, sizeof(id), "%s-%zu", op->proposal_set, i);
+        bundle_add_text(&bundle, "Appointment", id, op->proposal_texts[i], strlen(op->proposal_texts[i]), "match");
     }
-    respond(op, bundle);
+    respond(op, &bundle);
 }
 
 static void find_after_load(sched_op_t *op)
@@ -894,7 +917,7 @@ static void find_after_load(sched_op_t *op)
         return;
     }
     util_buf_dispose(&why);
-    char set_id[UTIL_UUID_LEN + 8], uuid[UTIL_UUID_LEN + 1], id[80];
+    char *set_id = op->proposal_set, uuid[UTIL_UUID_LEN + 1], id[80];
     util_uuid_v4(uuid);
     size_t j = 0;
     for (size_t i = 0; uuid[i] != '\0'; ++i)
@@ -903,20 +926,29 @@ static void find_after_load(sched_op_t *op)
     set_id[j] = '\0';
     memmove(set_id + 5, set_id, j + 1);
     memcpy(set_id, "prop-", 5);
-    json_t *list = json_array();
+    /* stored as one JSON array of the texts the answer repeats */
+    op->proposal_texts = util_xcalloc(n, sizeof(*op->proposal_texts));
+    op->proposals_total = total;
+    util_buf_t bodies;
+    util_buf_init(&bodies);
+    util_buf_puts(&bodies, "[");
     for (size_t i = 0; i != n; ++i) {
         snprintf(id, sizeof(id), "%s-%zu", set_id, i);
-        json_array_append_new(list, proposal_json(op, &c[i], id));
+        json_t *proposal = proposal_json(op, &c[i], id);
+        op->proposal_texts[i] = json_dumps(proposal, FHIR_JSON_DUMP_FLAGS);
+        op->nproposals = i + 1;
+        json_decref(proposal);
+        util_buf_puts(&bodies, i == 0 ? "" : ",");
+        util_buf_puts(&bodies, op->proposal_texts[i]);
     }
+    util_buf_puts(&bodies, "]");
     sched_candidates_free(c, n);
-    json_decref(op->proposals);
-    op->proposals = json_pack("{s:I, s:O}", "total", (json_int_t)total, "list", list);
-    char *bodies = json_dumps(list, FHIR_JSON_DUMP_FLAGS), ttl[24];
-    json_decref(list);
+    char ttl[24];
     snprintf(ttl, sizeof(ttl), "%lld", (long long)sched_settings.proposal_ttl);
-    const char *params[] = {set_id, bodies, ttl};
+    const char *params[] = {set_id, bodies.base, ttl};
+    assert(!op->in_session && op->borrowed == NULL); /* its asynchronous commit must not cover anything else */
     op_send(op, &sched_ops_statements[STMT_SAVE_PROPOSALS], 3, params, on_proposals_saved);
-    free(bodies);
+    util_buf_dispose(&bodies);
 }
 
 static void find_after_model(sched_op_t *op)
@@ -1130,11 +1162,13 @@ static void write_target(sched_op_t *op, fhir_ix_cb done)
 
 static void respond_with_written(sched_op_t *op)
 {
-    json_t *stored = json_loadb(op->ix->res.body, op->ix->res.body_len, 0, NULL);
-    json_t *bundle = bundle_new(1);
-    bundle_add(bundle, stored != NULL ? stored : op->target, "match");
-    json_decref(stored);
-    respond(op, bundle);
+    util_buf_t bundle;
+    bundle_open(&bundle, 1);
+    if (op->ix->res.body != NULL && op->ix->res.body_len != 0 && op->ix->res.body[0] == '{')
+        bundle_add_text(&bundle, "Appointment", op->target_id, op->ix->res.body, op->ix->res.body_len, "match"); /* the stored bytes */
+    else
+        bundle_add(&bundle, op->target, "match");
+    respond(op, &bundle);
 }
 
 /* ---- $hold ---- */

@@ -1,10 +1,13 @@
 // SQL functions that migrations replaced for speed give the answers the originals gave. sched_ref_key keys busy
 // rows, access tokens and Slot links: migration 0010 dropped its regular expression for the common shapes, and any
 // difference would leave rows keyed one way and looked up another.
+// Also the PostgreSQL behaviour a statement of src/sched/ops.c relies on (see the last test).
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { createTestDatabase, psql } from '../lib/harness.mjs';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { PG_SH, createTestDatabase, psql } from '../lib/harness.mjs';
 
 const PG_PORT = () => process.env.FHIRSCHED_TEST_PG_PORT;
 let db;
@@ -35,4 +38,16 @@ test('sched_ref_key agrees with its original regular expression', async () => {
     for (const [ref, now, original] of rows) assert.equal(now, original, `sched_ref_key(${JSON.stringify(ref)})`);
     // and the common shapes really are keyed
     assert.deepEqual(rows.slice(0, 3).map((r) => r[1]), ['Patient/1', 'Practitioner/abc-1.2', 'Practitioner/1']);
+});
+
+// $find saves its proposals with set_config('synchronous_commit', 'off', true) in the one statement (no session, no
+// BEGIN): the commit of that statement's own transaction does not wait for the WAL flush, and the pooled connection's
+// next statement, bookings included, is synchronous again. Each -c of psql is its own implicit transaction.
+test('a transaction-local synchronous_commit in one statement ends with that statement', async () => {
+    const { stdout } = await promisify(execFile)(PG_SH, [
+        'psql', process.env.FHIRSCHED_TEST_PG_DIR || '-', String(PG_PORT()), '-q', '-tA', '-d', db.name,
+        '-c', `SELECT current_setting('synchronous_commit') FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit`,
+        '-c', 'SHOW synchronous_commit',
+    ]);
+    assert.deepEqual(stdout.trim().split('\n'), ['off', 'on']);
 });
