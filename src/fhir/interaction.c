@@ -839,9 +839,11 @@ static void run_add_entry(fhir_ix_t *ix, const char *type, const char *id, const
     free(subset);
     util_buf_printf(&run->entries, ",\"search\":{\"mode\":\"%s\"}}", mode);
     ++run->nentries;
-    run_mark_seen(run, type, id);
-    store_array_add(&run->seed_types, type);
-    store_array_add(&run->seed_ids, id);
+    if (s->nincludes != 0) { /* what includes start from, and must not repeat */
+        run_mark_seen(run, type, id);
+        store_array_add(&run->seed_types, type);
+        store_array_add(&run->seed_ids, id);
+    }
 }
 
 /* The link to this search with `cursor` (NULL: the first page). */
