@@ -51,3 +51,43 @@ test('a transaction-local synchronous_commit in one statement ends with that sta
     ]);
     assert.deepEqual(stdout.trim().split('\n'), ['off', 'on']);
 });
+
+// sched_load (migration 0011) keeps one plan per session for any values; two of its branches are written so that
+// the plan cannot read what the arguments do not ask for: busy rows actor by actor (actor and time both index
+// conditions, not every actor's rows of the window), and "does the schedule publish Slots" stopping at the first
+// Slot. auto_explain at NOTICE level shows the nested plan to this client.
+test('sched_load reads busy rows of the asked actors only, and one Slot per schedule for "slotted"', async () => {
+    const setup = `INSERT INTO sched_busy (actor, during, appointment_id)
+        SELECT 'Practitioner/other-' || i, tstzrange('2031-05-05 09:00+00', '2031-05-05 09:30+00'), 'plan-' || i FROM generate_series(1, 3000) i;
+        INSERT INTO sched_busy VALUES ('Practitioner/asked', tstzrange('2031-05-05 10:00+00', '2031-05-05 10:30+00'), 'plan-asked');
+        ANALYZE sched_busy;`;
+    await psql(PG_PORT(), setup, { db: db.name });
+    const { stdout, stderr } = await promisify(execFile)(PG_SH, [
+        'psql', process.env.FHIRSCHED_TEST_PG_DIR || '-', String(PG_PORT()), '-q', '-tA', '-d', db.name,
+        '-c', `LOAD 'auto_explain'`,
+        '-c', `SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on; SET auto_explain.log_analyze = on;
+               SET auto_explain.log_format = 'json'; SET auto_explain.log_level = 'notice'`,
+        '-c', `SELECT kind, key FROM sched_load(ARRAY['Practitioner/asked'], ARRAY['schedule=Schedule/none'],
+               '2031-05-05 00:00+00', '2031-05-12 00:00+00', ARRAY[]::text[])`,
+    ]);
+    assert.deepEqual(stdout.trim().split('\n'), ['busy|Practitioner/asked']);
+    const plans = [...stderr.matchAll(/NOTICE:\s+duration: [\d.]+ ms\s+plan:\s*(\{[\s\S]*?\n\})/g)].map((m) => JSON.parse(m[1]));
+    const nested = plans.find((p) => /sched_busy/.test(p['Query Text']) && /RETURN|unnest\(p_actors\)/.test(p['Query Text']));
+    assert.ok(nested, `the nested plan of sched_load was shown:\n${stderr.slice(0, 2000)}`);
+    const nodes = [];
+    (function walk(n) {
+        nodes.push(n);
+        for (const c of n.Plans ?? []) walk(c);
+    })(nested.Plan);
+    const busyScans = nodes.filter((n) => n['Relation Name'] === 'sched_busy' || (n['Index Name'] ?? '').startsWith('sched_busy'));
+    assert.ok(busyScans.length > 0);
+    for (const n of busyScans) {
+        if (n['Index Cond'] !== undefined) assert.match(n['Index Cond'], /actor = /, `busy rows searched by actor: ${JSON.stringify(n)}`);
+        assert.ok((n['Actual Rows'] ?? 0) <= 1, `only the asked actor's busy row is read: ${JSON.stringify(n)}`);
+    }
+    assert.ok(!nodes.some((n) => n['Node Type'] === 'Seq Scan' && n['Relation Name'] === 'sched_busy'));
+    const slotScans = nodes.filter((n) => n['Relation Name'] === 'slot');
+    assert.ok(slotScans.length > 0 && slotScans.every((n) => n['Node Type'] === 'Index Scan' && n['Index Name'] === 'slot_schedule_start'),
+        `Slots by (schedule, start): ${JSON.stringify(slotScans)}`);
+    assert.ok(nodes.some((n) => n['Node Type'] === 'Limit'), 'the slotted branch stops at the first Slot');
+});
