@@ -1,5 +1,6 @@
 -- sched_load's plan, made once per session for any values (force_generic_plan), must not depend on estimates
--- (issue 8, docs/performance.md). Two of its branches are written so that only one plan is possible:
+-- (issue 8, docs/performance.md). Each branch is written so that only one plan is possible: it runs per argument
+-- element, in a LATERAL subquery that cannot be flattened (OFFSET 0, or LIMIT), on that element's index.
 --   busy     the LATERAL subquery is fenced (OFFSET 0), so it runs actor by actor with both actor and time as index
 --            conditions. Unfenced, the generic plan hash-joined the actors to every busy row of the window found by
 --            time alone (the exclusion index searched by its second column), which grows with everyone's bookings.
@@ -7,7 +8,11 @@
 --            (LIMIT 1 in a LATERAL subquery, which cannot become a semi-join): the EXISTS form built a bitmap of every
 --            Slot of the schedule (50,000 at 1M Slots), and with stale statistics ANDed it with a bitmap of every
 --            Slot of the partition.
--- Everything else is migration 0010's sched_load (see its comment for the rows it returns).
+--   slot     schedule by schedule through slot_schedule_start, as before, now fenced like the others.
+--   patient  patient by patient through the token index: a plan starting from the Appointments (possible with the
+--            statistics of an empty partition) would read every booked Appointment, the time test being kept away
+--            from the indexes, even for no patient at all.
+-- The rows returned are migration 0010's (see its comment).
 CREATE OR REPLACE FUNCTION sched_load(p_actors text[], p_schedules text[], p_from timestamptz, p_to timestamptz, p_patients text[])
 RETURNS TABLE (kind text, key text, lo text, hi text, extra text)
 LANGUAGE plpgsql STABLE
@@ -23,8 +28,9 @@ BEGIN
     SELECT 'slot', r.id, date_part('epoch', lower(r.sp_date))::bigint::text,
            coalesce(r.sp_sort ->> '_end', r.body::json ->> 'end'), (r.sp_sort ->> 'status') || ' ' || (r.sp_sort ->> 'schedule')
       FROM unnest(p_schedules) s
-      JOIN resource r ON r.res_type = 'Slot' AND NOT r.deleted AND r.sp_sort ->> 'schedule' = substr(s, length('schedule=') + 1)
-       AND lower(r.sp_date) >= p_from - interval '7 days' AND lower(r.sp_date) < p_to
+      JOIN LATERAL (SELECT * FROM resource r WHERE r.res_type = 'Slot' AND NOT r.deleted
+                       AND r.sp_sort ->> 'schedule' = substr(s, length('schedule=') + 1)
+                       AND lower(r.sp_date) >= p_from - interval '7 days' AND lower(r.sp_date) < p_to OFFSET 0) r ON true
     UNION ALL
     SELECT 'slotted', s, NULL, NULL, NULL
       FROM unnest(p_schedules) s
@@ -35,8 +41,9 @@ BEGIN
     UNION ALL
     SELECT 'patient', p, NULL, NULL, r.body
       FROM unnest(p_patients) p
-      JOIN resource r ON r.res_type = 'Appointment' AND NOT r.deleted AND r.sp_tokens @> ARRAY['patient=' || p]
-       AND r.sp_tokens && '{status=pending,status=booked,status=arrived,status=checked-in}'::text[]
-       AND lower(r.sp_date) < p_to AND upper(r.sp_date) > p_from - interval '7 days';
+      JOIN LATERAL (SELECT * FROM resource r WHERE r.res_type = 'Appointment' AND NOT r.deleted
+                       AND r.sp_tokens @> ARRAY['patient=' || p]
+                       AND r.sp_tokens && '{status=pending,status=booked,status=arrived,status=checked-in}'::text[]
+                       AND lower(r.sp_date) < p_to AND upper(r.sp_date) > p_from - interval '7 days' OFFSET 0) r ON true;
 END
 $$;
