@@ -235,9 +235,14 @@ static void binding_drop(ws_conn_t *c, ws_binding_t *b, const char *why)
         binding_free(b);
 }
 
-#define LOOKUP_SQL                                                                                                                 \
-    "SELECT criteria, status, channel_type, coalesce(payload, ''), (SELECT pos FROM sub_head),"                                    \
+/* A Subscription's state and a delivery position: `head` is the SQL of that position. */
+#define LOOKUP_SQL_WITH(head)                                                                                                      \
+    "SELECT criteria, status, channel_type, coalesce(payload, ''), " head ","                                                      \
     " coalesce(extract(epoch FROM end_at)::bigint, 0) FROM sub_state WHERE id = $1"
+#define LOOKUP_SQL LOOKUP_SQL_WITH("(SELECT pos FROM sub_head)")
+/* A bind starts after every change committed before it: those the dispatcher has not sequenced yet are sequenced
+ * now (sub_sequence), so that none of them is delivered to the new binding as if it came after. */
+#define BIND_SQL LOOKUP_SQL_WITH("sub_sequence()")
 
 /* Why a looked-up Subscription cannot be listened to, or NULL. */
 static const char *unservable(PGresult *res, char *buf, size_t len)
@@ -450,7 +455,7 @@ static void command(ws_conn_t *c, const char *text, size_t len)
         job->conn = c;
         job->sub_id = id;
         job->params[0] = job->sub_id;
-        job->q = (store_query_t){.sql = LOOKUP_SQL, .nparams = 1, .params = job->params, .cb = on_bind_lookup};
+        job->q = (store_query_t){.sql = BIND_SQL, .nparams = 1, .params = job->params, .cb = on_bind_lookup};
         if (store_pool_submit(c->pool, &job->q) != 0) {
             sendf(c, "error %s the server is busy; try again", id);
             free(id);
