@@ -258,11 +258,7 @@ static void build_response(fhir_bundle_run_t *run)
 {
     util_buf_t buf;
     util_buf_init(&buf);
-    char id[UTIL_UUID_LEN + 1], now[40];
-    util_uuid_v4(id);
-    util_time_format_now(now, sizeof(now));
-    util_buf_printf(&buf, "{\"resourceType\":\"Bundle\",\"id\":\"%s\",\"meta\":{\"lastUpdated\":\"%s\"},\"type\":\"%s-response\"", id,
-                    now, run->transaction ? "transaction" : "batch");
+    fhir_json_bundle_open(&buf, run->transaction ? "transaction-response" : "batch-response", NULL);
     if (run->count != 0)
         util_buf_puts(&buf, ",\"entry\":[");
     for (size_t i = 0; i != run->count; ++i) {

@@ -688,10 +688,7 @@ static void append_json_string(util_buf_t *buf, const char *s)
 
 static void bundle_open(util_buf_t *buf, const char *type, long total, bool with_total)
 {
-    char id[UTIL_UUID_LEN + 1], now[40];
-    util_uuid_v4(id);
-    util_time_format_now(now, sizeof(now));
-    util_buf_printf(buf, "{\"resourceType\":\"Bundle\",\"id\":\"%s\",\"meta\":{\"lastUpdated\":\"%s\"},\"type\":\"%s\"", id, now, type);
+    fhir_json_bundle_open(buf, type, NULL);
     if (with_total)
         util_buf_printf(buf, ",\"total\":%ld", total);
 }
@@ -824,7 +821,6 @@ static void run_add_entry(fhir_ix_t *ix, const char *type, const char *id, const
 {
     fhir_search_run_t *run = ix->_run;
     fhir_search_t *s = &ix->_search;
-    util_buf_printf(&run->entries, "%s{\"fullUrl\":\"%s/%s/%s\",\"resource\":", run->nentries == 0 ? "" : ",", fhir_base_url, type, id);
     char *subset = NULL;
     if ((s->summary != FHIR_SUMMARY_FALSE || s->nelements != 0) && strcmp(mode, "match") == 0) {
         json_t *doc = json_loadb(body, len, 0, NULL);
@@ -832,12 +828,9 @@ static void run_add_entry(fhir_ix_t *ix, const char *type, const char *id, const
             subset = json_dumps(doc, JSON_COMPACT);
         json_decref(doc);
     }
-    if (subset != NULL)
-        util_buf_puts(&run->entries, subset);
-    else
-        util_buf_append(&run->entries, body, len);
+    fhir_json_bundle_entry(&run->entries, run->nentries == 0, type, id, subset != NULL ? subset : body,
+                           subset != NULL ? strlen(subset) : len, mode);
     free(subset);
-    util_buf_printf(&run->entries, ",\"search\":{\"mode\":\"%s\"}}", mode);
     ++run->nentries;
     if (s->nincludes != 0) { /* what includes start from, and must not repeat */
         run_mark_seen(run, type, id);

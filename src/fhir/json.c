@@ -1,7 +1,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include "fhir/json.h"
+#include "fhir/interaction.h"
 #include "util/str.h"
+#include "util/time.h"
+#include "util/uuid.h"
 
 int fhir_json_parse(const char *body, size_t len, json_t **out, fhir_outcome_t *oo)
 {
@@ -262,4 +265,26 @@ int fhir_json_patch_apply(json_t **doc, const json_t *patch, fhir_outcome_t *oo)
     json_decref(*doc);
     *doc = work;
     return 0;
+}
+
+void fhir_json_bundle_open(util_buf_t *buf, const char *type, const char *profile)
+{
+    char id[UTIL_UUID_LEN + 1], now[40];
+    util_uuid_v4(id);
+    util_time_format_now(now, sizeof(now));
+    util_buf_printf(buf, "{\"resourceType\":\"Bundle\",\"id\":\"%s\",\"meta\":{\"lastUpdated\":\"%s\"", id, now);
+    if (profile != NULL)
+        util_buf_printf(buf, ",\"profile\":[\"%s\"]", profile);
+    util_buf_printf(buf, "},\"type\":\"%s\"", type);
+}
+
+void fhir_json_bundle_entry(util_buf_t *buf, bool first, const char *type, const char *id, const char *resource, size_t len,
+                            const char *mode)
+{
+    util_buf_puts(buf, first ? "{" : ",{");
+    if (type != NULL && id != NULL)
+        util_buf_printf(buf, "\"fullUrl\":\"%s/%s/%s\",", fhir_base_url, type, id);
+    util_buf_puts(buf, "\"resource\":");
+    util_buf_append(buf, resource, len);
+    util_buf_printf(buf, ",\"search\":{\"mode\":\"%s\"}}", mode);
 }

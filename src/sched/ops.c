@@ -767,31 +767,25 @@ static void load_dynamic(sched_op_t *op, json_t *actors, json_t *schedules, int6
 
 /*
  * Answers are searchset Bundles written as text around resources that are JSON text already (the stored bytes, or
- * proposals dumped once for both storing and answering).
+ * proposals dumped once for both storing and answering). Entries come after `"entry":[`.
  */
 static void bundle_open(util_buf_t *b, size_t total)
 {
     util_buf_init(b);
-    util_buf_printf(b, "{\"resourceType\":\"Bundle\",\"meta\":{\"profile\":[\"" IHE_BUNDLE_PROFILE "\"]},\"type\":\"searchset\","
-                       "\"total\":%zu,\"entry\":[", total);
+    fhir_json_bundle_open(b, "searchset", IHE_BUNDLE_PROFILE);
+    util_buf_printf(b, ",\"total\":%zu,\"entry\":[", total);
 }
 
-/* One entry; `type` and `id` give its fullUrl (none when either is NULL). */
-static void bundle_add_text(util_buf_t *b, const char *type, const char *id, const char *resource, size_t len, const char *mode)
+static bool bundle_empty(const util_buf_t *b)
 {
-    util_buf_puts(b, b->base[b->len - 1] == '[' ? "{" : ",{");
-    if (type != NULL && id != NULL)
-        util_buf_printf(b, "\"fullUrl\":\"%s/%s/%s\",", fhir_base_url, type, id);
-    util_buf_puts(b, "\"resource\":");
-    util_buf_append(b, resource, len);
-    util_buf_printf(b, ",\"search\":{\"mode\":\"%s\"}}", mode);
+    return b->base[b->len - 1] == '[';
 }
 
 static void bundle_add(util_buf_t *b, json_t *resource, const char *mode)
 {
     char *text = json_dumps(resource, FHIR_JSON_DUMP_FLAGS);
-    bundle_add_text(b, json_string_value(json_object_get(resource, "resourceType")), json_string_value(json_object_get(resource, "id")),
-                    text, strlen(text), mode);
+    fhir_json_bundle_entry(b, bundle_empty(b), json_string_value(json_object_get(resource, "resourceType")),
+                           json_string_value(json_object_get(resource, "id")), text, strlen(text), mode);
     free(text);
 }
 
@@ -898,7 +892,7 @@ static void on_proposals_saved(sched_op_t *op, PGresult *res)
     char id[sizeof(op->proposal_set) + 24];
     for (size_t i = 0; i != op->nproposals; ++i) {
         snprintf(id, sizeof(id), "%s-%zu", op->proposal_set, i);
-        bundle_add_text(&bundle, "Appointment", id, op->proposal_texts[i], strlen(op->proposal_texts[i]), "match");
+        fhir_json_bundle_entry(&bundle, i == 0, "Appointment", id, op->proposal_texts[i], strlen(op->proposal_texts[i]), "match");
     }
     respond(op, &bundle);
 }
@@ -1165,7 +1159,7 @@ static void respond_with_written(sched_op_t *op)
     util_buf_t bundle;
     bundle_open(&bundle, 1);
     if (op->ix->res.body != NULL && op->ix->res.body_len != 0 && op->ix->res.body[0] == '{')
-        bundle_add_text(&bundle, "Appointment", op->target_id, op->ix->res.body, op->ix->res.body_len, "match"); /* the stored bytes */
+        fhir_json_bundle_entry(&bundle, true, "Appointment", op->target_id, op->ix->res.body, op->ix->res.body_len, "match");
     else
         bundle_add(&bundle, op->target, "match");
     respond(op, &bundle);
