@@ -26,12 +26,12 @@
 #define MODEL_TYPES "('HealthcareService', 'PractitionerRole', 'Location', 'Schedule', 'Device')"
 enum { STMT_MODEL, STMT_LOAD, STMT_TARGET, STMT_SAVE_PROPOSALS, STMT_PATIENT_BY_ID, STMT_PATIENT_BY_IDENTIFIER };
 const store_stmt_t sched_ops_statements[] = {
-    /* Everything availability is computed from (clinic-sized: every schedulable resource): a fingerprint of which
-     * versions of which resources it is, and their bodies only when that differs from $1, the fingerprint of the model
-     * this thread holds. One statement, so one snapshot: the fingerprint always describes the bodies it comes with. */
+    /* Everything availability is computed from (clinic-sized: every schedulable resource): the model's version
+     * (sched_model_version, moved on by every committed write of those types: migrations/0012_write_path.sql), and
+     * the bodies only when that differs from $1, the version this thread holds. One statement, so one snapshot: the
+     * version always describes the bodies it comes with. */
     [STMT_MODEL] = {"sched_model",
-                    "WITH f AS (SELECT coalesce(md5(string_agg(res_type || '/' || id || '/' || version_id, ' ' "
-                    "ORDER BY res_type, id)), 'none') AS v FROM resource WHERE res_type IN " MODEL_TYPES " AND NOT deleted) "
+                    "WITH f AS (SELECT version::text AS v FROM sched_model_version) "
                     "SELECT f.v, NULL FROM f UNION ALL SELECT NULL, r.body FROM f, resource r "
                     "WHERE f.v <> $1 AND r.res_type IN " MODEL_TYPES " AND NOT r.deleted"},
     /* Busy rows of the actors, Slots of the schedules, which schedules publish Slots, and the patients' own appointments:
@@ -673,30 +673,30 @@ static void op_done(sched_op_t *op)
     op->cb(op);
 }
 
-/* This loop thread's model and the fingerprint of the rows it was read from: parsing the model's bodies on every
+/* This loop thread's model and the sched_model_version it was read at: parsing the model's bodies on every
  * operation was most of the server's time in $hold and $book. Each operation takes references to the arrays, so a newer
  * model replaces this one without pulling it from under operations in flight. */
 static __thread sched_model_t thread_model;
-static __thread char thread_model_fingerprint[40];
+static __thread char thread_model_version[40];
 
 static void on_model(sched_op_t *op, PGresult *res)
 {
-    const char *fingerprint = NULL;
+    const char *version = NULL;
     sched_model_t fresh;
     sched_model_init(&fresh);
     for (int i = 0; i != PQntuples(res); ++i) {
         if (!PQgetisnull(res, i, 0)) {
-            fingerprint = PQgetvalue(res, i, 0);
+            version = PQgetvalue(res, i, 0);
             continue;
         }
         json_t *r = json_loads(PQgetvalue(res, i, 1), 0, NULL);
         if (r != NULL)
             sched_model_add(&fresh, r);
     }
-    if (fingerprint != NULL && strcmp(fingerprint, thread_model_fingerprint) != 0) {
+    if (version != NULL && strcmp(version, thread_model_version) != 0) {
         sched_model_dispose(&thread_model);
         thread_model = fresh;
-        snprintf(thread_model_fingerprint, sizeof(thread_model_fingerprint), "%s", fingerprint);
+        snprintf(thread_model_version, sizeof(thread_model_version), "%s", version);
     } else {
         sched_model_dispose(&fresh);
     }
@@ -708,14 +708,14 @@ static void on_model(sched_op_t *op, PGresult *res)
 static void load_model(sched_op_t *op, void (*after)(sched_op_t *))
 {
     op->after_model = after;
-    const char *params[] = {thread_model_fingerprint};
+    const char *params[] = {thread_model_version};
     op_send(op, &sched_ops_statements[STMT_MODEL], 1, params, on_model);
 }
 
 void sched_ops_thread_dispose(void)
 {
     sched_model_dispose(&thread_model);
-    thread_model_fingerprint[0] = '\0';
+    thread_model_version[0] = '\0';
 }
 
 static void on_load(sched_op_t *op, PGresult *res)

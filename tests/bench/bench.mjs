@@ -16,7 +16,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { SOURCE_DIR, fhir, freePort, startPrivateCluster, startServer } from '../lib/harness.mjs';
+import { SOURCE_DIR, fhir, freePort, runMigrate, startPrivateCluster, startServer } from '../lib/harness.mjs';
 import {
     BOOKING, BOOKING_DAY0, CONSULTATION, DAYS, PRACTITIONERS, RACE_DAY0, TREATMENT, TREATMENT_ROOMS, iso, seedBookingFixtures, seedStandard,
     seededDays, weekday,
@@ -71,14 +71,22 @@ try {
     const days = seededDays();
     const BENCH_DAYS = days.join(',');
 
-    const pgbench = async (mode) => {
-        const out = await run(path.join(PG_BIN, 'pgbench'), [...mode, '-M', 'prepared', `-c${CONNECTIONS}`, '-j2', `-T${SECONDS}`, '-n', pgbenchUrl]);
+    const pgbench = async (mode, url = pgbenchUrl, env = {}) => {
+        const out = await run(path.join(PG_BIN, 'pgbench'), [...mode, '-M', 'prepared', `-c${CONNECTIONS}`, '-j2', `-T${SECONDS}`, '-n', url], { env: { ...process.env, ...env } });
         return round(Number(/tps = ([\d.]+)/.exec(out)[1]), 0);
     };
+    // What storing an Appointment costs PostgreSQL alone: appointment-storage.sql writes its rows and maintains every
+    // index, with no trigger, on an empty migrated database of its own (so the scenarios never see those rows).
+    const floorUrl = databaseUrl(cluster.url, 'fhirsched_floor');
+    await run(path.join(PG_BIN, 'createdb'), ['-h', '127.0.0.1', '-p', String(cluster.port), '-U', 'postgres', 'fhirsched_floor']);
+    await runMigrate(floorUrl);
     const ceilings = {
         healthz_rps: round((await wrk({ url: `${server.root}/healthz`, script: 'get.lua', connections: CONNECTIONS, seconds: SECONDS })).rps, 0),
         pgbench_select_tps: await pgbench(['-S']),
         pgbench_write_tps: await pgbench(['-N']),
+        appointment_storage_tps: await pgbench(['-f', path.join(SOURCE_DIR, 'tests', 'bench', 'appointment-storage.sql')], floorUrl, {
+            PGOPTIONS: '-c session_replication_role=replica',
+        }),
     };
     // Measure a settled database: the seeding and pgbench's writes leave autovacuum, autoanalyze and a checkpoint to
     // come, which otherwise land inside the first scenario as a tail of slow requests.
@@ -291,13 +299,16 @@ function printTables(result, rows) {
         [
             r.note ?? '',
             r.unit && r.unit !== 'ms commit -> delivery' ? r.unit : '',
+            r.ceiling === 'write' && r.rps && ceilings.appointment_storage_tps ? `${round((100 * r.rps) / ceilings.appointment_storage_tps, 0)}% of the storage floor` : '',
             r.bookings_per_s !== undefined ? `${r.bookings_per_s} bookings/s` : '',
+            // $hold and $book each write the Appointment once
+            r.bookings_per_s && ceilings.appointment_storage_tps ? `${round((200 * r.bookings_per_s) / ceilings.appointment_storage_tps, 0)}% of the storage floor` : '',
             r.wins !== undefined ? `${r.wins} wins, ${r.conflicts} conflicts, ${r.double_bookings} double bookings (${r.double_bookings_sched_busy} in sched_busy)` : '',
             r.delivery_ms ? `${r.active_subscriptions} subscriptions; commit -> delivery between ${r.delivery_after_answer_ms.p50} and ${r.delivery_ms.p50} ms (p50)` : '',
         ]
             .filter(Boolean)
             .join('; ');
-    console.log(`\nceilings: /healthz ${ceilings.healthz_rps} req/s, pgbench -S ${ceilings.pgbench_select_tps} tps, pgbench -N ${ceilings.pgbench_write_tps} tps; seeding ${result.seed_slots_per_second} Slots/s`);
+    console.log(`\nceilings: /healthz ${ceilings.healthz_rps} req/s, pgbench -S ${ceilings.pgbench_select_tps} tps, pgbench -N ${ceilings.pgbench_write_tps} tps, Appointment storage floor ${ceilings.appointment_storage_tps ?? '-'} tps; seeding ${result.seed_slots_per_second} Slots/s`);
     if (memory) console.log(`memory: ${memory.idle_rss_mb} MB idle, ${memory.rss_1000_connections_mb} MB with ${IDLE_CONNECTIONS} open connections (${memory.server_sockets_opened} server sockets)`);
     console.log('\n| scenario | req/s | vs pgbench -S | vs pgbench -N | p50 ms | p99 ms | p99.9 ms | peak RSS MB | errors | notes |');
     console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');

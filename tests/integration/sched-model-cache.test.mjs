@@ -1,5 +1,5 @@
 // The scheduling model (services, roles, locations, schedules, devices) is kept per loop thread between operations
-// (src/sched/ops.c, STMT_MODEL) and re-read only when the database's fingerprint of it changes. Two server instances
+// (src/sched/ops.c, STMT_MODEL) and re-read only when the database's version of it (sched_model_version) changes. Two server instances
 // on one database: after any committed change of the model on one, the very next $find on the other answers from the
 // new model, never from the one it holds - a new practitioner's role, changed hours, a deactivated role, a deleted
 // Schedule and a changed service.

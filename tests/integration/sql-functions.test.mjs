@@ -91,3 +91,96 @@ test('sched_load reads busy rows of the asked actors only, and one Slot per sche
         `Slots by (schedule, start): ${JSON.stringify(slotScans)}`);
     assert.ok(nodes.some((n) => n['Node Type'] === 'Limit'), 'the slotted branch stops at the first Slot');
 });
+
+// Migration 0009's query, the definition of which actors an Appointment books exclusively: migration 0012 walks the
+// participants instead, and must find the same set (a difference would let one booking through the exclusion
+// constraint, or refuse one that does not clash).
+const ORIGINAL_EXCLUSIVE = (doc) => `
+    WITH refs AS (
+        SELECT sched_ref_key(p -> 'actor' ->> 'reference') AS k
+          FROM jsonb_array_elements(coalesce(${doc} -> 'participant', '[]')) p
+         WHERE coalesce(p ->> 'status', '') <> 'declined'
+    ), keyed AS (
+        SELECT k, split_part(k, '/', 1) AS t, split_part(k, '/', 2) AS i FROM refs WHERE k IS NOT NULL
+    )
+    SELECT k FROM keyed WHERE t IN ('Practitioner', 'PractitionerRole', 'Device')
+    UNION
+    SELECT sched_ref_key(r.body::jsonb -> 'practitioner' ->> 'reference')
+      FROM keyed JOIN resource r ON r.res_type = 'PractitionerRole' AND r.id = keyed.i AND NOT r.deleted
+     WHERE keyed.t = 'PractitionerRole' AND r.body::jsonb -> 'practitioner' ->> 'reference' IS NOT NULL
+    UNION
+    SELECT keyed.k
+      FROM keyed JOIN resource r ON r.res_type = 'Location' AND r.id = keyed.i AND NOT r.deleted
+     WHERE keyed.t = 'Location'
+       AND jsonb_path_exists(r.body::jsonb, '$.physicalType.coding[*] ? (@.code == "ro" || @.code == "bd")')
+    UNION
+    SELECT 'Slot/' || split_part(sched_ref_key(s ->> 'reference'), '/', 2)
+      FROM jsonb_array_elements(coalesce(${doc} -> 'slot', '[]')) s
+     WHERE sched_ref_key(s ->> 'reference') LIKE 'Slot/%'`;
+
+test('sched_exclusive_actors finds the set migration 0009 found', async () => {
+    const row = (type, id, body) => `('${type}', '${id}', 1, now(), false, '${JSON.stringify({ resourceType: type, id, ...body })}')`;
+    await psql(PG_PORT(), `INSERT INTO resource (res_type, id, version_id, last_updated, deleted, body) VALUES
+        ${row('PractitionerRole', 'xa-role', { practitioner: { reference: 'Practitioner/xa-dr' } })},
+        ${row('PractitionerRole', 'xa-role-nobody', {})},
+        ${row('PractitionerRole', 'xa-role-url', { practitioner: { reference: 'http://x/fhir/Practitioner/xa-dr2/_history/3' } })},
+        ${row('Location', 'xa-room', { physicalType: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/location-physical-type', code: 'ro' }] } })},
+        ${row('Location', 'xa-bed', { physicalType: { coding: [{ code: 'x' }, { code: 'bd' }] } })},
+        ${row('Location', 'xa-site', { physicalType: { coding: [{ code: 'si' }] } })}`, { db: db.name });
+    await psql(PG_PORT(), `INSERT INTO resource (res_type, id, version_id, last_updated, deleted, body) VALUES
+        ${row('PractitionerRole', 'xa-role-gone', { practitioner: { reference: 'Practitioner/xa-dr3' } })},
+        ${row('Location', 'xa-room-gone', { physicalType: { coding: [{ code: 'ro' }] } })};
+        UPDATE resource SET deleted = true, version_id = 2 WHERE id IN ('xa-role-gone', 'xa-room-gone')`, { db: db.name });
+    const part = (reference, status = 'accepted') => ({ actor: { reference }, status });
+    const docs = [
+        {},
+        { participant: [] },
+        { participant: [part('Practitioner/xa-dr'), part('PractitionerRole/xa-role'), part('Location/xa-room'), part('HealthcareService/xa-svc')] },
+        { participant: [part('PractitionerRole/xa-role'), part('Practitioner/xa-dr', 'declined'), part('Patient/xa-pat'), part('Location/xa-site')] },
+        { participant: [part('PractitionerRole/xa-role-nobody'), part('PractitionerRole/xa-role-url'), part('PractitionerRole/xa-missing')] },
+        { participant: [part('PractitionerRole/xa-role-gone'), part('Location/xa-room-gone'), part('Location/xa-bed'), part('Device/xa-dev')] },
+        { participant: [part('http://x/fhir/Practitioner/xa-dr/_history/1'), part('Location/xa-room', 'declined'), { status: 'accepted' }, { actor: { display: 'x' } }] },
+        { participant: [part('Practitioner/xa-dr'), part('Practitioner/xa-dr')], slot: [{ reference: 'Slot/xa-s1' }, { reference: 'http://x/Slot/xa-s2/_history/4' }, { reference: 'Schedule/xa' }, {}] },
+        { slot: [{ reference: 'Slot/xa-s1' }, { reference: 'Slot/xa-s1' }] },
+    ];
+    const values = docs.map((d, n) => `(${n}, '${JSON.stringify(d)}'::jsonb)`).join(', ');
+    const out = await psql(PG_PORT(), `SELECT json_agg(json_build_array(n,
+            ARRAY(SELECT a FROM sched_exclusive_actors(doc) a ORDER BY a),
+            ARRAY(SELECT a FROM (${ORIGINAL_EXCLUSIVE('doc')}) o(a) ORDER BY a)) ORDER BY n)
+          FROM (VALUES ${values}) v(n, doc)`, { db: db.name });
+    const rows = JSON.parse(out.trim());
+    assert.equal(rows.length, docs.length);
+    for (const [n, now, original] of rows) assert.deepEqual(now, original, `participants ${JSON.stringify(docs[n])}`);
+    // and the cases really exercise each branch
+    assert.deepEqual(rows[2][1], ['Location/xa-room', 'Practitioner/xa-dr', 'PractitionerRole/xa-role']);
+    assert.deepEqual(rows[4][1], ['Practitioner/xa-dr2', 'PractitionerRole/xa-missing', 'PractitionerRole/xa-role-nobody', 'PractitionerRole/xa-role-url']);
+    assert.deepEqual(rows[7][1], ['Practitioner/xa-dr', 'Slot/xa-s1', 'Slot/xa-s2']);
+});
+
+// The scheduling model's version (migration 0012, asked by every operation instead of a fingerprint of the rows):
+// a committed write of a model type moves it on, at the commit; a rolled-back one, a Slot or an Appointment does not.
+test('sched_model_version moves on at the commit of a model write, and only then', async () => {
+    const version = async (sql = '') =>
+        Number((await psql(PG_PORT(), `${sql} SELECT version FROM sched_model_version`, { db: db.name })).trim().split('\n').pop());
+    const insert = (type, id) => `INSERT INTO resource (res_type, id, version_id, last_updated, deleted, body)
+        VALUES ('${type}', '${id}', 1, now(), false, '{"resourceType":"${type}","id":"${id}"}');`;
+    const v0 = await version();
+    // inside the writing transaction nothing has moved yet: the trigger is deferred to the commit
+    assert.equal(await version(`BEGIN; ${insert('Schedule', 'mv-sched')}`), v0);
+    assert.equal(await version(), v0, 'a transaction that never committed');
+    assert.equal(await version(`${insert('Schedule', 'mv-sched')}`), v0, 'seen inside its own statement');
+    const v1 = await version();
+    assert.ok(v1 > v0, 'a committed Schedule');
+    await psql(PG_PORT(), `${insert('Slot', 'mv-slot')} ${insert('Practitioner', 'mv-dr')}
+        INSERT INTO resource (res_type, id, version_id, last_updated, deleted, body) VALUES ('Appointment', 'mv-appt', 1, now(), false,
+            '{"resourceType":"Appointment","id":"mv-appt","status":"proposed"}');`, { db: db.name });
+    assert.equal(await version(), v1, 'Slots, Appointments and Practitioners are not the model');
+    for (const [type, id] of [['Location', 'mv-loc'], ['PractitionerRole', 'mv-role'], ['HealthcareService', 'mv-svc'], ['Device', 'mv-dev']]) {
+        const before = await version();
+        await psql(PG_PORT(), insert(type, id), { db: db.name });
+        assert.ok((await version()) > before, `a committed ${type}`);
+    }
+    const before = await version();
+    await psql(PG_PORT(), `UPDATE resource SET deleted = true, version_id = 2 WHERE res_type = 'Location' AND id = 'mv-loc'`, { db: db.name });
+    assert.ok((await version()) > before, 'a deleted Location');
+});
