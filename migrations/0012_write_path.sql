@@ -1,4 +1,4 @@
--- The booking write path, measured in issue 8 (docs/performance.md, "The booking write path").
+-- The booking write path, measured in issue 8 (docs/performance.md, "The write path against its storage floor").
 
 -- Which version of the scheduling model (HealthcareService, PractitionerRole, Location, Schedule, Device) is current:
 -- a counter every committed write of those types moves on. Each $find, $hold and $book asks it (STMT_MODEL in

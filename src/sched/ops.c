@@ -23,6 +23,8 @@
 
 /* The operations' statements, prepared on every connection (http/server.c): planning the load alone cost more than
  * running it. */
+/* The model's types. Migration 0012 puts its version trigger on these same partitions: a type added here without its
+ * trigger there would be cached stale. */
 #define MODEL_TYPES "('HealthcareService', 'PractitionerRole', 'Location', 'Schedule', 'Device')"
 enum { STMT_MODEL, STMT_LOAD, STMT_TARGET, STMT_SAVE_PROPOSALS, STMT_PATIENT_BY_ID, STMT_PATIENT_BY_IDENTIFIER };
 const store_stmt_t sched_ops_statements[] = {
