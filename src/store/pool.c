@@ -52,6 +52,7 @@ typedef struct st_store_conn_t {
 struct st_store_pool_t {
     h2o_loop_t *loop;
     char *dsn;
+    char *options; /* the server's session settings, then the DSN's own options (which win): store_session_options() */
     store_conn_t *conns;
     unsigned size;
     unsigned queue_limit;
@@ -479,7 +480,10 @@ static void conn_poll_connect(store_conn_t *c)
 
 static void conn_connect(store_conn_t *c)
 {
-    c->pg = PQconnectStart(c->pool->dsn);
+    const char *const keywords[] = {"dbname", "options", NULL};
+    const char *const values[] = {c->pool->dsn, c->pool->options, NULL};
+    /* expand_dbname: the DSN is a connection string; "options" after it replaces the DSN's (kept in pool->options) */
+    c->pg = PQconnectStartParams(keywords, values, 1);
     if (c->pg == NULL || PQstatus(c->pg) == CONNECTION_BAD) {
         note_connect_failure(c->pool, c->pg != NULL ? PQerrorMessage(c->pg) : "out of memory");
         conn_drop(c, store_err_unavailable);
@@ -706,12 +710,31 @@ void store_session_end(store_session_t *session)
 
 /* ---- creation ---- */
 
+/*
+ * jit=off: our statements are index-bounded OLTP, and once a table is large enough for a generic
+ * plan's estimate to pass jit_above_cost, PostgreSQL compiles it again at every execution (about 17 ms per sched_load
+ * call at a million Slots and Appointments, for a statement that runs in 1 ms: docs/performance.md).
+ */
+char *store_session_options(const char *dsn)
+{
+    static const char ours[] = "-c jit=off";
+    const char *theirs = getenv("PGOPTIONS");
+    PQconninfoOption *parsed = PQconninfoParse(dsn, NULL); /* NULL for a bad DSN: connecting will say what is wrong */
+    for (PQconninfoOption *o = parsed; o != NULL && o->keyword != NULL; ++o)
+        if (strcmp(o->keyword, "options") == 0 && o->val != NULL)
+            theirs = o->val;
+    char *options = theirs != NULL && *theirs != '\0' ? util_asprintf("%s %s", ours, theirs) : util_xstrdup(ours);
+    PQconninfoFree(parsed);
+    return options;
+}
+
 store_pool_t *store_pool_create(h2o_loop_t *loop, const char *dsn, unsigned size, unsigned queue_limit, unsigned query_timeout_ms,
                                 const store_stmt_t *stmts, size_t nstmts)
 {
     store_pool_t *pool = util_xcalloc(1, sizeof(*pool));
     pool->loop = loop;
     pool->dsn = util_xstrdup(dsn);
+    pool->options = store_session_options(dsn);
     pool->size = size;
     pool->queue_limit = queue_limit;
     pool->stmts = stmts;
@@ -749,5 +772,6 @@ void store_pool_destroy(store_pool_t *pool)
     h2o_timeout_dispose(pool->loop, &pool->zero_timeout);
     free(pool->conns);
     free(pool->dsn);
+    free(pool->options);
     free(pool);
 }

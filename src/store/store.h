@@ -74,6 +74,12 @@ struct st_store_session_t {
     store_session_t *_next;
 };
 
+/**
+ * The libpq "options" every pooled connection sends: the server's session settings (jit=off) followed by the DSN's own
+ * options, or PGOPTIONS when the DSN has none, so that an operator's setting still wins. Free with free().
+ */
+char *store_session_options(const char *dsn);
+
 /** Creates a pool of `size` connections on `loop`, which start connecting at once. `stmts` must outlive the pool. */
 store_pool_t *store_pool_create(h2o_loop_t *loop, const char *dsn, unsigned size, unsigned queue_limit, unsigned query_timeout_ms,
                                 const store_stmt_t *stmts, size_t nstmts);
