@@ -92,40 +92,6 @@ test('sched_load reads busy rows of the asked actors only, and one Slot per sche
     assert.ok(nodes.some((n) => n['Node Type'] === 'Limit'), 'the slotted branch stops at the first Slot');
 });
 
-// fhir_write (migration 0013) keeps generic plans for the session, made on whatever the partition holds then: on an
-// empty one (this fresh database) its lookup and update must still be planned on the primary key, and with the type
-// as a parameter (a custom plan would show the type itself), or every later write would read the whole partition.
-test('fhir_write looks rows up by primary key in a generic plan, also when planned on an empty partition', async () => {
-    const write = (id) => `SELECT (fhir_write('Slot', '${id}', '{"resourceType":"Slot","id":"${id}","meta":{"versionId":"',
-        '},"schedule":{"reference":"Schedule/plan"},"status":"free","start":"2031-06-02T09:00:00Z","end":"2031-06-02T09:30:00Z"}',
-        NULL, 'update', '{"v":1}')).outcome`;
-    const { stdout, stderr } = await promisify(execFile)(PG_SH, [
-        'psql', process.env.FHIRSCHED_TEST_PG_DIR || '-', String(PG_PORT()), '-q', '-tA', '-d', db.name,
-        '-c', `LOAD 'auto_explain'`,
-        '-c', `SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on;
-               SET auto_explain.log_format = 'json'; SET auto_explain.log_level = 'notice'`,
-        '-c', `${write('plan-1')}; ${write('plan-2')}; ${write('plan-1')}`,
-    ]);
-    assert.deepEqual(stdout.trim().split('\n'), ['created', 'created', 'updated']);
-    const plans = [...stderr.matchAll(/NOTICE:\s+duration: [\d.]+ ms\s+plan:\s*(\{[\s\S]*?\n\})/g)].map((m) => JSON.parse(m[1]));
-    const scansOf = (plan) => {
-        const nodes = [];
-        (function walk(n) {
-            nodes.push(n);
-            for (const c of n.Plans ?? []) walk(c);
-        })(plan.Plan);
-        return nodes.filter((n) => n['Relation Name'] === 'slot');
-    };
-    const byId = plans.filter((p) => /FROM resource r WHERE r\.res_type = p_type AND r\.id = p_id FOR UPDATE|UPDATE resource r SET/.test(p['Query Text']));
-    assert.equal(byId.length, 4, `three lookups and one update were shown:\n${stderr.slice(0, 2000)}`);
-    for (const plan of byId) {
-        const scans = scansOf(plan);
-        assert.equal(scans.length, 1, JSON.stringify(plan));
-        assert.equal(scans[0]['Index Name'], 'slot_pkey', JSON.stringify(scans[0]));
-        assert.match(scans[0]['Index Cond'], /res_type = \$\d+/, `a generic plan (the type is a parameter): ${scans[0]['Index Cond']}`);
-    }
-});
-
 // Migration 0009's query, the definition of which actors an Appointment books exclusively: migration 0012 walks the
 // participants instead, and must find the same set (a difference would let one booking through the exclusion
 // constraint, or refuse one that does not clash).
