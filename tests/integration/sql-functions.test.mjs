@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { PG_SH, createTestDatabase, psql } from '../lib/harness.mjs';
 
@@ -183,4 +183,48 @@ test('sched_model_version moves on at the commit of a model write, and only then
     const before = await version();
     await psql(PG_PORT(), `UPDATE resource SET deleted = true, version_id = 2 WHERE res_type = 'Location' AND id = 'mv-loc'`, { db: db.name });
     assert.ok((await version()) > before, 'a deleted Location');
+});
+
+// Writers of overlapping busy rows queue before they insert them (migration 0013), instead of both inserting and then
+// each waiting in the exclusion constraint's check for the other's transaction: a deadlock PostgreSQL finds only after
+// deadlock_timeout. A second writer of a time the first holds uncommitted waits on an advisory lock, and meets the
+// committed row once the first commits: a clean exclusion violation.
+test('a second writer of a held time waits on the busy lock, then gets a clean conflict', async () => {
+    const appointment = (id, start, end) => `INSERT INTO resource (res_type, id, version_id, last_updated, deleted, body)
+        VALUES ('Appointment', '${id}', 1, now(), false, '{"resourceType":"Appointment","id":"${id}","status":"booked",
+        "start":"${start}","end":"${end}","participant":[{"actor":{"reference":"Practitioner/lock-dr"},"status":"accepted"}]}');`;
+    const first = spawn(PG_SH, ['psql', process.env.FHIRSCHED_TEST_PG_DIR || '-', String(PG_PORT()), '-q', '-tA', '-d', db.name]);
+    let firstOut = '';
+    first.stdout.on('data', (d) => (firstOut += d));
+    first.stderr.on('data', (d) => (firstOut += d));
+    const firstDone = new Promise((resolve) => first.on('close', resolve));
+    try {
+        first.stdin.write(`BEGIN;\n${appointment('lock-a', '2031-09-01T09:00:00Z', '2031-09-01T10:00:00Z')}\nSELECT 'first wrote';\n`);
+        for (let i = 0; i < 200 && !firstOut.includes('first wrote'); i++) await new Promise((r) => setTimeout(r, 50));
+        assert.match(firstOut, /first wrote/);
+
+        // overlapping in the second half hour only: the shared hour is what they queue on
+        const second = psql(PG_PORT(), appointment('lock-b', '2031-09-01T09:30:00Z', '2031-09-01T11:00:00Z'), { db: db.name }).then(
+            () => null,
+            (e) => e,
+        );
+        let waits = [];
+        for (let i = 0; i < 200 && waits.length === 0; i++) {
+            await new Promise((r) => setTimeout(r, 50));
+            waits = (await psql(PG_PORT(), `SELECT l.locktype FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                                             WHERE NOT l.granted AND a.datname = current_database()`, { db: db.name })).trim().split('\n').filter(Boolean);
+        }
+        assert.deepEqual(waits, ['advisory'], 'the second writer waits for the busy lock, before inserting its busy rows');
+
+        first.stdin.end('COMMIT;\n');
+        assert.equal(await firstDone, 0, firstOut);
+        const err = await second;
+        assert.ok(err, 'the second writer was refused');
+        assert.match(err.message, /conflicting key value violates exclusion constraint "sched_busy_actor_during_excl"/);
+        assert.doesNotMatch(err.message, /deadlock/);
+    } finally {
+        first.kill();
+    }
+    const busy = await psql(PG_PORT(), `SELECT appointment_id FROM sched_busy WHERE actor = 'Practitioner/lock-dr'`, { db: db.name });
+    assert.deepEqual(busy.trim().split('\n'), ['lock-a']);
 });
