@@ -42,7 +42,8 @@ BEGIN
 END
 $$;
 
--- migration 0010's sched_appointment_sync(), which now calls sched_lock_busy() before it writes busy rows
+-- migration 0010's sched_appointment_sync(): it now works out first which actors need a busy row, and calls
+-- sched_lock_busy() for those before writing them
 CREATE OR REPLACE FUNCTION sched_appointment_sync() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -93,6 +94,12 @@ BEGIN
     END IF;
     actors := ARRAY(SELECT a FROM sched_exclusive_actors(doc) a ORDER BY a);
     DELETE FROM sched_busy WHERE appointment_id = NEW.id AND NOT (actor = ANY(actors) AND during = span);
+    -- The actors that need a busy row (booking a hold needs none: its rows stay, and its $book queues for nothing).
+    actors := ARRAY(SELECT a FROM unnest(actors) a
+                     WHERE NOT EXISTS (SELECT 1 FROM sched_busy b WHERE b.appointment_id = NEW.id AND b.actor = a) ORDER BY a);
+    IF cardinality(actors) = 0 THEN
+        RETURN NULL;
+    END IF;
     -- Writers of overlapping busy rows queue here, one at a time, instead of deadlocking in the constraint's check.
     PERFORM sched_lock_busy(actors, span);
     -- Expired holds in the way stop counting now; then the constraint decides. Sorted inserts keep two writers from
@@ -102,10 +109,7 @@ BEGIN
          WHERE b.actor = ANY(actors) AND b.during && span AND b.appointment_id <> NEW.id
            AND EXISTS (SELECT 1 FROM sched_hold h WHERE h.appointment_id = b.appointment_id AND h.expires_at <= now());
     END IF;
-    INSERT INTO sched_busy (actor, during, appointment_id)
-         SELECT a, span, NEW.id FROM unnest(actors) a
-          WHERE NOT EXISTS (SELECT 1 FROM sched_busy b WHERE b.appointment_id = NEW.id AND b.actor = a)
-          ORDER BY a;
+    INSERT INTO sched_busy (actor, during, appointment_id) SELECT a, span, NEW.id FROM unnest(actors) a ORDER BY a;
     RETURN NULL;
 END
 $$;
