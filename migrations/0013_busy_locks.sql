@@ -16,29 +16,37 @@
 -- on the same actor do not share a key, and are back to the constraint's check (and PostgreSQL's deadlock detection)
 -- between themselves only.
 -- Keys are 64-bit hashes: a collision only makes two unrelated writers wait for each other.
+-- A transaction takes at most 256 of these locks (counted in a transaction-local setting): they are held to its end
+-- and live in PostgreSQL's shared lock table, which an import of tens of thousands of Appointments in one transaction
+-- would exhaust ("out of shared memory"). Past that count a writer takes none, as before this migration.
 CREATE FUNCTION sched_lock_busy(actors text[], span tstzrange) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     first_hour bigint;
     last_hour  bigint;
+    keys       bigint[];
+    taken      integer := coalesce(nullif(current_setting('fhirsched.busy_locks', true), ''), '0')::integer;
     k          bigint;
 BEGIN
     IF NOT lower_inf(span) AND NOT upper_inf(span) THEN
         first_hour := floor(extract(epoch FROM lower(span)) / 3600);
         last_hour := floor((extract(epoch FROM upper(span)) - 0.000001) / 3600);
     END IF;
+    IF first_hour IS NULL OR last_hour - first_hour >= 48 THEN
+        keys := ARRAY(SELECT DISTINCT hashtextextended(a, 0) FROM unnest(actors) a ORDER BY 1);
+    ELSE
+        keys := ARRAY(SELECT DISTINCT hashtextextended(a || '@' || h, 0)
+                        FROM unnest(actors) a, generate_series(first_hour, last_hour) h ORDER BY 1);
+    END IF;
+    IF taken + cardinality(keys) > 256 THEN
+        RETURN;
+    END IF;
+    PERFORM set_config('fhirsched.busy_locks', (taken + cardinality(keys))::text, true);
     -- A loop, not one statement: the locks must be taken in key order, and a volatile function in a select list may
     -- be evaluated before the sort.
-    IF first_hour IS NULL OR last_hour - first_hour >= 48 THEN
-        FOR k IN SELECT DISTINCT hashtextextended(a, 0) FROM unnest(actors) a ORDER BY 1 LOOP
-            PERFORM pg_advisory_xact_lock(k);
-        END LOOP;
-    ELSE
-        FOR k IN SELECT DISTINCT hashtextextended(a || '@' || h, 0) FROM unnest(actors) a, generate_series(first_hour, last_hour) h
-                  ORDER BY 1 LOOP
-            PERFORM pg_advisory_xact_lock(k);
-        END LOOP;
-    END IF;
+    FOREACH k IN ARRAY keys LOOP
+        PERFORM pg_advisory_xact_lock(k);
+    END LOOP;
 END
 $$;
 

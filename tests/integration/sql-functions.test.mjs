@@ -228,3 +228,21 @@ test('a second writer of a held time waits on the busy lock, then gets a clean c
     const busy = await psql(PG_PORT(), `SELECT appointment_id FROM sched_busy WHERE actor = 'Practitioner/lock-dr'`, { db: db.name });
     assert.deepEqual(busy.trim().split('\n'), ['lock-a']);
 });
+
+// The busy locks are held to the transaction's end, in PostgreSQL's shared lock table: an import of many Appointments
+// in one transaction must stop taking them (at 256) rather than exhaust it ("out of shared memory"), and still store
+// every busy row, the constraint deciding alone past that count.
+test('one transaction writing many Appointments holds at most 256 busy locks', async () => {
+    const out = await psql(PG_PORT(), `BEGIN;
+        INSERT INTO resource (res_type, id, version_id, last_updated, deleted, body)
+        SELECT 'Appointment', 'many-' || i, 1, now(), false, json_build_object('resourceType', 'Appointment', 'id', 'many-' || i,
+               'status', 'booked',
+               'start', to_char((timestamptz '2032-01-05 00:30+00' + i * interval '2 hours') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+               'end', to_char((timestamptz '2032-01-05 01:30+00' + i * interval '2 hours') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+               'participant', json_build_array(json_build_object('actor', json_build_object('reference', 'Practitioner/many-dr'))))::text
+          FROM generate_series(1, 300) i;
+        SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();
+        COMMIT;
+        SELECT count(*) FROM sched_busy WHERE actor = 'Practitioner/many-dr';`, { db: db.name });
+    assert.deepEqual(out.trim().split('\n'), ['256', '300']);
+});
