@@ -246,3 +246,78 @@ test('one transaction writing many Appointments holds at most 256 busy locks', a
         SELECT count(*) FROM sched_busy WHERE actor = 'Practitioner/many-dr';`, { db: db.name });
     assert.deepEqual(out.trim().split('\n'), ['256', '300']);
 });
+
+// fhir_write() skips its row lookup (migration 0014): a create inserts at once, and an update, patch or delete reads
+// the current version from the history. What each write decides must be what the lookup decided.
+const write = (id, mode, { ifMatch = 'NULL', family = 'W' } = {}) =>
+    `SELECT outcome || ' ' || coalesce(version_id::text, '-') FROM fhir_write('Patient', '${id}',
+        '{"resourceType":"Patient","id":"${id}","meta":{"versionId":"', '},"name":[{"family":"${family}"}]}', ${ifMatch}, '${mode}', '{"v":2}');`;
+const refusal = (sql) => psql(PG_PORT(), sql, { db: db.name }).then((out) => `answered ${out.trim()}`, (e) => e.message);
+
+test('fhir_write decides creates, updates and deletes without its row lookup as it did with it', async () => {
+    const run = async (sql) => (await psql(PG_PORT(), sql, { db: db.name })).trim();
+    assert.equal(await run(write('w-1', 'create')), 'created 1');
+    assert.match(await refusal(write('w-1', 'create')), /Patient\/w-1 already exists/);
+    assert.equal(await run(write('w-1', 'update')), 'updated 2');
+    assert.match(await refusal(write('w-1', 'update', { ifMatch: 1 })), /is at version 2, not 1/);
+    assert.equal(await run(write('w-1', 'patch', { ifMatch: 2 })), 'updated 3');
+    assert.equal(await run(write('w-1', 'delete')), 'deleted 4');
+    assert.equal(await run(write('w-1', 'delete')), 'unchanged 4');
+    assert.match(await refusal(write('w-1', 'create')), /Patient\/w-1 already exists/, 'a deleted id is not free for a create');
+    assert.equal(await run(write('w-1', 'update')), 'created 5', 'a PUT brings a deleted resource back');
+    assert.equal(await run(write('w-2', 'update')), 'created 1', 'a PUT of a new id creates it');
+    assert.equal(await run(write('w-3', 'delete')), 'absent -');
+    assert.match(await refusal(write('w-3', 'update', { ifMatch: 1 })), /is at version none, not 1/);
+    assert.equal(
+        await run(`SELECT string_agg(id || ':' || version_id || ':' || method || ':' || status || ':' || deleted, ' ' ORDER BY id, version_id)
+                     FROM resource_history WHERE res_type = 'Patient' AND id LIKE 'w-%'`),
+        'w-1:1:POST:201:false w-1:2:PUT:200:false w-1:3:PATCH:200:false w-1:4:DELETE:200:true w-1:5:PUT:201:false w-2:1:PUT:201:false',
+    );
+    assert.equal(
+        await run(`SELECT string_agg(id || ':' || version_id || ':' || deleted || ':' || (body::jsonb #>> '{meta,versionId}'), ' ' ORDER BY id)
+                     FROM resource WHERE res_type = 'Patient' AND id LIKE 'w-%'`),
+        'w-1:5:false:5 w-2:1:false:1',
+    );
+});
+
+// A writer that read the version from the history while another transaction was moving the row on waits for it, then
+// decides again on the row it finds under its lock: writes on top of it, refuses a stale If-Match, or finds it deleted.
+test('fhir_write after a concurrent write of the same resource decides on the version that write left', async () => {
+    await psql(PG_PORT(), ['c-up', 'c-match', 'c-del'].map((id) => write(id, 'create')).join('\n'), { db: db.name });
+    const cases = [
+        { id: 'c-up', first: write('c-up', 'update', { family: 'First' }), second: write('c-up', 'update', { family: 'Second' }), expect: /answered updated 3/ },
+        { id: 'c-match', first: write('c-match', 'update'), second: write('c-match', 'update', { ifMatch: 1 }), expect: /is at version 2, not 1/ },
+        { id: 'c-del', first: write('c-del', 'delete'), second: write('c-del', 'delete'), expect: /answered unchanged 2/ },
+    ];
+    for (const c of cases) {
+        const first = spawn(PG_SH, ['psql', process.env.FHIRSCHED_TEST_PG_DIR || '-', String(PG_PORT()), '-q', '-tA', '-d', db.name]);
+        let firstOut = '';
+        first.stdout.on('data', (d) => (firstOut += d));
+        first.stderr.on('data', (d) => (firstOut += d));
+        const firstDone = new Promise((resolve) => first.on('close', resolve));
+        try {
+            first.stdin.write(`BEGIN;\n${c.first}\nSELECT 'first wrote';\n`);
+            for (let i = 0; i < 200 && !firstOut.includes('first wrote'); i++) await new Promise((r) => setTimeout(r, 50));
+            assert.match(firstOut, /first wrote/);
+            const second = refusal(c.second);
+            let waits = [];
+            for (let i = 0; i < 200 && waits.length === 0; i++) {
+                await new Promise((r) => setTimeout(r, 50));
+                waits = (await psql(PG_PORT(), `SELECT l.locktype FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                                                 WHERE NOT l.granted AND a.datname = current_database()`, { db: db.name })).trim().split('\n').filter(Boolean);
+            }
+            assert.deepEqual(waits, ['transactionid'], `${c.id}: the second writer waits for the first`);
+            first.stdin.end('COMMIT;\n');
+            assert.equal(await firstDone, 0, firstOut);
+            assert.match(await second, c.expect, c.id);
+        } finally {
+            first.kill();
+        }
+    }
+    const rows = await psql(PG_PORT(), `SELECT string_agg(id || ':' || version_id || ':' || (body::jsonb #>> '{name,0,family}'), ' ' ORDER BY id)
+                                          FROM resource WHERE res_type = 'Patient' AND id = 'c-up'`, { db: db.name });
+    assert.equal(rows.trim(), 'c-up:3:Second');
+    const history = await psql(PG_PORT(), `SELECT string_agg(id || ':' || version_id, ' ' ORDER BY id, version_id)
+                                             FROM resource_history WHERE res_type = 'Patient' AND id LIKE 'c-%'`, { db: db.name });
+    assert.equal(history.trim(), 'c-del:1 c-del:2 c-match:1 c-match:2 c-up:1 c-up:2 c-up:3');
+});
