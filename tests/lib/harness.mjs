@@ -454,7 +454,12 @@ function resolveUrl(server, p) {
  * application/fhir+json. Returns { status, headers, text, json }; a JSON
  * response that is not valid FHIR R4 fails the test.
  */
-export async function fhir(server, method, p, { body, headers = {}, timeoutMs = 60_000 } = {}) {
+export async function fhir(server, method, p, options = {}) {
+    return checkFhirAnswer(await fhirUnchecked(server, method, p, options));
+}
+
+/** The request of fhir(), answered without its checks (see checkFhirAnswer): for timing a client that makes none. */
+export async function fhirUnchecked(server, method, p, { body, headers = {}, timeoutMs = 60_000 } = {}) {
     const url = resolveUrl(server, p);
     const h = { accept: 'application/fhir+json', ...lower(headers) };
     let payload;
@@ -473,19 +478,23 @@ export async function fhir(server, method, p, { body, headers = {}, timeoutMs = 
         const cause = e.cause ? ` (${e.cause.code || e.cause.message})` : '';
         throw new Error(`${method} ${url} failed: ${e.message}${cause}\n${server.describe ? server.describe() : ''}`);
     }
-    const text = await res.text();
-    const out = { status: res.status, headers: res.headers, text, json: undefined, url, method };
-    const ct = res.headers.get('content-type') || '';
+    return { status: res.status, headers: res.headers, text: await res.text(), json: undefined, url, method };
+}
+
+/** fhir()'s checks of an answer: a JSON body parses and is valid FHIR R4 (then `json` holds it). Returns the answer. */
+export function checkFhirAnswer(out) {
+    const { text, method, url, status } = out;
+    const ct = out.headers.get('content-type') || '';
     if (text.length && JSON_CT.test(ct)) {
         try {
             out.json = JSON.parse(text);
         } catch (e) {
-            assert.fail(`${method} ${url} -> ${res.status}: body is not JSON (${e.message}):\n${tail(text, 2000)}`);
+            assert.fail(`${method} ${url} -> ${status}: body is not JSON (${e.message}):\n${tail(text, 2000)}`);
         }
         const errs = schemaErrors(out.json);
         if (errs.length) {
             assert.fail(
-                `${method} ${url} -> ${res.status}: response is not valid FHIR R4 (${errs.length} schema errors):\n  ${errs.join('\n  ')}\n${tail(text, 2000)}`,
+                `${method} ${url} -> ${status}: response is not valid FHIR R4 (${errs.length} schema errors):\n  ${errs.join('\n  ')}\n${tail(text, 2000)}`,
             );
         }
     }
