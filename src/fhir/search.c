@@ -1309,6 +1309,28 @@ static char *ordered_reference_key(const char *type, const fhir_search_param_t *
     return util_asprintf("%s/%s", param->targets, value);
 }
 
+/*
+ * The restated search's date conditions, written on an expression equal to r.sp_date that no index is on (the
+ * intersection with the unbounded range): they only filter the btree's rows. At a million Slots the plan for unknown
+ * values took them to the GiST range index and ANDed every Slot of the day with the btree's rows (0.2-0.4 ms instead
+ * of 0.1). Until the btree conditions follow, every r.sp_date in `where` is one of those conditions.
+ */
+static void hide_dates_from_indexes(util_buf_t *where)
+{
+    static const char column[] = "r.sp_date";
+    util_buf_t out;
+    util_buf_init(&out);
+    const char *p = where->base, *hit;
+    while ((hit = strstr(p, column)) != NULL) {
+        util_buf_append(&out, p, (size_t)(hit - p));
+        util_buf_puts(&out, "(r.sp_date * '(,)'::tstzrange)");
+        p = hit + sizeof(column) - 1;
+    }
+    util_buf_puts(&out, p);
+    util_buf_dispose(where);
+    *where = out;
+}
+
 int fhir_search_build(fhir_search_t *s, const char *type, const char *query, size_t len, const fhir_search_limits_t *limits,
                       bool strict, fhir_outcome_t *oo)
 {
@@ -1437,7 +1459,8 @@ int fhir_search_build_for(fhir_search_t *s, const char *type, const char *query,
      * day's rows directly; the token and range indexes found every row of the schedule and every row of the day, and
      * intersected them. Overlapping the window bounds the start from below too, because a stored instant is at most a
      * second wide (validation requires seconds). Whatever the values, that btree finds the page's rows best: the plan
-     * may be kept. The window's range is then left out: a plan for unknown values would take it to the range index.
+     * may be kept. The window's range is then left out, and the date conditions are kept from the range index
+     * (hide_dates_from_indexes): a plan for unknown values would take them there.
      */
     bool restated = ordered_key != NULL && window && window_param->element == FHIR_EL_INSTANT;
     if (window && !restated)
@@ -1447,6 +1470,7 @@ int fhir_search_build_for(fhir_search_t *s, const char *type, const char *query,
         ordered_key = NULL;
     }
     if (restated) {
+        hide_dates_from_indexes(&where);
         char after[80], before[80];
         format_micros(window_lo - 1000000, after, sizeof(after));
         format_micros(window_hi, before, sizeof(before));
