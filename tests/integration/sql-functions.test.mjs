@@ -185,6 +185,40 @@ test('sched_model_version moves on at the commit of a model write, and only then
     assert.ok((await version()) > before, 'a deleted Location');
 });
 
+/**
+ * A psql session that runs `sql` inside a transaction it keeps open; resolves once it ran. `commit()` ends it and
+ * resolves with psql's exit code; `kill()` abandons it.
+ */
+async function openTransaction(sql) {
+    const session = spawn(PG_SH, ['psql', process.env.FHIRSCHED_TEST_PG_DIR || '-', String(PG_PORT()), '-q', '-tA', '-d', db.name]);
+    let out = '';
+    session.stdout.on('data', (d) => (out += d));
+    session.stderr.on('data', (d) => (out += d));
+    const done = new Promise((resolve) => session.on('close', resolve));
+    session.stdin.write(`BEGIN;\n${sql}\nSELECT 'transaction wrote';\n`);
+    for (let i = 0; i < 200 && !out.includes('transaction wrote'); i++) await new Promise((r) => setTimeout(r, 50));
+    if (!out.includes('transaction wrote')) {
+        session.kill();
+        assert.fail(`the transaction did not run:\n${out}`);
+    }
+    return {
+        output: () => out,
+        commit: () => (session.stdin.end('COMMIT;\n'), done),
+        kill: () => session.kill(),
+    };
+}
+
+/** The lock types this test database's sessions wait for, once some session waits (or after 10 s). */
+async function awaitedLocks() {
+    let waits = [];
+    for (let i = 0; i < 200 && waits.length === 0; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        waits = (await psql(PG_PORT(), `SELECT l.locktype FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                                         WHERE NOT l.granted AND a.datname = current_database()`, { db: db.name })).trim().split('\n').filter(Boolean);
+    }
+    return waits;
+}
+
 // Writers of overlapping busy rows queue before they insert them (migration 0013), instead of both inserting and then
 // each waiting in the exclusion constraint's check for the other's transaction: a deadlock PostgreSQL finds only after
 // deadlock_timeout. A second writer of a time the first holds uncommitted waits on an advisory lock, and meets the
@@ -193,31 +227,16 @@ test('a second writer of a held time waits on the busy lock, then gets a clean c
     const appointment = (id, start, end) => `INSERT INTO resource (res_type, id, version_id, last_updated, deleted, body)
         VALUES ('Appointment', '${id}', 1, now(), false, '{"resourceType":"Appointment","id":"${id}","status":"booked",
         "start":"${start}","end":"${end}","participant":[{"actor":{"reference":"Practitioner/lock-dr"},"status":"accepted"}]}');`;
-    const first = spawn(PG_SH, ['psql', process.env.FHIRSCHED_TEST_PG_DIR || '-', String(PG_PORT()), '-q', '-tA', '-d', db.name]);
-    let firstOut = '';
-    first.stdout.on('data', (d) => (firstOut += d));
-    first.stderr.on('data', (d) => (firstOut += d));
-    const firstDone = new Promise((resolve) => first.on('close', resolve));
+    const first = await openTransaction(appointment('lock-a', '2031-09-01T09:00:00Z', '2031-09-01T10:00:00Z'));
     try {
-        first.stdin.write(`BEGIN;\n${appointment('lock-a', '2031-09-01T09:00:00Z', '2031-09-01T10:00:00Z')}\nSELECT 'first wrote';\n`);
-        for (let i = 0; i < 200 && !firstOut.includes('first wrote'); i++) await new Promise((r) => setTimeout(r, 50));
-        assert.match(firstOut, /first wrote/);
-
         // overlapping in the second half hour only: the shared hour is what they queue on
         const second = psql(PG_PORT(), appointment('lock-b', '2031-09-01T09:30:00Z', '2031-09-01T11:00:00Z'), { db: db.name }).then(
             () => null,
             (e) => e,
         );
-        let waits = [];
-        for (let i = 0; i < 200 && waits.length === 0; i++) {
-            await new Promise((r) => setTimeout(r, 50));
-            waits = (await psql(PG_PORT(), `SELECT l.locktype FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-                                             WHERE NOT l.granted AND a.datname = current_database()`, { db: db.name })).trim().split('\n').filter(Boolean);
-        }
-        assert.deepEqual(waits, ['advisory'], 'the second writer waits for the busy lock, before inserting its busy rows');
+        assert.deepEqual(await awaitedLocks(), ['advisory'], 'the second writer waits for the busy lock, before inserting its busy rows');
 
-        first.stdin.end('COMMIT;\n');
-        assert.equal(await firstDone, 0, firstOut);
+        assert.equal(await first.commit(), 0, first.output());
         const err = await second;
         assert.ok(err, 'the second writer was refused');
         assert.match(err.message, /conflicting key value violates exclusion constraint "sched_busy_actor_during_excl"/);
@@ -290,25 +309,11 @@ test('fhir_write after a concurrent write of the same resource decides on the ve
         { id: 'c-del', first: write('c-del', 'delete'), second: write('c-del', 'delete'), expect: /answered unchanged 2/ },
     ];
     for (const c of cases) {
-        const first = spawn(PG_SH, ['psql', process.env.FHIRSCHED_TEST_PG_DIR || '-', String(PG_PORT()), '-q', '-tA', '-d', db.name]);
-        let firstOut = '';
-        first.stdout.on('data', (d) => (firstOut += d));
-        first.stderr.on('data', (d) => (firstOut += d));
-        const firstDone = new Promise((resolve) => first.on('close', resolve));
+        const first = await openTransaction(c.first);
         try {
-            first.stdin.write(`BEGIN;\n${c.first}\nSELECT 'first wrote';\n`);
-            for (let i = 0; i < 200 && !firstOut.includes('first wrote'); i++) await new Promise((r) => setTimeout(r, 50));
-            assert.match(firstOut, /first wrote/);
             const second = refusal(c.second);
-            let waits = [];
-            for (let i = 0; i < 200 && waits.length === 0; i++) {
-                await new Promise((r) => setTimeout(r, 50));
-                waits = (await psql(PG_PORT(), `SELECT l.locktype FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-                                                 WHERE NOT l.granted AND a.datname = current_database()`, { db: db.name })).trim().split('\n').filter(Boolean);
-            }
-            assert.deepEqual(waits, ['transactionid'], `${c.id}: the second writer waits for the first`);
-            first.stdin.end('COMMIT;\n');
-            assert.equal(await firstDone, 0, firstOut);
+            assert.deepEqual(await awaitedLocks(), ['transactionid'], `${c.id}: the second writer waits for the first`);
+            assert.equal(await first.commit(), 0, first.output());
             assert.match(await second, c.expect, c.id);
         } finally {
             first.kill();
