@@ -7,7 +7,7 @@
 // The booking fixtures ($hold/$book): 20 more practitioners whose Schedules publish no Slots, so their hours offer as
 // many free times as a run can book, far from the days the other scenarios read. They are written only when a booking
 // scenario runs, after the $find scenarios, so those read the standard model.
-import { checkFhirAnswer, fhir, fhirUnchecked } from '../lib/harness.mjs';
+import { checkFhirAnswer, fhirUnchecked } from '../lib/harness.mjs';
 
 export const DAY0 = new Date(Date.UTC(2027, 0, 4)); // a Monday, in the future of any run
 export const DAYS = 30;
@@ -104,10 +104,15 @@ const transactionRequest = (entries) => ({
     timeoutMs: 120_000,
 });
 
+/** Throws unless a transaction's answer says it succeeded and is valid FHIR. */
+function checkTransaction(res) {
+    if (res.status !== 200) throw new Error(`transaction answered ${res.status}: ${res.text.slice(0, 500)}`);
+    checkFhirAnswer(res);
+}
+
 /** POSTs a transaction Bundle of `entries`; throws unless it succeeded. */
 export async function postTransaction(server, entries) {
-    const res = await fhir(server, 'POST', '/', transactionRequest(entries));
-    if (res.status !== 200) throw new Error(`transaction answered ${res.status}: ${res.text.slice(0, 500)}`);
+    checkTransaction(await fhirUnchecked(server, 'POST', '/', transactionRequest(entries)));
 }
 
 /**
@@ -122,10 +127,7 @@ export async function seedStandard(server) {
     const t0 = performance.now();
     for (let i = 0; i < slots.length; i += 400) answers.push(await fhirUnchecked(server, 'POST', '/', transactionRequest(slots.slice(i, i + 400))));
     const rate = Math.round(slots.length / ((performance.now() - t0) / 1000));
-    for (const res of answers) {
-        if (res.status !== 200) throw new Error(`transaction answered ${res.status}: ${res.text.slice(0, 500)}`);
-        checkFhirAnswer(res);
-    }
+    answers.forEach(checkTransaction);
     return rate;
 }
 
