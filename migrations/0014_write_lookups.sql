@@ -12,11 +12,11 @@
 -- fhir_write() as in 0003_search_index.sql, without the row lookup in the common cases:
 --   create (POST: a new id, no If-Match) inserts at once; an existing row, deleted or not, makes the insert do
 --     nothing, reported as before (FS409). Two creates of one id at once: the second waits for the first and then
---     finds its row, as before.
+--     finds its row (FS409; the primary key's 23505 before, which the server answered with the same 409).
 --   update, patch and delete read the current version from the history, which is one table (no plan per call):
 --     every version is recorded there and only AuditEvent purges remove rows, both the resource's and its history's.
 --     No history means no row: a PUT of a new id inserts at once (a concurrent create of that id makes it wait and
---     fail, 23505, reported as 409, as before). Otherwise the update names the version it read; a concurrent writer
+--     fail with 409, as before). Otherwise the update names the version it read; a concurrent writer
 --     that moved the row on in between makes it update nothing, and then the row is read under its lock, as before,
 --     and the write decided again (If-Match, delete of a deleted resource, ...).
 -- The update itself is still planned at every call (the same partitioned-table estimate).
@@ -33,25 +33,12 @@ DECLARE
     method      text;
     ix          record;
 BEGIN
-    IF p_mode = 'create' AND p_if_match IS NULL THEN
-        new_body := p_head || '1","lastUpdated":"' || fhir_instant(ts) || '"' || p_tail;
-        SELECT * INTO ix FROM fhir_index_row(p_index);
-        INSERT INTO resource (res_type, id, version_id, last_updated, deleted, body,
-                              sp_version, sp_tokens, sp_text, sp_date, sp_sort, sp_geo)
-             VALUES (p_type, p_id, 1, ts, false, new_body, ix.v, ix.tokens, ix.txt, ix.during, ix.sortkeys, ix.geo)
-        ON CONFLICT DO NOTHING;
-        IF NOT FOUND THEN
-            RAISE EXCEPTION USING ERRCODE = 'FS409', MESSAGE = format('%s/%s already exists', p_type, p_id);
-        END IF;
-        INSERT INTO resource_history (res_type, id, version_id, last_updated, deleted, method, status, body)
-             VALUES (p_type, p_id, 1, ts, false, 'POST', 201, new_body);
-        RETURN QUERY SELECT 'created'::text, 1, fhir_instant(ts), new_body;
-        RETURN;
-    END IF;
-
-    -- First from the history (see above), then, if the row moved on meanwhile, from the row under its lock.
+    -- A create assumes a new id, the others read the history first (see above); then, if the row moved on meanwhile,
+    -- it is read under its lock.
     FOR attempt IN 1 .. 2 LOOP
-        IF attempt = 1 THEN
+        IF attempt = 1 AND p_mode = 'create' AND p_if_match IS NULL THEN
+            NULL; -- the insert below finds out when the id is taken
+        ELSIF attempt = 1 THEN
             SELECT h.version_id, h.deleted INTO cur_version, cur_deleted
               FROM resource_history h WHERE h.res_type = p_type AND h.id = p_id ORDER BY h.version_id DESC LIMIT 1;
         ELSE
@@ -95,11 +82,16 @@ BEGIN
         new_body := p_head || new_version::text || '","lastUpdated":"' || fhir_instant(ts) || '"' || p_tail;
         SELECT * INTO ix FROM fhir_index_row(p_index);
         IF cur_version IS NULL THEN
-            -- Two clients creating the same id at once: the loser gets a unique violation (23505), reported as 409.
+            -- The id is taken: by an existing row (a create) or by a write of it committed meanwhile (two clients
+            -- creating the same id at once: the second waits for the first); 409 either way.
             INSERT INTO resource (res_type, id, version_id, last_updated, deleted, body,
                                   sp_version, sp_tokens, sp_text, sp_date, sp_sort, sp_geo)
                  VALUES (p_type, p_id, new_version, ts, false, new_body,
-                         ix.v, ix.tokens, ix.txt, ix.during, ix.sortkeys, ix.geo);
+                         ix.v, ix.tokens, ix.txt, ix.during, ix.sortkeys, ix.geo)
+            ON CONFLICT DO NOTHING;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION USING ERRCODE = 'FS409', MESSAGE = format('%s/%s already exists', p_type, p_id);
+            END IF;
         ELSE
             UPDATE resource r SET version_id = new_version, last_updated = ts, deleted = false, body = new_body,
                    sp_version = ix.v, sp_tokens = ix.tokens, sp_text = ix.txt, sp_date = ix.during,
