@@ -370,16 +370,41 @@ static void fail_transaction(fhir_bundle_run_t *run, size_t index)
     end_transaction(run);
 }
 
+/* Position of an entry in the processing order. */
+static size_t order_pos(const fhir_bundle_run_t *run, const fhir_ix_t *ix)
+{
+    size_t pos = 0;
+    while (run->entries[run->order[pos]] != ix)
+        ++pos;
+    return pos;
+}
+
+/*
+ * The failure a transaction reports is the one it would have had running one entry at a time: the first in processing
+ * order among those that really failed, not the entries pipelined behind it that were refused for that (not_run).
+ */
+static void note_failure(fhir_bundle_run_t *run, fhir_ix_t *ix)
+{
+    size_t pos = order_pos(run, ix);
+    bool better = run->_failed == NULL || (run->_failed->res.not_run && !ix->res.not_run) ||
+                  (run->_failed->res.not_run == ix->res.not_run && pos < run->_failed_pos);
+    if (better) {
+        run->_failed = ix;
+        run->_failed_pos = pos;
+    }
+}
+
 static void on_entry_done(fhir_ix_t *ix)
 {
     fhir_bundle_run_t *run = ix->data;
-    run->_check_last = true;
-    ++run->_pos;
-    if (run->_in_dispatch) {
-        run->_sync_done = true;
-        return;
-    }
-    advance(run);
+    --run->_running;
+    if (run->_waiting_for == ix)
+        run->_waiting_for = NULL;
+    if (run->transaction && ix->res.status >= 400)
+        note_failure(run, ix);
+    /* an entry that finishes while being started: advance() is on the stack and goes on */
+    if (!run->_in_dispatch)
+        advance(run);
 }
 
 static bool is_write(const fhir_ix_request_t *req)
@@ -439,27 +464,32 @@ static void resolve_references(fhir_bundle_run_t *run)
     free(refs);
 }
 
+/* Index of an entry in the Bundle. */
+static size_t entry_index(const fhir_bundle_run_t *run, const fhir_ix_t *ix)
+{
+    size_t index = 0;
+    while (run->entries[index] != ix)
+        ++index;
+    return index;
+}
+
+/* Starts entries while it may; ends the phase (or the run) once every started entry has finished. */
 static void advance(fhir_bundle_run_t *run)
 {
     for (;;) {
-        /* Checked here rather than in the entry's callback, so that ending the run never happens under a dispatch. */
-        if (run->_check_last) {
-            run->_check_last = false;
-            if (run->transaction && run->entries[run->_last]->res.status >= 400) {
-                fail_transaction(run, run->_last);
+        if (run->_failed != NULL || run->_pos == run->count) {
+            if (run->_running != 0)
+                return; /* answers of entries already sent are still to come */
+            if (run->_failed != NULL) {
+                fail_transaction(run, entry_index(run, run->_failed));
                 return;
             }
-        }
-        if (run->_pos == run->count) {
             if (run->transaction && run->_phase == PHASE_RESOLVE) {
                 resolve_references(run);
                 fhir_ix_t *dup = find_overlap(run);
                 if (dup != NULL) {
-                    size_t index = 0;
-                    while (run->entries[index] != dup)
-                        ++index;
                     char where[48];
-                    snprintf(where, sizeof(where), "Bundle.entry[%zu]", index);
+                    snprintf(where, sizeof(where), "Bundle.entry[%zu]", entry_index(run, dup));
                     fhir_outcome_fail(&run->oo, 400, "invalid", where, "the transaction changes %s/%s more than once", dup->req.type,
                                       dup->req.id);
                     run->status = 400;
@@ -478,23 +508,27 @@ static void advance(fhir_bundle_run_t *run)
             }
             return;
         }
-        size_t index = run->order[run->_pos];
-        fhir_ix_t *ix = run->entries[index];
+        if (run->_waiting_for != NULL)
+            return;
+        fhir_ix_t *ix = run->entries[run->order[run->_pos]];
         if (ix == NULL) { /* a batch entry that could not be parsed */
             ++run->_pos;
             continue;
         }
+        /* Anything else starts after everything before it has finished, and everything after it waits for it. */
+        bool overlaps = run->_pipelined && run->_phase == PHASE_EXECUTE && fhir_ix_pipelinable(ix);
+        if (!overlaps && run->_running != 0)
+            return;
         ix->data = run;
-        run->_last = index;
+        ++run->_pos;
+        ++run->_running;
+        run->_waiting_for = overlaps ? NULL : ix;
         run->_in_dispatch = true;
-        run->_sync_done = false;
         if (run->_phase == PHASE_RESOLVE)
             fhir_ix_resolve(ix, run->_pool, &run->_session, on_entry_done);
         else
             fhir_ix_run(ix, run->_pool, run->transaction ? &run->_session : NULL, on_entry_done);
         run->_in_dispatch = false;
-        if (!run->_sync_done)
-            return;
     }
 }
 
@@ -517,6 +551,8 @@ static void on_session(store_session_t *s, const char *err)
 {
     fhir_bundle_run_t *run = H2O_STRUCT_FROM_MEMBER(fhir_bundle_run_t, _session, s);
     run->_query = (store_query_t){.sql = "BEGIN", .cb = on_begun};
+    if (err == NULL)
+        run->_pipelined = store_session_pipeline(s) == 0; /* otherwise entries run one at a time */
     if (err != NULL || store_session_query(s, &run->_query) != 0) {
         store_session_end(s);
         fhir_outcome_fail(&run->oo, 503, "transient", NULL, "the database is not available; retry later");

@@ -1,7 +1,9 @@
 /*
  * batch and transaction Bundles posted to the base URL. A transaction runs all its entries on one connection inside
  * BEGIN/COMMIT, in the spec's order (DELETE, POST, PUT/PATCH, GET), after resolving conditional entries and rewriting
- * references to other entries' fullUrls (urn:uuid:...). A batch runs each entry on its own.
+ * references to other entries' fullUrls (urn:uuid:...). Its connection is pipelined: runs of entries whose statements do
+ * not depend on one another (fhir_ix_pipelinable) are sent without waiting for each answer. A batch runs each entry on
+ * its own.
  */
 #ifndef FHIR_BUNDLE_H
 #define FHIR_BUNDLE_H
@@ -37,10 +39,14 @@ struct st_fhir_bundle_run_t {
     store_session_t _session;
     store_query_t _query;
     fhir_bundle_cb _cb;
-    size_t _pos;
+    size_t _pos;          /* next position in `order` to start */
     int _phase;
-    size_t _last;
-    bool _in_dispatch, _sync_done, _check_last;
+    size_t _running;      /* entries started and not finished */
+    fhir_ix_t *_waiting_for; /* an entry the next one must wait for, or NULL */
+    bool _pipelined;      /* the session sends entries' statements without waiting (store_session_pipeline) */
+    bool _in_dispatch;
+    fhir_ix_t *_failed;   /* the entry whose failure fails the transaction, or NULL */
+    size_t _failed_pos;
 };
 
 /** Processing rank of a method: DELETE 0, POST 1, PUT/PATCH 2, GET/HEAD 3, anything else 4. */

@@ -170,6 +170,12 @@ static void fail_store(fhir_ix_t *ix, PGresult *res, const char *err)
         fail(ix, 422, "business-rule", "%s", PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
         return;
     }
+    if (err == store_err_query && strcmp(state, "25P02") == 0) {
+        /* sent behind a statement of the same transaction that failed (pipelined Bundles): that one is the news */
+        ix->res.not_run = true;
+        fail(ix, 409, "processing", "not run: an earlier statement of the transaction failed");
+        return;
+    }
     if (err == store_err_query && (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0)) {
         fail(ix, 409, "conflict", "a concurrent change conflicted with this one; retry");
         return;
@@ -1409,6 +1415,20 @@ static void ix_execute(fhir_ix_t *ix)
     case FHIR_IX_CONDITIONAL_DELETE:
         ix_resolve(ix);
         return;
+    }
+}
+
+bool fhir_ix_pipelinable(const fhir_ix_t *ix)
+{
+    switch (ix->req.kind) {
+    case FHIR_IX_CREATE:
+        return !moves_slots(ix) && !is_conditional(ix);
+    case FHIR_IX_UPDATE:
+    case FHIR_IX_DELETE:
+        /* a restricted writer's check reads the row before the write (check_access) */
+        return !moves_slots(ix) && fhir_access_rule(ix->access, ix->req.type, true)->level == FHIR_ACCESS_ALL;
+    default:
+        return false;
     }
 }
 

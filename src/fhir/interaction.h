@@ -55,6 +55,7 @@ typedef struct st_fhir_ix_result_t {
     int version;
     char last_updated[40]; /* FHIR instant of that version */
     fhir_outcome_t oo;     /* issues; turned into the body on failure */
+    bool not_run;          /* failed only because an earlier statement of its transaction had failed (pipelined) */
 } fhir_ix_result_t;
 
 typedef struct st_fhir_ix_t fhir_ix_t;
@@ -110,6 +111,13 @@ void fhir_ix_run(fhir_ix_t *ix, store_pool_t *pool, store_session_t *session, fh
  * rewriting the request into its unconditional form; used by transactions before references are resolved.
  */
 void fhir_ix_resolve(fhir_ix_t *ix, store_pool_t *pool, store_session_t *session, fhir_ix_cb cb);
+/**
+ * Whether, inside a pipelined transaction session (store_session_pipeline), the next entries' statements may be sent
+ * before this interaction has finished: its first statement is its write, and what may follow it (its AuditEvent, a
+ * check of the written row's access tokens) neither reads nor changes what other entries write. Conditional entries
+ * (once resolved), patches, checked updates and deletes, reads and Appointment writes that move Slots are not.
+ */
+bool fhir_ix_pipelinable(const fhir_ix_t *ix);
 /** Whether the request changes a resource (create, update, patch, delete, and their conditional forms). */
 bool fhir_ix_writes(const fhir_ix_request_t *req);
 /** Validates and checks a create/update body against the request; fills ix->res on failure. -1 on failure. */

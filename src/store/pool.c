@@ -1,7 +1,8 @@
 /*
  * Per-thread pool of non-blocking libpq connections driven by h2o's event loop (the TechEmpower C/h2o shape, on h2o 2.2.5):
  * PQconnectStart/PQconnectPoll from socket readiness, one query in flight per connection, a bounded FIFO of waiting
- * queries, a timer per connection, and reconnection with a pause when the database goes away.
+ * queries, a timer per connection, and reconnection with a pause when the database goes away. A session may ask for
+ * libpq's pipeline mode: then its queries are sent as they come, each followed by a Sync, and answered in order.
  */
 #include <assert.h>
 #include <stdlib.h>
@@ -38,6 +39,9 @@ typedef struct st_store_conn_t {
     bool write_pending;       /* h2o_socket_notify_write armed */
     size_t prepared;          /* statements of the catalogue prepared so far */
     store_query_t *current;   /* query in flight (NULL while preparing) */
+    /* pipeline mode (store_session_pipeline): queries sent after `current`, answered after it, in order */
+    bool pipeline;
+    store_query_t *sent_head, **sent_tail;
     PGresult *result;         /* last result of the query in flight */
     store_session_t *session; /* reserving session, if any */
     /* ad-hoc statements kept prepared (store_query_t.keep_plan), named KEPT_NAME_FORMAT with their index */
@@ -72,6 +76,7 @@ struct st_store_pool_t {
 
 static void conn_connect(store_conn_t *c);
 static void conn_drop(store_conn_t *c, const char *err);
+static void conn_leave_pipeline(store_conn_t *c);
 static void conn_flush(store_conn_t *c);
 static void on_readable(h2o_socket_t *sock, const char *err);
 static void pool_dispatch(store_pool_t *pool);
@@ -163,6 +168,18 @@ static void conn_flush(store_conn_t *c)
 
 /* ---- completing work ---- */
 
+/* A connection goes back to the pool outside pipeline mode, where plans are kept again. */
+static void conn_leave_pipeline(store_conn_t *c)
+{
+    if (!c->pipeline)
+        return;
+    c->pipeline = false;
+    if (!PQexitPipelineMode(c->pg)) {
+        LOG_ERROR("leaving pipeline mode failed: %s", PQerrorMessage(c->pg));
+        conn_drop(c, store_err_unavailable);
+    }
+}
+
 static void finish_query(store_query_t *q, PGresult *res, const char *err)
 {
     q->cb(q, res, err);
@@ -198,11 +215,22 @@ static void conn_complete_current(store_conn_t *c)
         conn_drop(c, store_err_unavailable);
         return;
     }
-    c->state = CONN_IDLE;
+    /* Before the callback, so that what it sends goes behind the queries already sent. */
+    if (c->sent_head != NULL) {
+        c->current = c->sent_head;
+        if ((c->sent_head = c->current->_next) == NULL)
+            c->sent_tail = &c->sent_head;
+        h2o_timeout_link(c->pool->loop, &c->pool->query_timeout, &c->query_timer);
+    } else {
+        c->state = CONN_IDLE;
+    }
     /* The callback may start the next query of its session on this very connection. */
     finish_query(q, res, err);
-    if (c->state == CONN_IDLE && c->session == NULL)
-        pool_dispatch(c->pool);
+    if (c->state == CONN_IDLE && c->session == NULL && c->pg != NULL) {
+        conn_leave_pipeline(c);
+        if (c->pg != NULL)
+            pool_dispatch(c->pool);
+    }
 }
 
 /* ---- ad-hoc statements kept prepared ---- */
@@ -264,11 +292,15 @@ static int conn_send_prepare(store_conn_t *c)
     return 0;
 }
 
-/* Returns -1 (and drops the connection) when the query could not be handed to libpq; its callback is then NOT called. */
+/*
+ * Returns -1 (and drops the connection) when the query could not be handed to libpq; its callback is then NOT called.
+ * In pipeline mode the query may go out while others are in flight; plans are not kept there, because preparing one
+ * takes a round trip before the query can be sent.
+ */
 static int conn_send_query(store_conn_t *c, store_query_t *q)
 {
-    assert(c->state == CONN_IDLE && c->current == NULL);
-    bool keep = q->keep_plan && q->stmt_name == NULL;
+    assert(c->state == CONN_IDLE ? c->current == NULL : c->pipeline && c->state == CONN_BUSY && c->preparing_kept < 0);
+    bool keep = q->keep_plan && q->stmt_name == NULL && !c->pipeline;
     int kept = keep ? kept_find(c, q->sql) : -1;
     char name[32];
     int ok;
@@ -284,15 +316,23 @@ static int conn_send_query(store_conn_t *c, store_query_t *q)
         ok = q->stmt_name != NULL ? PQsendQueryPrepared(c->pg, q->stmt_name, q->nparams, q->params, NULL, NULL, 0)
                                   : PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0);
     }
+    if (ok && c->pipeline)
+        ok = PQpipelineSync(c->pg);
     int flushed = ok ? PQflush(c->pg) : -1;
     if (flushed < 0) {
         LOG_ERROR("sending a query failed: %s", PQerrorMessage(c->pg));
         conn_drop(c, store_err_unavailable);
         return -1;
     }
-    c->current = q;
-    c->state = CONN_BUSY;
-    h2o_timeout_link(c->pool->loop, &c->pool->query_timeout, &c->query_timer);
+    if (c->state == CONN_BUSY) {
+        q->_next = NULL;
+        *c->sent_tail = q;
+        c->sent_tail = &q->_next;
+    } else {
+        c->current = q;
+        c->state = CONN_BUSY;
+        h2o_timeout_link(c->pool->loop, &c->pool->query_timeout, &c->query_timer);
+    }
     if (flushed > 0)
         conn_want_write(c);
     return 0;
@@ -390,10 +430,13 @@ static void conn_drop(store_conn_t *c, const char *err)
     c->state = CONN_DOWN;
     c->prepared = 0;
     kept_forget(c);
-    store_query_t *q = c->current;
+    store_query_t *q = c->current, *sent = c->sent_head;
     PGresult *res = c->result;
     c->current = NULL;
     c->result = NULL;
+    c->pipeline = false;
+    c->sent_head = NULL;
+    c->sent_tail = &c->sent_head;
     store_session_t *s = c->session;
     if (s != NULL) {
         /* The session keeps running on nothing: its next query is refused and its end is a no-op. */
@@ -415,6 +458,11 @@ static void conn_drop(store_conn_t *c, const char *err)
         finish_query(q, res, err);
     else if (res != NULL)
         PQclear(res);
+    while (sent != NULL) {
+        store_query_t *next = sent->_next;
+        finish_query(sent, NULL, err);
+        sent = next;
+    }
     if (!h2o_timeout_is_linked(&c->reconnect_timer))
         h2o_timeout_link(pool->loop, &pool->reconnect_timeout, &c->reconnect_timer);
     /* Nothing left to carry the queue: fail it now rather than let clients wait for a database that is gone. */
@@ -508,11 +556,27 @@ static void on_readable(h2o_socket_t *sock, const char *err)
         conn_drop(c, store_err_unavailable);
         return;
     }
-    /* Drain complete results; a NULL result ends the current command. */
+    /* Drain complete results; a NULL result ends the current command (in pipeline mode, its Sync does). */
+    int nulls = 0;
     while (c->state == CONN_BUSY || c->state == CONN_PREPARING) {
         if (PQisBusy(c->pg))
             break;
         PGresult *res = PQgetResult(c->pg);
+        if (c->pipeline) {
+            if (res == NULL) {
+                if (++nulls == 2) /* libpq has nothing queued: not expected, but never spin */
+                    break;
+                continue;
+            }
+            nulls = 0;
+            if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
+                PQclear(res);
+                conn_complete_current(c);
+                if (c->pg == NULL)
+                    return;
+                continue;
+            }
+        }
         if (res != NULL) {
             if (c->state == CONN_PREPARING) {
                 if (PQresultStatus(res) != PGRES_COMMAND_OK) {
@@ -683,10 +747,19 @@ int store_session_begin(store_pool_t *pool, store_session_t *session)
     return 0;
 }
 
+int store_session_pipeline(store_session_t *session)
+{
+    store_conn_t *c = session->_conn;
+    if (c == NULL || c->state != CONN_IDLE || !PQenterPipelineMode(c->pg))
+        return -1;
+    c->pipeline = true;
+    return 0;
+}
+
 int store_session_query(store_session_t *session, store_query_t *query)
 {
     store_conn_t *c = session->_conn;
-    if (c == NULL || c->state != CONN_IDLE)
+    if (c == NULL || (c->state != CONN_IDLE && !(c->pipeline && c->state == CONN_BUSY)))
         return -1;
     query->_next = NULL;
     return conn_send_query(c, query);
@@ -705,6 +778,8 @@ void store_session_end(store_session_t *session)
         conn_drop(c, store_err_unavailable);
         return;
     }
+    if (c->state == CONN_IDLE)
+        conn_leave_pipeline(c);
     pool_defer(c->pool);
 }
 
@@ -751,6 +826,7 @@ store_pool_t *store_pool_create(h2o_loop_t *loop, const char *dsn, unsigned size
         c->pool = pool;
         c->pg_fd = -1;
         c->preparing_kept = -1;
+        c->sent_tail = &c->sent_head;
         c->query_timer.cb = on_query_timer;
         c->reconnect_timer.cb = on_reconnect_timer;
         conn_connect(c);

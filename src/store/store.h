@@ -90,7 +90,15 @@ int store_pool_submit(store_pool_t *pool, store_query_t *query);
 
 /** Asks for a dedicated connection; `session->cb` fires when it is ready. Returns -1 when the queue is full. */
 int store_session_begin(store_pool_t *pool, store_session_t *session);
-/** Runs a query on the session's connection (one at a time). Returns -1 if the session lost its connection. */
+/**
+ * Puts the session's connection in libpq's pipeline mode: store_session_query then sends each query at once, also while
+ * earlier ones are still running, and the database runs them one after the other, as if each had waited for the one
+ * before (every query ends with its own Sync). Callbacks come in sending order. Inside a transaction, a failed query
+ * makes the ones already sent behind it fail with 25P02 (in_failed_sql_transaction). keep_plan is ignored. Call before
+ * the session's first query; -1 if the connection cannot (the session then stays one query at a time).
+ */
+int store_session_pipeline(store_session_t *session);
+/** Runs a query on the session's connection (one at a time unless pipelined). Returns -1 if the session lost its connection. */
 int store_session_query(store_session_t *session, store_query_t *query);
 /** Gives the connection back; an unfinished transaction on it is rolled back by resetting the connection. */
 void store_session_end(store_session_t *session);

@@ -340,6 +340,70 @@ describe('transaction', () => {
     });
 });
 
+// A transaction's connection is pipelined: runs of plain writes go out without waiting for each answer, so these check
+// that the outcome is still the one of running the entries one at a time.
+describe('transaction: entries sent without waiting for each answer', () => {
+    const slot = (id, schedule, extra = {}) => sample('Slot', { id, schedule: { reference: `Schedule/${schedule}` }, ...extra });
+    const putEntry = (resource, request = {}) => ({ resource, request: { method: 'PUT', url: `${resource.resourceType}/${resource.id}`, ...request } });
+    const errorLines = () => server.logs().split('\n').filter((l) => /"level":"(error|fatal)"/.test(l));
+
+    it('a stale If-Match in the middle of 30 writes: that entry is reported, nothing is stored, nothing logged as an error', async () => {
+        const schedule = uniq('pipe-sched');
+        const target = await create(server, sample('Patient'));
+        const ids = Array.from({ length: 30 }, (_, i) => uniq(`pipe-${i}`));
+        const entries = ids.map((id, i) => putEntry(slot(id, schedule, { start: `2031-02-03T${String(8 + (i % 10)).padStart(2, '0')}:00:00Z`, end: `2031-02-03T${String(8 + (i % 10)).padStart(2, '0')}:30:00Z` })));
+        entries[17] = putEntry({ ...content(target), id: target.id, gender: 'other' }, { ifMatch: 'W/"9"' });
+        const errorsBefore = errorLines().length;
+        const res = await post(bundle('transaction', entries));
+        expectOutcome(res, 412, 'conflict', { expression: 'Bundle.entry[17]' });
+        for (const id of [ids[0], ids[16], ids[18], ids[29]]) expectOutcome(await fhir(server, 'GET', `/Slot/${id}`), 404);
+        assert.equal((await fhir(server, 'GET', `/Patient/${target.id}`)).json.meta.versionId, '1');
+        assert.deepEqual(errorLines().slice(errorsBefore), [], 'the entries refused behind the failure are not errors of the server');
+    });
+
+    it('a business rule the database enforces fails the 6th of 20 creates: that entry is reported, nothing is stored', async () => {
+        const value = uniq('pipe-rule');
+        const entries = Array.from({ length: 20 }, () => ({ fullUrl: urn(), resource: patientWithIdentifier(SYS, value), request: { method: 'POST', url: 'Patient' } }));
+        entries[5] = { fullUrl: urn(), resource: sample('Slot', { start: '2031-01-07T10:00:00Z', end: '2031-01-07T09:00:00Z' }), request: { method: 'POST', url: 'Slot' } };
+        const res = await post(bundle('transaction', entries));
+        const oo = expectOutcome(res, [400, 422]);
+        assert.ok(oo.issue.some((i) => i.expression?.some((e) => e.startsWith('Bundle.entry[5]'))), JSON.stringify(oo.issue));
+        assert.equal(await count(value), 0);
+    });
+
+    it('writes after an Appointment that moves a Slot see that move, as one at a time would', async () => {
+        const schedule = uniq('pipe-sched');
+        const practitioner = uniq('pipe-pr');
+        const [before1, moved, after1] = [uniq('pipe-a'), uniq('pipe-b'), uniq('pipe-c')];
+        const times = { start: '2031-03-03T09:00:00Z', end: '2031-03-03T09:30:00Z' };
+        expectStatus(await fhir(server, 'PUT', `/Slot/${moved}`, { body: slot(moved, schedule, times) }), 201);
+        const appointment = sample('Appointment', {
+            id: uniq('pipe-appt'),
+            ...times,
+            slot: [{ reference: `Slot/${moved}` }],
+            participant: [{ actor: { reference: `Practitioner/${practitioner}` }, status: 'accepted' }],
+        });
+        const res = await post(
+            bundle('transaction', [
+                putEntry(slot(before1, schedule, { start: '2031-03-03T08:00:00Z', end: '2031-03-03T08:30:00Z' })),
+                putEntry(appointment),
+                // the Appointment made this Slot busy (version 2); this PUT comes after it and writes version 3 as given
+                putEntry(slot(moved, schedule, { ...times, comment: 'edited after the booking' })),
+                putEntry(slot(after1, schedule, { start: '2031-03-03T10:00:00Z', end: '2031-03-03T10:30:00Z' })),
+            ]),
+        );
+        const entries = expectResponseBundle(res, 'transaction-response', 4);
+        assert.deepEqual(entries.map(code), [201, 201, 200, 201]);
+        assert.equal(entries[2].response.etag, 'W/"3"');
+        const history = await fhir(server, 'GET', `/Slot/${moved}/_history`);
+        expectStatus(history, 200);
+        const byVersion = Object.fromEntries(history.json.entry.map((e) => [e.resource.meta.versionId, e.resource]));
+        assert.equal(byVersion['2'].status, 'busy');
+        assert.equal(byVersion['3'].status, 'free');
+        assert.equal(byVersion['3'].comment, 'edited after the booking');
+    });
+});
+
 describe('Bundles that are neither batch nor transaction', () => {
     it('a collection Bundle posted to the base: 400 or 422', async () => {
         const res = await post(bundle('collection', [{ fullUrl: 'http://example.org/Patient/1', resource: sample('Patient', { id: '1' }) }]));
