@@ -170,7 +170,7 @@ static void fail_store(fhir_ix_t *ix, PGresult *res, const char *err)
         fail(ix, 422, "business-rule", "%s", PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
         return;
     }
-    if (err == store_err_query && strcmp(state, "25P02") == 0) {
+    if (err == store_err_not_run || (err == store_err_query && strcmp(state, "25P02") == 0)) {
         /* sent behind a statement of the same transaction that failed (pipelined Bundles): that one is the news */
         ix->res.not_run = true;
         fail(ix, 409, "processing", "not run: an earlier statement of the transaction failed");

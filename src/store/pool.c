@@ -2,7 +2,8 @@
  * Per-thread pool of non-blocking libpq connections driven by h2o's event loop (the TechEmpower C/h2o shape, on h2o 2.2.5):
  * PQconnectStart/PQconnectPoll from socket readiness, one query in flight per connection, a bounded FIFO of waiting
  * queries, a timer per connection, and reconnection with a pause when the database goes away. A session may ask for
- * libpq's pipeline mode: then its queries are sent as they come, each followed by a Sync, and answered in order.
+ * libpq's pipeline mode: then its queries go out as they come, answered in order, with one Sync for all those sent in
+ * the same turn of the event loop (each Sync makes the database flush its answers: one send and one wake-up).
  */
 #include <assert.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 const char store_err_unavailable[] = "database unavailable";
 const char store_err_timeout[] = "database query timed out";
 const char store_err_query[] = "database query failed";
+const char store_err_not_run[] = "not run: an earlier query of the pipeline failed";
 const store_stmt_t store_begin = {NULL, "BEGIN"};
 
 typedef enum {
@@ -42,6 +44,7 @@ typedef struct st_store_conn_t {
     /* pipeline mode (store_session_pipeline): queries sent after `current`, answered after it, in order */
     bool pipeline;
     store_query_t *sent_head, **sent_tail;
+    h2o_timeout_entry_t sync_due; /* queries went out since the last Sync: one follows at the end of this turn */
     PGresult *result;         /* last result of the query in flight */
     store_session_t *session; /* reserving session, if any */
     /* ad-hoc statements kept prepared (store_query_t.keep_plan), named KEPT_NAME_FORMAT with their index */
@@ -76,7 +79,7 @@ struct st_store_pool_t {
 
 static void conn_connect(store_conn_t *c);
 static void conn_drop(store_conn_t *c, const char *err);
-static void conn_leave_pipeline(store_conn_t *c);
+static bool conn_release(store_conn_t *c);
 static void conn_flush(store_conn_t *c);
 static void on_readable(h2o_socket_t *sock, const char *err);
 static void pool_dispatch(store_pool_t *pool);
@@ -168,15 +171,50 @@ static void conn_flush(store_conn_t *c)
 
 /* ---- completing work ---- */
 
-/* A connection goes back to the pool outside pipeline mode, where plans are kept again. */
-static void conn_leave_pipeline(store_conn_t *c)
+/*
+ * An idle connection no session holds goes back to the pool: out of pipeline mode (where plans are kept again) once the
+ * answer to its last Sync is in, and never inside a transaction, whose locks would leak into the next user. False while
+ * that answer is still to come (on_readable calls again) or when the connection had to be dropped.
+ */
+static bool conn_release(store_conn_t *c)
 {
-    if (!c->pipeline)
-        return;
-    c->pipeline = false;
-    if (!PQexitPipelineMode(c->pg)) {
-        LOG_ERROR("leaving pipeline mode failed: %s", PQerrorMessage(c->pg));
+    if (c->pipeline) {
+        PGresult *res;
+        while (!PQisBusy(c->pg) && (res = PQgetResult(c->pg)) != NULL) {
+            bool sync = PQresultStatus(res) == PGRES_PIPELINE_SYNC;
+            PQclear(res);
+            if (!sync) {
+                LOG_ERROR("an answer came for no query of the pipeline; resetting the connection");
+                conn_drop(c, store_err_unavailable);
+                return false;
+            }
+        }
+        if (!PQexitPipelineMode(c->pg)) {
+            if (PQisBusy(c->pg) && PQstatus(c->pg) != CONNECTION_BAD)
+                return false;
+            LOG_ERROR("leaving pipeline mode failed: %s", PQerrorMessage(c->pg));
+            conn_drop(c, store_err_unavailable);
+            return false;
+        }
+        c->pipeline = false;
+    }
+    if (PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
+        LOG_WARN("session ended inside a transaction; resetting the connection");
         conn_drop(c, store_err_unavailable);
+        return false;
+    }
+    return true;
+}
+
+static void on_sync_due(h2o_timeout_entry_t *entry)
+{
+    store_conn_t *c = H2O_STRUCT_FROM_MEMBER(store_conn_t, sync_due, entry);
+    int flushed = PQpipelineSync(c->pg) ? PQflush(c->pg) : -1;
+    if (flushed < 0) {
+        LOG_ERROR("sending a query failed: %s", PQerrorMessage(c->pg));
+        conn_drop(c, store_err_unavailable);
+    } else if (flushed > 0) {
+        conn_want_write(c);
     }
 }
 
@@ -204,6 +242,8 @@ static void conn_complete_current(store_conn_t *c)
     const char *err = NULL;
     if (res == NULL) {
         err = store_err_unavailable;
+    } else if (PQresultStatus(res) == PGRES_PIPELINE_ABORTED) {
+        err = store_err_not_run;
     } else {
         ExecStatusType st = PQresultStatus(res);
         if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK)
@@ -226,11 +266,8 @@ static void conn_complete_current(store_conn_t *c)
     }
     /* The callback may start the next query of its session on this very connection. */
     finish_query(q, res, err);
-    if (c->state == CONN_IDLE && c->session == NULL && c->pg != NULL) {
-        conn_leave_pipeline(c);
-        if (c->pg != NULL)
-            pool_dispatch(c->pool);
-    }
+    if (c->state == CONN_IDLE && c->session == NULL && c->pg != NULL && conn_release(c))
+        pool_dispatch(c->pool);
 }
 
 /* ---- ad-hoc statements kept prepared ---- */
@@ -316,9 +353,9 @@ static int conn_send_query(store_conn_t *c, store_query_t *q)
         ok = q->stmt_name != NULL ? PQsendQueryPrepared(c->pg, q->stmt_name, q->nparams, q->params, NULL, NULL, 0)
                                   : PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0);
     }
-    if (ok && c->pipeline)
-        ok = PQpipelineSync(c->pg);
-    int flushed = ok ? PQflush(c->pg) : -1;
+    int flushed = !ok ? -1 : c->pipeline ? 0 : PQflush(c->pg); /* pipelined: on_sync_due flushes */
+    if (ok && c->pipeline && !h2o_timeout_is_linked(&c->sync_due))
+        h2o_timeout_link(c->pool->loop, &c->pool->zero_timeout, &c->sync_due);
     if (flushed < 0) {
         LOG_ERROR("sending a query failed: %s", PQerrorMessage(c->pg));
         conn_drop(c, store_err_unavailable);
@@ -420,6 +457,7 @@ static void conn_drop(store_conn_t *c, const char *err)
     store_pool_t *pool = c->pool;
     bool was_up = c->state == CONN_IDLE || c->state == CONN_BUSY;
     timer_stop(&c->query_timer);
+    timer_stop(&c->sync_due);
     conn_close_socket(c);
     if (c->pg != NULL) {
         if (was_up && !pool->destroying)
@@ -556,26 +594,14 @@ static void on_readable(h2o_socket_t *sock, const char *err)
         conn_drop(c, store_err_unavailable);
         return;
     }
-    /* Drain complete results; a NULL result ends the current command (in pipeline mode, its Sync does). */
-    int nulls = 0;
+    /* Drain complete results; a NULL result ends the current command. */
     while (c->state == CONN_BUSY || c->state == CONN_PREPARING) {
         if (PQisBusy(c->pg))
             break;
         PGresult *res = PQgetResult(c->pg);
-        if (c->pipeline) {
-            if (res == NULL) {
-                if (++nulls == 2) /* libpq has nothing queued: not expected, but never spin */
-                    break;
-                continue;
-            }
-            nulls = 0;
-            if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
-                PQclear(res);
-                conn_complete_current(c);
-                if (c->pg == NULL)
-                    return;
-                continue;
-            }
+        if (res != NULL && c->pipeline && PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
+            PQclear(res); /* the end of a group of queries, not an answer to one */
+            continue;
         }
         if (res != NULL) {
             if (c->state == CONN_PREPARING) {
@@ -613,6 +639,9 @@ static void on_readable(h2o_socket_t *sock, const char *err)
         if (c->pg == NULL)
             return;
     }
+    /* A pipelined connection whose session ended waited for its last Sync's answer. */
+    if (c->pg != NULL && c->pipeline && c->state == CONN_IDLE && c->session == NULL && conn_release(c))
+        pool_dispatch(c->pool);
     /* Idle connections only hear from the server when it is closing them. */
     if (c->pg != NULL) {
         PGnotify *n;
@@ -635,7 +664,7 @@ static void on_query_timer(h2o_timeout_entry_t *entry)
 static store_conn_t *pool_idle_conn(store_pool_t *pool)
 {
     for (unsigned i = 0; i != pool->size; ++i)
-        if (pool->conns[i].state == CONN_IDLE && pool->conns[i].session == NULL)
+        if (pool->conns[i].state == CONN_IDLE && pool->conns[i].session == NULL && !pool->conns[i].pipeline)
             return &pool->conns[i];
     return NULL;
 }
@@ -772,14 +801,8 @@ void store_session_end(store_session_t *session)
     if (c == NULL)
         return;
     c->session = NULL;
-    if (c->state == CONN_IDLE && PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
-        /* A transaction left open must not leak its locks into the next user of the connection. */
-        LOG_WARN("session ended inside a transaction; resetting the connection");
-        conn_drop(c, store_err_unavailable);
+    if (c->state == CONN_IDLE && !conn_release(c))
         return;
-    }
-    if (c->state == CONN_IDLE)
-        conn_leave_pipeline(c);
     pool_defer(c->pool);
 }
 
@@ -827,6 +850,7 @@ store_pool_t *store_pool_create(h2o_loop_t *loop, const char *dsn, unsigned size
         c->pg_fd = -1;
         c->preparing_kept = -1;
         c->sent_tail = &c->sent_head;
+        c->sync_due.cb = on_sync_due;
         c->query_timer.cb = on_query_timer;
         c->reconnect_timer.cb = on_reconnect_timer;
         conn_connect(c);

@@ -17,6 +17,7 @@
 extern const char store_err_unavailable[]; /* database down or connection lost (HTTP 503) */
 extern const char store_err_timeout[];     /* query took longer than database.query_timeout_ms (HTTP 503) */
 extern const char store_err_query[];       /* the statement failed; see PQresultErrorField(res, PG_DIAG_SQLSTATE) */
+extern const char store_err_not_run[];     /* pipelined behind a query that failed, and skipped */
 
 typedef struct st_store_pool_t store_pool_t;
 typedef struct st_store_query_t store_query_t;
@@ -93,9 +94,10 @@ int store_session_begin(store_pool_t *pool, store_session_t *session);
 /**
  * Puts the session's connection in libpq's pipeline mode: store_session_query then sends each query at once, also while
  * earlier ones are still running, and the database runs them one after the other, as if each had waited for the one
- * before (every query ends with its own Sync). Callbacks come in sending order. Inside a transaction, a failed query
- * makes the ones already sent behind it fail with 25P02 (in_failed_sql_transaction). keep_plan is ignored. Call before
- * the session's first query; -1 if the connection cannot (the session then stays one query at a time).
+ * before. Callbacks come in sending order. The queries sent in one turn of the event loop share a Sync: when one of them
+ * fails, the rest of them are skipped (store_err_not_run), and inside a transaction the ones sent later fail with 25P02
+ * (in_failed_sql_transaction). keep_plan is ignored. Call before the session's first query; -1 if the connection
+ * cannot (the session then stays one query at a time).
  */
 int store_session_pipeline(store_session_t *session);
 /** Runs a query on the session's connection (one at a time unless pipelined). Returns -1 if the session lost its connection. */

@@ -7,7 +7,9 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
-import { PG_SH, createTestDatabase, psql } from '../lib/harness.mjs';
+import fs from 'node:fs';
+import path from 'node:path';
+import { PG_SH, SOURCE_DIR, createTestDatabase, psql } from '../lib/harness.mjs';
 
 const PG_PORT = () => process.env.FHIRSCHED_TEST_PG_PORT;
 let db;
@@ -38,6 +40,53 @@ test('sched_ref_key agrees with its original regular expression', async () => {
     for (const [ref, now, original] of rows) assert.equal(now, original, `sched_ref_key(${JSON.stringify(ref)})`);
     // and the common shapes really are keyed
     assert.deepEqual(rows.slice(0, 3).map((r) => r[1]), ['Patient/1', 'Practitioner/abc-1.2', 'Practitioner/1']);
+});
+
+/** A function as an earlier migration defined it, created again under another name (to compare answers with). */
+async function createOriginal(migration, name, as) {
+    const text = fs.readFileSync(path.join(SOURCE_DIR, 'migrations', migration), 'utf8');
+    const m = new RegExp(`CREATE FUNCTION ${name}\\([\\s\\S]*?\\n\\$\\$;`).exec(text);
+    assert.ok(m, `${name} in ${migration}`);
+    await psql(PG_PORT(), m[0].replace(`CREATE FUNCTION ${name}(`, `CREATE OR REPLACE FUNCTION ${as}(`), { db: db.name });
+}
+
+test('fhir_date_range answers as migration 0002 did, for every precision and for invalid values', async () => {
+    await createOriginal('0002_search_functions.sql', 'fhir_date_range', 'original_date_range');
+    const odd = ['2026', '2026-03', '2026-03-04', '2026-03-04T10:00', '2026-03-04T10:00Z', '2026-03-04T10:00+02:00', '2026-03-04T10:00:00',
+        '2026-03-04T10:00:00Z', '2026-03-04T10:00:00-05:30', '2026-03-04T10:00:00.123Z', '2026-03-04T10:00:00.5', '2026-02-30T10:00:00Z',
+        '2026-13-01', '2026-03-04T25:00:00Z', '2026-03-04T10:00:60Z', 'abc', '', '2026-3-4', '2026-03-04T10:00:00+2', '20260',
+        '2026-03-04 10:00:00Z', '0000', '9999-12-31T23:59:59Z'];
+    const values = odd.map((v) => `('${v}')`).join(', ');
+    const formats = ['YYYY', 'YYYY-MM', 'YYYY-MM-DD', 'YYYY-MM-DD"T"HH24:MI', 'YYYY-MM-DD"T"HH24:MI:SS"Z"', 'YYYY-MM-DD"T"HH24:MI:SS.MS"+01:00"',
+        'YYYY-MM-DD"T"HH24:MI:SS'].map((f) => `'${f}'`).join(', ');
+    const out = await psql(PG_PORT(), `SELECT count(*), json_agg(v) FILTER (WHERE fhir_date_range(v) IS DISTINCT FROM original_date_range(v))
+        FROM (SELECT v FROM (VALUES ${values}, (NULL)) x(v)
+              UNION ALL SELECT to_char(timestamptz '2020-01-01' + g * interval '7 hours 13 minutes 17.25 seconds', f)
+                FROM generate_series(1, 2000) g, unnest(ARRAY[${formats}]) f) s`, { db: db.name });
+    assert.equal(out.trim(), `${odd.length + 1 + 14000}|`, 'no value answered differently');
+});
+
+test('a Slot\'s derived access tokens are the ones migration 0005 derived', async () => {
+    await createOriginal('0005_security.sql', 'sec_derived_tokens', 'original_derived_tokens');
+    // Schedules with sites and owners (tokens as the trigger stores them, which it is kept from recomputing), one deleted
+    await psql(PG_PORT(), `SET session_replication_role = replica;
+        INSERT INTO resource (res_type, id, version_id, last_updated, deleted, body, sp_tokens) VALUES
+          ('Schedule', 'tok-s1', 1, now(), false, '{"resourceType":"Schedule","id":"tok-s1"}',
+           '{actor=Practitioner/p1,_owner=Practitioner/p1,_site=Location/l1,_site=Location/l2}'),
+          ('Schedule', 'tok-s2', 1, now(), false, '{"resourceType":"Schedule","id":"tok-s2"}', '{_owner=Practitioner/p2,_site=none}'),
+          ('Schedule', 'tok-gone', 2, now(), true, NULL, '{_site=Location/gone}')`, { db: db.name });
+    const docs = [
+        { reference: 'Schedule/tok-s1' }, { reference: 'http://x/fhir/Schedule/tok-s1' }, { reference: 'Schedule/tok-s1/_history/1' },
+        { reference: 'Schedule/tok-s2' }, { reference: 'Schedule/tok-gone' }, { reference: 'Schedule/unknown' }, { reference: 'Practitioner/p1' },
+        { reference: 'tok-s1' }, {}, undefined, // (Slot.schedule is one Reference: an array is never stored)
+    ].map((schedule) => `('${JSON.stringify(schedule === undefined ? {} : { schedule })}'::jsonb)`);
+    const out = await psql(PG_PORT(), `SELECT json_agg(json_build_array(doc, sec_derived_tokens('Slot', 'x', doc), original_derived_tokens('Slot', 'x', doc)))
+        FROM (VALUES ${docs.join(', ')}) d(doc)`, { db: db.name });
+    const rows = JSON.parse(out.trim());
+    assert.equal(rows.length, docs.length);
+    for (const [doc, now, original] of rows) assert.deepEqual(now, original, JSON.stringify(doc));
+    assert.deepEqual(rows[0][1], ['_owner=Practitioner/p1', '_site=Location/l1', '_site=Location/l2']);
+    assert.deepEqual(rows[4][1], ['_site=none']);
 });
 
 // $find saves its proposals with set_config('synchronous_commit', 'off', true) in the one statement (no session, no
