@@ -101,6 +101,19 @@ test('a transaction-local synchronous_commit in one statement ends with that sta
     assert.deepEqual(stdout.trim().split('\n'), ['off', 'on']);
 });
 
+/** Runs `sql` in psql with auto_explain at NOTICE level: its output, and the plans of every statement, nested ones too. */
+async function withPlans(sql) {
+    const { stdout, stderr } = await promisify(execFile)(PG_SH, [
+        'psql', process.env.FHIRSCHED_TEST_PG_DIR || '-', String(PG_PORT()), '-q', '-tA', '-d', db.name,
+        '-c', `LOAD 'auto_explain'`,
+        '-c', `SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on; SET auto_explain.log_analyze = on;
+               SET auto_explain.log_format = 'json'; SET auto_explain.log_level = 'notice'`,
+        '-c', sql,
+    ]);
+    const plans = [...stderr.matchAll(/NOTICE:\s+duration: [\d.]+ ms\s+plan:\s*(\{[\s\S]*?\n\})/g)].map((m) => JSON.parse(m[1]));
+    return { stdout, plans, stderr };
+}
+
 // sched_load (migration 0011) keeps one plan per session for any values; two of its branches are written so that
 // the plan cannot read what the arguments do not ask for: busy rows actor by actor (actor and time both index
 // conditions, not every actor's rows of the window), and "does the schedule publish Slots" stopping at the first
@@ -111,16 +124,9 @@ test('sched_load reads busy rows of the asked actors only, and one Slot per sche
         INSERT INTO sched_busy VALUES ('Practitioner/asked', tstzrange('2031-05-05 10:00+00', '2031-05-05 10:30+00'), 'plan-asked');
         ANALYZE sched_busy;`;
     await psql(PG_PORT(), setup, { db: db.name });
-    const { stdout, stderr } = await promisify(execFile)(PG_SH, [
-        'psql', process.env.FHIRSCHED_TEST_PG_DIR || '-', String(PG_PORT()), '-q', '-tA', '-d', db.name,
-        '-c', `LOAD 'auto_explain'`,
-        '-c', `SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on; SET auto_explain.log_analyze = on;
-               SET auto_explain.log_format = 'json'; SET auto_explain.log_level = 'notice'`,
-        '-c', `SELECT kind, key FROM sched_load(ARRAY['Practitioner/asked'], ARRAY['schedule=Schedule/none'],
-               '2031-05-05 00:00+00', '2031-05-12 00:00+00', ARRAY[]::text[])`,
-    ]);
+    const { stdout, plans, stderr } = await withPlans(`SELECT kind, key FROM sched_load(ARRAY['Practitioner/asked'], ARRAY['schedule=Schedule/none'],
+               '2031-05-05 00:00+00', '2031-05-12 00:00+00', ARRAY[]::text[])`);
     assert.deepEqual(stdout.trim().split('\n'), ['busy|Practitioner/asked']);
-    const plans = [...stderr.matchAll(/NOTICE:\s+duration: [\d.]+ ms\s+plan:\s*(\{[\s\S]*?\n\})/g)].map((m) => JSON.parse(m[1]));
     const nested = plans.find((p) => /sched_busy/.test(p['Query Text']) && /RETURN|unnest\(p_actors\)/.test(p['Query Text']));
     assert.ok(nested, `the nested plan of sched_load was shown:\n${stderr.slice(0, 2000)}`);
     const nodes = [];
@@ -313,6 +319,27 @@ test('one transaction writing many Appointments holds at most 256 busy locks', a
         COMMIT;
         SELECT count(*) FROM sched_busy WHERE actor = 'Practitioner/many-dr';`, { db: db.name });
     assert.deepEqual(out.trim().split('\n'), ['256', '300']);
+});
+
+// A new Appointment has no busy or hold rows of its own (only sched_appointment_sync writes them, keyed by its id), so
+// a create skips the trigger's statements about them (migration 0015): each connection kept a plan for them, a
+// sequential scan when it was made on an empty sched_busy, which then read every busy row at every create. An update
+// still runs them: its rows move with it.
+test('an Appointment create runs no statement about its own busy rows; an update does', async () => {
+    const appointment = (id, start) => `{"resourceType":"Appointment","id":"${id}","meta":{"versionId":"`;
+    const tail = (start, end) => `},"status":"booked","start":"${start}","end":"${end}","participant":[{"actor":{"reference":"Practitioner/own-dr"}}]}`;
+    const writeAppt = (mode, start, end) => `SELECT outcome || ' ' || version_id FROM fhir_write('Appointment', 'own-1', '${appointment('own-1')}',
+        '${tail(start, end)}', NULL, '${mode}', '{"v":2}')`;
+    const ownRows = (plans) => plans.filter((p) => /sched_(busy|hold)/.test(p['Query Text']) && /appointment_id = NEW\.id/.test(p['Query Text']));
+    const created = await withPlans(writeAppt('create', '2033-03-07T09:00:00Z', '2033-03-07T09:30:00Z'));
+    assert.equal(created.stdout.trim(), 'created 1');
+    assert.ok(created.plans.some((p) => /INSERT INTO sched_busy/.test(p['Query Text'])), `the busy row was written:\n${created.stderr.slice(0, 2000)}`);
+    assert.deepEqual(ownRows(created.plans).map((p) => p['Query Text'].trim()), []);
+    const moved = await withPlans(writeAppt('update', '2033-03-07T10:00:00Z', '2033-03-07T10:30:00Z'));
+    assert.equal(moved.stdout.trim(), 'updated 2');
+    assert.ok(ownRows(moved.plans).length >= 2, 'the update reads and replaces its busy rows');
+    const busy = await psql(PG_PORT(), `SELECT actor || ' ' || lower(during) FROM sched_busy WHERE appointment_id = 'own-1'`, { db: db.name });
+    assert.equal(busy.trim(), 'Practitioner/own-dr 2033-03-07 10:00:00+00');
 });
 
 // fhir_write() skips its row lookup (migration 0014): a create inserts at once, and an update, patch or delete reads
