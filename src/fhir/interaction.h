@@ -115,7 +115,8 @@ void fhir_ix_resolve(fhir_ix_t *ix, store_pool_t *pool, store_session_t *session
  * Whether, inside a pipelined transaction session (store_session_pipeline), the next entries' statements may be sent
  * before this interaction has finished: its first statement is its write, and what may follow it (its AuditEvent, a
  * check of the written row's access tokens) neither reads nor changes what other entries write. Conditional entries
- * (once resolved), patches, checked updates and deletes, reads and Appointment writes that move Slots are not.
+ * not yet resolved (a transaction resolves them first: then they are plain writes), patches, checked updates and
+ * deletes, reads and Appointment writes that move Slots are not.
  */
 bool fhir_ix_pipelinable(const fhir_ix_t *ix);
 /** Whether the request changes a resource (create, update, patch, delete, and their conditional forms). */
