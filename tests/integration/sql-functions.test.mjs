@@ -42,12 +42,17 @@ test('sched_ref_key agrees with its original regular expression', async () => {
     assert.deepEqual(rows.slice(0, 3).map((r) => r[1]), ['Patient/1', 'Practitioner/abc-1.2', 'Practitioner/1']);
 });
 
-/** A function as an earlier migration defined it, created again under another name (to compare answers with). */
-async function createOriginal(migration, name, as) {
+/**
+ * A function as an earlier migration defined it, created again under another name (to compare answers with); `calls`
+ * renames the functions it calls, so that it runs on their originals too.
+ */
+async function createOriginal(migration, name, as, calls = {}) {
     const text = fs.readFileSync(path.join(SOURCE_DIR, 'migrations', migration), 'utf8');
     const m = new RegExp(`CREATE FUNCTION ${name}\\([\\s\\S]*?\\n\\$\\$;`).exec(text);
     assert.ok(m, `${name} in ${migration}`);
-    await psql(PG_PORT(), m[0].replace(`CREATE FUNCTION ${name}(`, `CREATE OR REPLACE FUNCTION ${as}(`), { db: db.name });
+    let sql = m[0].replace(`CREATE FUNCTION ${name}(`, `CREATE OR REPLACE FUNCTION ${as}(`);
+    for (const [from, to] of Object.entries(calls)) sql = sql.replaceAll(`${from}(`, `${to}(`);
+    await psql(PG_PORT(), sql, { db: db.name });
 }
 
 test('fhir_date_range answers as migration 0002 did, for every precision and for invalid values', async () => {
@@ -66,27 +71,46 @@ test('fhir_date_range answers as migration 0002 did, for every precision and for
     assert.equal(out.trim(), `${odd.length + 1 + 14000}|`, 'no value answered differently');
 });
 
-test('a Slot\'s derived access tokens are the ones migration 0005 derived', async () => {
-    await createOriginal('0005_security.sql', 'sec_derived_tokens', 'original_derived_tokens');
-    // Schedules with sites and owners (tokens as the trigger stores them, which it is kept from recomputing), one deleted
+test('Slots\' and Appointments\' derived access tokens are the ones migration 0005 derived', async () => {
+    await createOriginal('0005_security.sql', 'sec_actor_tokens', 'original_actor_tokens');
+    await createOriginal('0005_security.sql', 'sec_derived_tokens', 'original_derived_tokens', { sec_actor_tokens: 'original_actor_tokens' });
+    // rows with sites and owners (tokens as the trigger stores them, which it is kept from recomputing), one deleted
     await psql(PG_PORT(), `SET session_replication_role = replica;
         INSERT INTO resource (res_type, id, version_id, last_updated, deleted, body, sp_tokens) VALUES
           ('Schedule', 'tok-s1', 1, now(), false, '{"resourceType":"Schedule","id":"tok-s1"}',
            '{actor=Practitioner/p1,_owner=Practitioner/p1,_site=Location/l1,_site=Location/l2}'),
           ('Schedule', 'tok-s2', 1, now(), false, '{"resourceType":"Schedule","id":"tok-s2"}', '{_owner=Practitioner/p2,_site=none}'),
-          ('Schedule', 'tok-gone', 2, now(), true, NULL, '{_site=Location/gone}')`, { db: db.name });
+          ('Schedule', 'tok-gone', 2, now(), true, NULL, '{_site=Location/gone}'),
+          ('Practitioner', 'tok-p1', 1, now(), false, '{"resourceType":"Practitioner","id":"tok-p1"}', '{_owner=Practitioner/tok-p1,_site=Location/l1}'),
+          ('PractitionerRole', 'tok-r1', 1, now(), false, '{"resourceType":"PractitionerRole","id":"tok-r1"}', '{_owner=Practitioner/tok-p2,_site=Location/l2}'),
+          ('HealthcareService', 'tok-h1', 1, now(), false, '{"resourceType":"HealthcareService","id":"tok-h1"}', '{_site=Location/l3}'),
+          ('Location', 'tok-l4', 1, now(), false, '{"resourceType":"Location","id":"tok-l4","partOf":{"reference":"Location/tok-l5"}}', '{}'),
+          ('Location', 'tok-l5', 1, now(), false, '{"resourceType":"Location","id":"tok-l5"}', '{}'),
+          ('Slot', 'tok-sl1', 1, now(), false, '{"resourceType":"Slot","id":"tok-sl1"}', '{_site=Location/l6,_owner=Practitioner/p9}')`, { db: db.name });
+    const actors = (...refs) => refs.map((reference) => ({ actor: { reference } }));
     const docs = [
-        { reference: 'Schedule/tok-s1' }, { reference: 'http://x/fhir/Schedule/tok-s1' }, { reference: 'Schedule/tok-s1/_history/1' },
-        { reference: 'Schedule/tok-s2' }, { reference: 'Schedule/tok-gone' }, { reference: 'Schedule/unknown' }, { reference: 'Practitioner/p1' },
-        { reference: 'tok-s1' }, {}, undefined, // (Slot.schedule is one Reference: an array is never stored)
-    ].map((schedule) => `('${JSON.stringify(schedule === undefined ? {} : { schedule })}'::jsonb)`);
-    const out = await psql(PG_PORT(), `SELECT json_agg(json_build_array(doc, sec_derived_tokens('Slot', 'x', doc), original_derived_tokens('Slot', 'x', doc)))
-        FROM (VALUES ${docs.join(', ')}) d(doc)`, { db: db.name });
+        ['Slot', { schedule: { reference: 'Schedule/tok-s1' } }], ['Slot', { schedule: { reference: 'http://x/fhir/Schedule/tok-s1' } }],
+        ['Slot', { schedule: { reference: 'Schedule/tok-s1/_history/1' } }], ['Slot', { schedule: { reference: 'Schedule/tok-s2' } }],
+        ['Slot', { schedule: { reference: 'Schedule/tok-gone' } }], ['Slot', { schedule: { reference: 'Schedule/unknown' } }],
+        ['Slot', { schedule: { reference: 'Practitioner/p1' } }], ['Slot', { schedule: { reference: 'tok-s1' } }], ['Slot', { schedule: {} }],
+        ['Slot', {}], // (Slot.schedule is one Reference: an array is never stored)
+        ['Appointment', { participant: actors('Practitioner/tok-p1') }],
+        ['Appointment', { participant: actors('PractitionerRole/tok-r1', 'HealthcareService/tok-h1', 'Patient/x') }],
+        ['Appointment', { participant: actors('Location/tok-l4') }],
+        ['Appointment', { participant: actors('http://x/fhir/Location/tok-l5', 'Device/d1') }],
+        ['Appointment', { participant: actors('Practitioner/tok-p1'), slot: [{ reference: 'Slot/tok-sl1' }, { reference: 'Slot/unknown' }] }],
+        ['Appointment', { participant: actors('Practitioner/tok-p1'), slot: [] }], ['Appointment', { slot: [{ reference: 'Slot/tok-sl1' }] }],
+        ['Appointment', {}],
+    ].map(([type, doc]) => `('${type}', '${JSON.stringify(doc)}'::jsonb)`);
+    const out = await psql(PG_PORT(), `SELECT json_agg(json_build_array(type, doc, sec_derived_tokens(type, 'x', doc), original_derived_tokens(type, 'x', doc)))
+        FROM (VALUES ${docs.join(', ')}) d(type, doc)`, { db: db.name });
     const rows = JSON.parse(out.trim());
     assert.equal(rows.length, docs.length);
-    for (const [doc, now, original] of rows) assert.deepEqual(now, original, JSON.stringify(doc));
-    assert.deepEqual(rows[0][1], ['_owner=Practitioner/p1', '_site=Location/l1', '_site=Location/l2']);
-    assert.deepEqual(rows[4][1], ['_site=none']);
+    for (const [type, doc, now, original] of rows) assert.deepEqual(now, original, `${type} ${JSON.stringify(doc)}`);
+    assert.deepEqual(rows[0][2], ['_owner=Practitioner/p1', '_site=Location/l1', '_site=Location/l2']);
+    assert.deepEqual(rows[4][2], ['_site=none']);
+    assert.deepEqual(rows[12][2], ['_site=Location/tok-l4', '_site=Location/tok-l5'], 'a Location actor and the ones it is part of');
+    assert.deepEqual(rows[14][2], ['_owner=Practitioner/tok-p1', '_site=Location/l1', '_site=Location/l6'], 'an Appointment\'s Slots add their sites');
 });
 
 // $find saves its proposals with set_config('synchronous_commit', 'off', true) in the one statement (no session, no
