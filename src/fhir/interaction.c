@@ -511,12 +511,14 @@ static bool writes_appointment(const fhir_ix_t *ix)
     return ix->req.type != NULL && strcmp(ix->req.type, "Appointment") == 0 && is_write(ix);
 }
 
-/* Whether Slots may have to follow this write: not when a new Appointment (no earlier version) references none. */
+/* Whether Slots may have to follow this write: not when neither the new Appointment nor the version it replaces (none
+ * for a create; one the caller read, held to by If-Match) references a Slot. */
 static bool moves_slots(const fhir_ix_t *ix)
 {
     if (!writes_appointment(ix))
         return false;
-    if (ix->req.kind == FHIR_IX_CREATE && ix->req.resource != NULL)
+    bool replaces_slotless = ix->req.kind == FHIR_IX_CREATE || (ix->req.kind == FHIR_IX_UPDATE && ix->req.replaces_slotless && ix->req.if_match != 0);
+    if (replaces_slotless && ix->req.resource != NULL)
         return json_array_size(json_object_get(ix->req.resource, "slot")) != 0;
     return true;
 }

@@ -41,6 +41,8 @@ typedef struct st_fhir_ix_request_t {
     json_t *resource; /* create/update body */
     json_t *patch;    /* JSON Patch document */
     int if_match;     /* expected version, 0 = none */
+    /* the caller read version if_match and it references no Slot: an update that references none either moves no Slot */
+    bool replaces_slotless;
     int if_none_match; /* version: answer 304 when current; -1 = "*", 0 = none */
     time_t if_modified_since; /* 0 = none */
 } fhir_ix_request_t;

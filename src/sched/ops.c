@@ -98,6 +98,7 @@ struct st_sched_op_t {
     json_t *target; /* the Appointment being held, booked, changed or cancelled */
     char *target_id;
     int target_version; /* stored version, 0 when it is a proposal or new */
+    bool target_slotless; /* the stored version references no Slot */
     book_mode_t mode;
     json_t *hold_patients;
     json_t *patient_keys;
@@ -1021,6 +1022,7 @@ static void on_target(sched_op_t *op, PGresult *res)
     if (stored != NULL) {
         op->target = stored;
         op->target_version = version;
+        op->target_slotless = json_array_size(json_object_get(stored, "slot")) == 0;
         json_decref(proposal);
         const char *status = target_status(op);
         if (by_reference) {
@@ -1153,6 +1155,7 @@ static void write_target(sched_op_t *op, fhir_ix_cb done)
     ix->req.resource = json_incref(op->target);
     ix->req.kind = op->target_version != 0 ? FHIR_IX_UPDATE : FHIR_IX_CREATE;
     ix->req.if_match = op->target_version;
+    ix->req.replaces_slotless = op->target_version != 0 && op->target_slotless;
     fhir_ix_run(ix, op->pool, op->in_session ? &op->session : NULL, done);
 }
 

@@ -1123,6 +1123,33 @@ describe('$book', { skip: SKIP_DEMO }, () => {
         assert.ok(has(appt, DAAN));
     });
 
+    // The server skips the Slot follow-up only when neither the version read nor the one written references a Slot.
+    it('a held Slot proposal: free while held, busy when booked, free again when the booking stops naming it', async () => {
+        const doc = await makeDoctor({ availableTime: null });
+        const day = nextDay(3);
+        const slot = await create(server, {
+            resourceType: 'Slot',
+            schedule: { reference: `Schedule/${doc.schedule.id}` },
+            status: 'free',
+            start: iso(ams(day, '10:00')),
+            end: iso(ams(day, '10:30')),
+        });
+        const slotStatus = async () => (await fhir(server, 'GET', `/Slot/${slot.id}`)).json.status;
+        const { props } = await findFor(doc, win(day));
+        assert.equal(props.length, 1);
+        assert.equal(props[0].slot?.[0]?.reference, `Slot/${slot.id}`);
+        expectOneAppointment(await hold(props[0].id));
+        assert.equal(await slotStatus(), 'free', 'a hold leaves its Slot free');
+        const { appt } = expectOneAppointment(await book(ref('appointment-reference', `Appointment/${props[0].id}`), patientParam({ id: 'pat-daan-mulder' })));
+        assert.equal(appt.status, 'booked');
+        assert.equal(await slotStatus(), 'busy', 'booking the held proposal takes its Slot');
+        // Changed into a booking of the same time that names no Slot: the Slot the stored version took is freed.
+        const { slot: _dropped, ...withoutSlot } = await read(appt.id);
+        const { appt: changed } = expectOneAppointment(await book(apptParam(withoutSlot)));
+        assert.equal(changed.slot, undefined);
+        assert.equal(await slotStatus(), 'free', 'a booking that no longer names its Slot frees it');
+    });
+
     it('a comment becomes Appointment.comment', async () => {
         const doc = await makeDoctor();
         const p = await proposalAt(doc, nextDay(2), '13:00');
