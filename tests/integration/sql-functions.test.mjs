@@ -48,9 +48,9 @@ test('sched_ref_key agrees with its original regular expression', async () => {
  */
 async function createOriginal(migration, name, as, calls = {}) {
     const text = fs.readFileSync(path.join(SOURCE_DIR, 'migrations', migration), 'utf8');
-    const m = new RegExp(`CREATE FUNCTION ${name}\\([\\s\\S]*?\\n\\$\\$;`).exec(text);
+    const m = new RegExp(`CREATE (?:OR REPLACE )?FUNCTION ${name}\\([\\s\\S]*?\\n\\$\\$;`).exec(text);
     assert.ok(m, `${name} in ${migration}`);
-    let sql = m[0].replace(`CREATE FUNCTION ${name}(`, `CREATE OR REPLACE FUNCTION ${as}(`);
+    let sql = m[0].replace(/^CREATE (?:OR REPLACE )?FUNCTION [a-z_]+\(/, `CREATE OR REPLACE FUNCTION ${as}(`);
     for (const [from, to] of Object.entries(calls)) sql = sql.replaceAll(`${from}(`, `${to}(`);
     await psql(PG_PORT(), sql, { db: db.name });
 }
@@ -169,6 +169,48 @@ test('sched_load reads busy rows of the asked actors only, and one Slot per sche
     assert.ok(slotScans.length > 0 && slotScans.every((n) => n['Node Type'] === 'Index Scan' && n['Index Name'] === 'slot_schedule_start'),
         `Slots by (schedule, start): ${JSON.stringify(slotScans)}`);
     assert.ok(nodes.some((n) => n['Node Type'] === 'Limit'), 'the slotted branch stops at the first Slot');
+});
+
+// Migration 0016 tests the status of a patient's Appointments by their sort key, which no index serves, instead of by
+// their tokens: as a second condition on the token index, that read the index entries of every booked Appointment in
+// the database at every $book with a patient.
+test('sched_load finds a patient\'s Appointments by the patient\'s token alone, and the ones migration 0011 found', async () => {
+    await createOriginal('0011_find_load_plans.sql', 'sched_load', 'original_load');
+    const statuses = ['proposed', 'pending', 'booked', 'arrived', 'fulfilled', 'cancelled', 'noshow', 'entered-in-error', 'checked-in', 'waitlist'];
+    const row = (id, patient, status, { deleted = false, day = '2031-06-03' } = {}) => `('Appointment', '${id}', 1, now(), ${deleted},
+        '{"resourceType":"Appointment","id":"${id}","status":"${status}"}', ARRAY['status=${status}', 'patient=${patient}'],
+        tstzrange('${day} 09:00+00', '${day} 09:30+00'), '{"status":"${status}"}')`;
+    const rows = [
+        ...statuses.map((st) => row(`pl-${st}`, 'Patient/pl-1', st)),
+        row('pl-deleted', 'Patient/pl-1', 'booked', { deleted: true }),
+        row('pl-later', 'Patient/pl-1', 'booked', { day: '2031-07-01' }),
+        row('pl-before', 'Patient/pl-1', 'booked', { day: '2031-05-29' }),
+        row('pl-earlier', 'Patient/pl-1', 'booked', { day: '2031-05-20' }),
+        row('pl-other', 'Patient/pl-2', 'booked'),
+    ];
+    await psql(PG_PORT(), `SET session_replication_role = replica;
+        INSERT INTO resource (res_type, id, version_id, last_updated, deleted, body, sp_tokens, sp_date, sp_sort) VALUES ${rows.join(', ')};
+        INSERT INTO resource (res_type, id, version_id, last_updated, deleted, body, sp_tokens, sp_date, sp_sort)
+             SELECT 'Appointment', 'pl-many-' || i, 1, now(), false, '{"resourceType":"Appointment","status":"booked"}',
+                    ARRAY['status=booked', 'patient=Patient/pl-many-' || i], tstzrange('2031-06-03 10:00+00', '2031-06-03 10:30+00'),
+                    '{"status":"booked"}'
+               FROM generate_series(1, 2000) i;
+        ANALYZE appointment;`, { db: db.name });
+    const load = (fn) => `SELECT kind, key, extra FROM ${fn}(ARRAY[]::text[], ARRAY[]::text[], '2031-06-02 00:00+00', '2031-06-05 00:00+00',
+        ARRAY['Patient/pl-1']) ORDER BY extra`;
+    const now = await psql(PG_PORT(), load('sched_load'), { db: db.name });
+    assert.equal(now, await psql(PG_PORT(), load('original_load'), { db: db.name }));
+    assert.deepEqual(now.trim().split('\n').map((l) => JSON.parse(l.split('|')[2]).id),
+        ['pl-arrived', 'pl-before', 'pl-booked', 'pl-checked-in', 'pl-pending'], 'blocking statuses, from a week before the window');
+    const { plans, stderr } = await withPlans(load('sched_load'));
+    const nodes = [];
+    (function walk(n) {
+        nodes.push(n);
+        for (const c of n.Plans ?? []) walk(c);
+    })(plans.find((p) => /unnest\(p_patients\)/.test(p['Query Text']))?.Plan ?? {});
+    const scans = nodes.filter((n) => n['Index Name'] === 'appointment_sp_tokens_idx');
+    assert.ok(scans.length > 0, `the patient's Appointments are found by the token index:\n${stderr.slice(0, 3000)}`);
+    for (const n of scans) assert.doesNotMatch(n['Index Cond'], /status=/, `the token index answers for the patient alone: ${n['Index Cond']}`);
 });
 
 // Migration 0009's query, the definition of which actors an Appointment books exclusively: migration 0012 walks the
