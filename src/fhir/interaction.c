@@ -517,8 +517,9 @@ static bool moves_slots(const fhir_ix_t *ix)
 {
     if (!writes_appointment(ix))
         return false;
-    bool replaces_slotless = ix->req.kind == FHIR_IX_CREATE || (ix->req.kind == FHIR_IX_UPDATE && ix->req.replaces_slotless && ix->req.if_match != 0);
-    if (replaces_slotless && ix->req.resource != NULL)
+    bool nothing_before = ix->req.kind == FHIR_IX_CREATE;
+    bool slotless_before = ix->req.kind == FHIR_IX_UPDATE && ix->req.replaces_slotless && ix->req.if_match != 0;
+    if ((nothing_before || slotless_before) && ix->req.resource != NULL)
         return json_array_size(json_object_get(ix->req.resource, "slot")) != 0;
     return true;
 }
