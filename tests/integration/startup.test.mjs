@@ -82,6 +82,8 @@ describe('start-up refusals', () => {
         } catch (e) {
             assert.equal(e.code, 2);
             assert.match(e.stderr, new RegExp(`${file}:3: unknown setting "http.max_body_byte"`));
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
         }
     });
 
