@@ -138,6 +138,11 @@ async function withPlans(sql) {
     return { stdout, plans, stderr };
 }
 
+/** Every node of an auto_explain JSON plan, the root first. */
+function planNodes(plan) {
+    return [plan, ...(plan.Plans ?? []).flatMap(planNodes)];
+}
+
 // sched_load (migration 0011) keeps one plan per session for any values; two of its branches are written so that
 // the plan cannot read what the arguments do not ask for: busy rows actor by actor (actor and time both index
 // conditions, not every actor's rows of the window), and "does the schedule publish Slots" stopping at the first
@@ -153,11 +158,7 @@ test('sched_load reads busy rows of the asked actors only, and one Slot per sche
     assert.deepEqual(stdout.trim().split('\n'), ['busy|Practitioner/asked']);
     const nested = plans.find((p) => /sched_busy/.test(p['Query Text']) && /RETURN|unnest\(p_actors\)/.test(p['Query Text']));
     assert.ok(nested, `the nested plan of sched_load was shown:\n${stderr.slice(0, 2000)}`);
-    const nodes = [];
-    (function walk(n) {
-        nodes.push(n);
-        for (const c of n.Plans ?? []) walk(c);
-    })(nested.Plan);
+    const nodes = planNodes(nested.Plan);
     const busyScans = nodes.filter((n) => n['Relation Name'] === 'sched_busy' || (n['Index Name'] ?? '').startsWith('sched_busy'));
     assert.ok(busyScans.length > 0);
     for (const n of busyScans) {
@@ -203,11 +204,7 @@ test('sched_load finds a patient\'s Appointments by the patient\'s token alone, 
     assert.deepEqual(now.trim().split('\n').map((l) => JSON.parse(l.split('|')[2]).id),
         ['pl-arrived', 'pl-before', 'pl-booked', 'pl-checked-in', 'pl-pending'], 'blocking statuses, from a week before the window');
     const { plans, stderr } = await withPlans(load('sched_load'));
-    const nodes = [];
-    (function walk(n) {
-        nodes.push(n);
-        for (const c of n.Plans ?? []) walk(c);
-    })(plans.find((p) => /unnest\(p_patients\)/.test(p['Query Text']))?.Plan ?? {});
+    const nodes = planNodes(plans.find((p) => /unnest\(p_patients\)/.test(p['Query Text']))?.Plan ?? {});
     const scans = nodes.filter((n) => n['Index Name'] === 'appointment_sp_tokens_idx');
     assert.ok(scans.length > 0, `the patient's Appointments are found by the token index:\n${stderr.slice(0, 3000)}`);
     for (const n of scans) assert.doesNotMatch(n['Index Cond'], /status=/, `the token index answers for the patient alone: ${n['Index Cond']}`);
