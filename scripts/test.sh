@@ -52,19 +52,27 @@ record() {
 # and leaves its status in $suite_rc. Call it as a plain command, never under
 # `if`, `||` or `&&`: bash then ignores -e inside, even in the subshell.
 suite_rc=0
+# A suite may append lines for the summary to the file $SUITE_NOTES (the fuzz
+# smoke writes each finding there): CI logs are often read from their end.
 run_suite() {
-    local name=$1
+    local name=$1 notes line
     shift
     echo
     echo "==> $name"
+    notes=$(mktemp "${TMPDIR:-/tmp}/fhirsched-suite-notes.XXXXXX")
     set +e
     (
         set -e
+        export SUITE_NOTES=$notes
         "$@"
     )
     suite_rc=$?
     set -e
     record "$name" "$suite_rc"
+    while IFS= read -r line; do
+        summary+=("      $line")
+    done <"$notes"
+    rm -f "$notes"
 }
 
 print_summary() {
@@ -140,7 +148,7 @@ fuzz_available() {
 suite_fuzz() {
     cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DFHIRSCHED_FUZZ=ON -DFHIRSCHED_ASAN=ON -DFHIRSCHED_TESTS=OFF >/dev/null
     cmake --build build-fuzz --parallel "$(nproc 2>/dev/null || echo 2)" >/dev/null
-    FUZZ_SECONDS=${FUZZ_SECONDS:-15} tests/fuzz/run.sh build-fuzz
+    FUZZ_REPORT=$SUITE_NOTES FUZZ_SECONDS=${FUZZ_SECONDS:-15} tests/fuzz/run.sh build-fuzz
 }
 
 suite_shell_syntax() {

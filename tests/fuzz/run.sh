@@ -10,7 +10,9 @@
 # (the seeds in the repository never change), with its dictionary from tests/fuzz/dict/. One line per target; exit
 # status 1 when any target crashed, leaked, hit undefined behaviour, timed out on one input (FUZZ_INPUT_TIMEOUT,
 # default 10 s) or could not run. The failing input is kept as BUILD_DIR/fuzz-artifacts/fuzz_<name>-crash-… (or
-# -leak-, -timeout-, -oom-), with the log next to it.
+# -leak-, -timeout-, -oom-), with the log next to it. With FUZZ_REPORT=FILE, each finding is also appended to FILE:
+# what it was, the first frames of its report, and the input in base64 (up to 4 KiB), so a CI log that only shows its
+# end still says how to reproduce it.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -97,8 +99,23 @@ for name in $targets; do
     artifact=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -n1)
     printf 'FAIL  fuzz_%-10s %s; input: %s; log: %s\n' "$name" "$what" "${artifact:-none}" "$kept"
     # the sanitizer's report (up to its SUMMARY line), for CI logs
-    awk '/==[0-9]+==ERROR|runtime error:|ERROR: libFuzzer/ { p = 1 } p { print "      " $0 } p && /^SUMMARY:/ { exit }' "$log" |
-        head -n 40 >&2
+    report=$(awk '/==[0-9]+==ERROR|runtime error:|ERROR: libFuzzer/ { p = 1 } p { print "      " $0 } p && /^SUMMARY:/ { exit }' "$log" |
+        head -n 40)
+    printf '%s\n' "$report" >&2
+    if [ -n "${FUZZ_REPORT:-}" ]; then
+        {
+            printf 'fuzz_%s: %s\n' "$name" "$what"
+            printf '%s\n' "$report" | grep -E '^ +#[0-9]+ ' | head -n 8 || true
+            if [ -n "$artifact" ] && [ -f "$artifact" ]; then
+                size=$(wc -c <"$artifact")
+                if [ "$size" -le 4096 ]; then
+                    printf 'input, %s bytes, base64: %s\n' "$size" "$(base64 -w0 "$artifact")"
+                else
+                    printf 'input: %s bytes (too long to print), kept as %s\n' "$size" "$artifact"
+                fi
+            fi
+        } >>"$FUZZ_REPORT"
+    fi
 done
 
 [ "$failures" -eq 0 ]
