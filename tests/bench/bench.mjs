@@ -1,7 +1,8 @@
 // `make bench` (issue 8): a private PostgreSQL, the release server, the standard dataset seeded through the server's
 // own API (dataset.mjs), PostgreSQL's and the HTTP layer's ceilings, the server's memory idle and with 1,000 open
 // connections, the scenarios, and the scaling run (scaling.mjs). Prints Markdown tables and writes
-// tests/bench/results/<date>-<sha>.json (<date>-<sha>-partial.json when BENCH_ONLY picked some scenarios).
+// tests/bench/results/<date>-<sha>.json (<date>-<sha>-partial-<hhmmss>.json when BENCH_ONLY picked some scenarios, so that
+// alternated partial runs at one sha keep each its own file).
 //
 //   make bench                       (or: FHIRSCHED_BIN=build/fhirsched node tests/bench/bench.mjs)
 //   BENCH_SECONDS=10 BENCH_CONNECTIONS=32      length of each wrk run, and its connections
@@ -172,7 +173,7 @@ try {
         scenarios: rows.map(({ ceiling, ...r }) => r),
         scaling,
     };
-    const out = path.join(SOURCE_DIR, 'tests', 'bench', 'results', `${started.toISOString().slice(0, 10)}-${sha}${ONLY ? '-partial' : ''}.json`);
+    const out = path.join(SOURCE_DIR, 'tests', 'bench', 'results', `${started.toISOString().slice(0, 10)}-${sha}${ONLY ? `-partial-${started.toISOString().slice(11, 19).replaceAll(':', '')}` : ''}.json`);
     fs.writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
     printTables(result, rows);
     console.log(`\nwritten: ${path.relative(SOURCE_DIR, out)}`);
