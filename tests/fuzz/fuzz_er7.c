@@ -75,7 +75,13 @@ static void rebuild(const hl7_msg_t *m, const char *const *kept, size_t nkept)
     util_buf_printf(&b, "%cP%c", f, f);
     hl7_escape(&b, "2.5.1", d);
     util_buf_printf(&b, "%c%c%c%c%c%c", f, f, f, f, f, f);
-    hl7_escape(&b, "UNICODE UTF-8", d);
+    /* Without an escape character a delimiter among the name's characters ('-' or ' ') cannot be written, and the name
+     * would arrive as an unknown character set: leave MSH-18 empty then, which reads every kept value alike (they are
+     * valid UTF-8, which is what an empty MSH-18 is taken to be). */
+    const char *charset = "UNICODE UTF-8";
+    const char delims[] = {d->field, d->component, d->repetition, d->subcomponent, '\0'};
+    if (d->escape != 0 || strpbrk(charset, delims) == NULL)
+        hl7_escape(&b, charset, d);
     util_buf_puts(&b, "\rNTE");
     for (size_t i = 0; i != nkept; ++i) {
         util_buf_append(&b, &f, 1);
