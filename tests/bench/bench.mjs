@@ -173,7 +173,9 @@ try {
         scenarios: rows.map(({ ceiling, ...r }) => r),
         scaling,
     };
-    const out = path.join(SOURCE_DIR, 'tests', 'bench', 'results', `${started.toISOString().slice(0, 10)}-${sha}${ONLY ? `-partial-${started.toISOString().slice(11, 19).replaceAll(':', '')}` : ''}.json`);
+    const stamp = started.toISOString();
+    const partial = ONLY ? `-partial-${stamp.slice(11, 19).replaceAll(':', '')}` : '';
+    const out = path.join(SOURCE_DIR, 'tests', 'bench', 'results', `${stamp.slice(0, 10)}-${sha}${partial}.json`);
     fs.writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
     printTables(result, rows);
     console.log(`\nwritten: ${path.relative(SOURCE_DIR, out)}`);

@@ -11,7 +11,7 @@
 # status 1 when any target crashed, leaked, hit undefined behaviour, timed out on one input (FUZZ_INPUT_TIMEOUT,
 # default 10 s) or could not run. The failing input is kept as BUILD_DIR/fuzz-artifacts/fuzz_<name>-crash-… (or
 # -leak-, -timeout-, -oom-), with the log next to it. With FUZZ_REPORT=FILE, each finding is also appended to FILE:
-# what it was, the first frames of its report, and the input in base64 (up to 4 KiB), so a CI log that only shows its
+# what it was, the frames of its report in our code, and the input in base64 (up to 4 KiB), so a CI log that only shows its
 # end still says how to reproduce it.
 set -euo pipefail
 
@@ -105,7 +105,8 @@ for name in $targets; do
     if [ -n "${FUZZ_REPORT:-}" ]; then
         {
             printf 'fuzz_%s: %s\n' "$name" "$what"
-            printf '%s\n' "$report" | grep -E '^ +#[0-9]+ ' | head -n 8 || true
+            # our frames (a file of src/ or tests/), not those of the sanitizer, libFuzzer and libc around them
+            printf '%s\n' "$report" | grep -E '^ +#[0-9]+ .* /[^ ]*/(src|tests)/[^ ]*\.c:[0-9]+' | head -n 8 || true
             if [ -n "$artifact" ] && [ -f "$artifact" ]; then
                 size=$(wc -c <"$artifact")
                 if [ "$size" -le 4096 ]; then
