@@ -155,12 +155,15 @@ static void fail_store(fhir_ix_t *ix, PGresult *res, const char *err)
         return;
     }
     if (err == store_err_query && strcmp(state, "23P01") == 0) {
-        /* DETAIL: Key (actor, during)=(Practitioner/x, [...)) conflicts with existing key (...) */
+        /* DETAIL: Key (actor_key, during, actor)=(123, ["...","..."), Practitioner/x) conflicts with existing key (...)
+         * (migration 0017): the actor is the key's last value, and an actor key ("Type/id") has no comma. */
         const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
-        const char *open = detail != NULL ? strstr(detail, ")=(") : NULL;
-        const char *comma = open != NULL ? strchr(open + 3, ',') : NULL;
-        if (comma != NULL)
-            fail(ix, 409, "conflict", "that time was just taken: %.*s is already booked or held then", (int)(comma - open - 3), open + 3);
+        const char *end = detail != NULL ? strstr(detail, ") conflicts with existing key") : NULL;
+        const char *actor = end;
+        while (actor != NULL && actor > detail && actor[-1] != ' ')
+            --actor;
+        if (actor != NULL && actor != end && actor - detail >= 2 && actor[-2] == ',')
+            fail(ix, 409, "conflict", "that time was just taken: %.*s is already booked or held then", (int)(end - actor), actor);
         else
             fail(ix, 409, "conflict", "that time was just taken by another appointment");
         return;

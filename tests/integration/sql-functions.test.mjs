@@ -162,7 +162,7 @@ test('sched_load reads busy rows of the asked actors only, and one Slot per sche
     const busyScans = nodes.filter((n) => n['Relation Name'] === 'sched_busy' || (n['Index Name'] ?? '').startsWith('sched_busy'));
     assert.ok(busyScans.length > 0);
     for (const n of busyScans) {
-        if (n['Index Cond'] !== undefined) assert.match(n['Index Cond'], /actor = /, `busy rows searched by actor: ${JSON.stringify(n)}`);
+        if (n['Index Cond'] !== undefined) assert.match(n['Index Cond'], /actor_key = /, `busy rows searched by actor: ${JSON.stringify(n)}`);
         assert.ok((n['Actual Rows'] ?? 0) <= 1, `only the asked actor's busy row is read: ${JSON.stringify(n)}`);
     }
     assert.ok(!nodes.some((n) => n['Node Type'] === 'Seq Scan' && n['Relation Name'] === 'sched_busy'));
@@ -170,6 +170,43 @@ test('sched_load reads busy rows of the asked actors only, and one Slot per sche
     assert.ok(slotScans.length > 0 && slotScans.every((n) => n['Node Type'] === 'Index Scan' && n['Index Name'] === 'slot_schedule_start'),
         `Slots by (schedule, start): ${JSON.stringify(slotScans)}`);
     assert.ok(nodes.some((n) => n['Node Type'] === 'Limit'), 'the slotted branch stops at the first Slot');
+});
+
+// Migration 0017 keys the busy rows' exclusion constraint by a bigint of the actor. Every reader of busy rows by actor
+// must ask by that key, or it reads the whole table: the Slot follow-up (sched_slot_changes) and a blocking write
+// clearing the busy rows of expired holds in its way (sched_appointment_sync). The constraint still refuses one
+// actor's overlapping times and allows another actor's.
+test('readers of busy rows by actor use the key, and the key still excludes one actor\'s overlaps only', async () => {
+    await psql(PG_PORT(), `INSERT INTO sched_busy (actor, during, appointment_id)
+        SELECT 'Practitioner/key-other-' || i, tstzrange('2034-02-06 09:00+00', '2034-02-06 09:30+00'), 'key-plan-' || i FROM generate_series(1, 3000) i;
+        INSERT INTO sched_busy (actor, during, appointment_id) VALUES ('Practitioner/key-dr', tstzrange('2034-02-06 09:00+00', '2034-02-06 09:30+00'), 'key-expired');
+        INSERT INTO sched_hold (appointment_id, expires_at) VALUES ('key-expired', now() - interval '1 minute');
+        ANALYZE sched_busy;
+        SELECT count(*) FROM fhir_write('Slot', 'key-slot', '{"resourceType":"Slot","id":"key-slot","meta":{"versionId":"',
+            '},"schedule":{"reference":"Schedule/key-none"},"status":"free","start":"2034-02-06T09:00:00Z","end":"2034-02-06T09:30:00Z"}',
+            NULL, 'create', '{"v":2}');`, { db: db.name });
+    const booking = `SELECT outcome FROM fhir_write('Appointment', 'key-appt', '{"resourceType":"Appointment","id":"key-appt","meta":{"versionId":"',
+        '},"status":"booked","start":"2034-02-06T09:00:00Z","end":"2034-02-06T09:30:00Z","slot":[{"reference":"Slot/key-slot"}],
+        "participant":[{"actor":{"reference":"Practitioner/key-dr"},"status":"accepted"}]}', NULL, 'create', '{"v":2}');
+        SELECT slot_id || ' ' || status FROM sched_slot_changes('key-appt', 1);`;
+    const { stdout, plans, stderr } = await withPlans(booking);
+    assert.deepEqual(stdout.trim().split('\n'), ['created', 'key-slot busy']);
+    const readers = plans.filter((p) => /FROM sched_busy/.test(p['Query Text']) && /DELETE FROM sched_busy b|EXISTS \(SELECT 1 FROM sched_busy b/.test(p['Query Text']));
+    assert.ok(readers.length >= 2, `the expired holds' clearing and the Slot follow-up were shown:\n${stderr.slice(0, 3000)}`);
+    for (const p of readers) {
+        const nodes = planNodes(p.Plan);
+        assert.ok(!nodes.some((n) => n['Node Type'] === 'Seq Scan' && n['Relation Name'] === 'sched_busy'), `no sequential scan: ${p['Query Text']}`);
+        assert.ok(nodes.some((n) => n['Index Name'] === 'sched_busy_actor_during_excl' && /actor_key = /.test(n['Index Cond'] ?? '')),
+            `busy rows by key: ${JSON.stringify(p.Plan)}`);
+    }
+    const rows = await psql(PG_PORT(), `SELECT appointment_id || ' ' || actor FROM sched_busy
+        WHERE appointment_id IN ('key-expired', 'key-appt') ORDER BY 1`, { db: db.name });
+    assert.deepEqual(rows.trim().split('\n'), ['key-appt Practitioner/key-dr', 'key-appt Slot/key-slot']);
+    const overlap = (actor, id) => `INSERT INTO sched_busy (actor, during, appointment_id)
+        VALUES ('${actor}', tstzrange('2034-02-06 09:15+00', '2034-02-06 09:45+00'), '${id}')`;
+    await assert.rejects(psql(PG_PORT(), overlap('Practitioner/key-dr', 'key-twice'), { db: db.name }),
+        /conflicting key value violates exclusion constraint "sched_busy_actor_during_excl"/);
+    await psql(PG_PORT(), overlap('Practitioner/key-dr-2', 'key-other-dr'), { db: db.name });
 });
 
 // Migration 0016 tests the status of a patient's Appointments by their sort key, which no index serves, instead of by
