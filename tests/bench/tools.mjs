@@ -91,11 +91,14 @@ export const socketCount = (pid) => fs.readdirSync(`/proc/${pid}/fd`).filter((fd
  * wrk with a Lua script from tests/bench/lua; the script's done() prints one JSON line (common.lua bench_done), so
  * nothing is parsed out of wrk's human-readable table. Latencies come back in ms.
  */
-export async function wrk({ url, script, env = {}, connections, threads = 2, seconds }) {
+export async function wrk({ url, script, env = {}, connections, threads = 2, seconds, warmupSeconds = 0 }) {
     threads = Math.min(threads, connections);
     // a request slower than wrk's default timeout (2 s) would count as an error, not as latency
-    const args = [`-t${threads}`, `-c${connections}`, `-d${seconds}s`, '--timeout', '60s', '--latency', '-s', path.join(LUA_DIR, script), url];
-    const out = await run('wrk', args, { env: { ...process.env, BENCH_LUA_DIR: LUA_DIR, BENCH_THREADS: String(threads), ...env } });
+    const args = (secs) => [`-t${threads}`, `-c${connections}`, `-d${secs}s`, '--timeout', '60s', '--latency', '-s', path.join(LUA_DIR, script), url];
+    const runEnv = { env: { ...process.env, BENCH_LUA_DIR: LUA_DIR, BENCH_THREADS: String(threads), ...env } };
+    // untimed first: the server's and PostgreSQL's per-connection caches and kept plans for this request are made here
+    if (warmupSeconds > 0) await run('wrk', args(warmupSeconds), runEnv);
+    const out = await run('wrk', args(seconds), runEnv);
     const line = out.split('\n').find((l) => l.startsWith('BENCH '));
     if (!line) throw new Error(`wrk printed no BENCH line:\n${out}`);
     const r = JSON.parse(line.slice(6));
