@@ -92,8 +92,8 @@ try {
             PGOPTIONS: '-c session_replication_role=replica',
         }),
     };
-    // The floor's database has served: left in place, autovacuum and autoanalyze of its tens of thousands of new rows
-    // ran during the first scenario (read p99 6.9-12 ms with it, against 2.1-3.9 ms on a server without it).
+    // The floor's database has served. Left in place, its tens of thousands of new rows were never in the settling
+    // below, and autovacuum could take them up during the first scenario.
     await run(path.join(PG_BIN, 'dropdb'), ['-h', '127.0.0.1', '-p', String(cluster.port), '-U', 'postgres', 'fhirsched_floor']);
     // Measure a settled database: the seeding and pgbench's writes leave autovacuum, autoanalyze and a checkpoint to
     // come, which otherwise land inside the first scenario as a tail of slow requests.
@@ -114,7 +114,7 @@ try {
     };
     const single = { connections: 1, threads: 1 };
     // Read-only requests are measured warm, as a server in use answers them; a cold start's first second is a
-    // tail of slow requests (read p99 4.5-5.9 ms from a fresh server against 2.7-3.1 warm on the same database).
+    // tail of slow requests (read p99 2.9-5.9 ms from a fresh server against 2.1-3.9 warm on the same database).
     const warm = { warmupSeconds: WARMUP_SECONDS };
 
     // a scenario only counts when it does the work: both $finds must find proposals in the seeded hours, the second
