@@ -19,7 +19,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { SOURCE_DIR, fhir, freePort, runMigrate, startPrivateCluster, startServer } from '../lib/harness.mjs';
+import { SOURCE_DIR, fhir, freePort, postmasterAllocatorSettings, runMigrate, startPrivateCluster, startServer } from '../lib/harness.mjs';
 import {
     BOOKING, BOOKING_DAY0, CONSULTATION, DAYS, PRACTITIONERS, RACE_DAY0, TREATMENT, TREATMENT_ROOMS, iso, seedBookingFixtures, seedStandard,
     seededDays, weekday,
@@ -170,7 +170,8 @@ try {
     const scaling = SCALING && selected('scaling') ? await runScaling({ cluster, env: scalingEnv, maxSlots: SCALING_MAX, seconds: SCALING_SECONDS }) : [];
 
     const result = {
-        machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, memory_gb: round(os.totalmem() / 2 ** 30, 1), kernel: os.release() },
+        machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, memory_gb: round(os.totalmem() / 2 ** 30, 1), kernel: os.release(),
+            postgres_allocator: postmasterAllocatorSettings(cluster.dir) },
         date: started.toISOString(),
         git: sha,
         seconds: SECONDS,

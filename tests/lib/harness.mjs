@@ -151,6 +151,16 @@ export async function startPrivateCluster() {
     return cluster;
 }
 
+/**
+ * The glibc allocator settings (MALLOC_* variables) a cluster's postmaster started with, as an object. Backends are
+ * forked from it without exec and inherit its allocator; their own /proc environ holds their process title instead.
+ */
+export function postmasterAllocatorSettings(dataDir) {
+    const pid = Number(fs.readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    const vars = fs.readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0');
+    return Object.fromEntries(vars.filter((v) => v.startsWith('MALLOC_')).map((v) => v.split(/=(.*)/s).slice(0, 2)));
+}
+
 /** `fhirsched migrate` against a database URL; throws with its output on failure. */
 export async function runMigrate(databaseUrl) {
     try {
