@@ -27,22 +27,30 @@
  * trigger there would be cached stale. */
 #define MODEL_TYPES "('HealthcareService', 'PractitionerRole', 'Location', 'Schedule', 'Device')"
 enum { STMT_MODEL, STMT_LOAD, STMT_TARGET, STMT_SAVE_PROPOSALS, STMT_PATIENT_BY_ID, STMT_PATIENT_BY_IDENTIFIER };
+/* Everything availability is computed from (clinic-sized: every schedulable resource): the model's version
+ * (sched_model_version, moved on by every committed write of those types: migrations/0012_write_path.sql), and the
+ * bodies only when that differs from $1, the version this thread holds. Rows (kind, value, body): ('version', v, NULL)
+ * and ('model', NULL, body). In one statement, so one snapshot: the version always describes the bodies it comes with. */
+#define MODEL_ROWS_SQL                                                                                                   \
+    "WITH f AS (SELECT version::text AS v FROM sched_model_version) "                                                  \
+    "SELECT 'version' AS kind, f.v AS value, NULL AS body FROM f UNION ALL SELECT 'model', NULL, r.body FROM f, resource r " \
+    "WHERE f.v <> $1 AND r.res_type IN " MODEL_TYPES " AND NOT r.deleted"
 const store_stmt_t sched_ops_statements[] = {
-    /* Everything availability is computed from (clinic-sized: every schedulable resource): the model's version
-     * (sched_model_version, moved on by every committed write of those types: migrations/0012_write_path.sql), and
-     * the bodies only when that differs from $1, the version this thread holds. One statement, so one snapshot: the
-     * version always describes the bodies it comes with. */
-    [STMT_MODEL] = {"sched_model",
-                    "WITH f AS (SELECT version::text AS v FROM sched_model_version) "
-                    "SELECT f.v, NULL FROM f UNION ALL SELECT NULL, r.body FROM f, resource r "
-                    "WHERE f.v <> $1 AND r.res_type IN " MODEL_TYPES " AND NOT r.deleted"},
+    [STMT_MODEL] = {"sched_model", MODEL_ROWS_SQL},
     /* Busy rows of the actors, Slots of the schedules, which schedules publish Slots, and the patients' own appointments:
      * sched_load (migrations/0010_booking_hot_path.sql), where its plan is kept for the session. */
     [STMT_LOAD] = {"sched_load", "SELECT kind, key, lo, hi, extra FROM sched_load($1::text[], $2::text[], $3::timestamptz, "
                                  "$4::timestamptz, $5::text[])"},
-    /* The Appointment an id names: a stored one, or a live proposal. */
-    [STMT_TARGET] = {"sched_target", "SELECT 'resource', version_id, body FROM resource WHERE res_type = 'Appointment' AND id = $1 "
-                                     "AND NOT deleted UNION ALL SELECT 'proposal', 0, body FROM sched_proposal_body($1)"},
+    /*
+     * What $hold and $book start from, in one round trip and one snapshot: the model's rows as STMT_MODEL gives them,
+     * the Appointment id $2 names (('resource', version, body) stored, or ('proposal', '0', body) a live proposal), and
+     * which of the ids $3 (patient-resource's) are live Patients (('patient', id, NULL)).
+     */
+    [STMT_TARGET] = {"sched_target", MODEL_ROWS_SQL " UNION ALL SELECT 'resource', version_id::text, body FROM resource "
+                                                    "WHERE res_type = 'Appointment' AND id = $2 AND NOT deleted "
+                                                    "UNION ALL SELECT 'proposal', '0', body FROM sched_proposal_body($2) "
+                                                    "UNION ALL SELECT 'patient', id, NULL FROM resource "
+                                                    "WHERE res_type = 'Patient' AND id = ANY ($3::text[]) AND NOT deleted"},
     /*
      * Proposals are short-lived offers, saved by a statement of its own (never in a session): its commit does not wait
      * for the WAL flush (set_config local to this one-statement transaction). A crash may lose the last few; a $hold
@@ -78,6 +86,7 @@ struct st_sched_op_t {
     char *appt_ref;
     json_t *appt_resource;
     json_t *patient_resources;
+    json_t *live_patients; /* ids of patient-resource's Patients found stored (STMT_TARGET) */
     char *comment;
     bool override_rules;
     const fhir_access_t *access; /* the requester's rules for what the operation writes */
@@ -135,6 +144,7 @@ sched_op_t *sched_op_create(sched_op_kind_t kind)
     op->insurance = json_array();
     op->find_patients = json_array();
     op->patient_resources = json_array();
+    op->live_patients = json_array();
     op->patient_keys = json_array();
     op->hold_patients = json_array();
     sched_load_init(&op->load);
@@ -156,6 +166,7 @@ void sched_op_destroy(sched_op_t *op)
     free(op->appt_ref);
     json_decref(op->appt_resource);
     json_decref(op->patient_resources);
+    json_decref(op->live_patients);
     free(op->comment);
     for (int i = 0; i != op->nparams; ++i)
         free(op->params[i]);
@@ -682,19 +693,22 @@ static void op_done(sched_op_t *op)
 static __thread sched_model_t thread_model;
 static __thread char thread_model_version[40];
 
-static void on_model(sched_op_t *op, PGresult *res)
+/* Takes the model's rows of `res` (MODEL_ROWS_SQL's; rows of other kinds are left alone) into the thread's model, and
+ * gives the operation its reference. */
+static void take_model(sched_op_t *op, PGresult *res)
 {
     const char *version = NULL;
     sched_model_t fresh;
     sched_model_init(&fresh);
     for (int i = 0; i != PQntuples(res); ++i) {
-        if (!PQgetisnull(res, i, 0)) {
-            version = PQgetvalue(res, i, 0);
-            continue;
+        const char *kind = PQgetvalue(res, i, 0);
+        if (strcmp(kind, "version") == 0) {
+            version = PQgetvalue(res, i, 1);
+        } else if (strcmp(kind, "model") == 0) {
+            json_t *r = json_loads(PQgetvalue(res, i, 2), 0, NULL);
+            if (r != NULL)
+                sched_model_add(&fresh, r);
         }
-        json_t *r = json_loads(PQgetvalue(res, i, 1), 0, NULL);
-        if (r != NULL)
-            sched_model_add(&fresh, r);
     }
     if (version != NULL && strcmp(version, thread_model_version) != 0) {
         sched_model_dispose(&thread_model);
@@ -705,6 +719,11 @@ static void on_model(sched_op_t *op, PGresult *res)
     }
     sched_model_dispose(&op->model);
     sched_model_share(&op->model, &thread_model);
+}
+
+static void on_model(sched_op_t *op, PGresult *res)
+{
+    take_model(op, res);
     op->after_model(op);
 }
 
@@ -967,12 +986,24 @@ static void check_after_model(sched_op_t *op);
 static void hold_after_model(sched_op_t *op);
 static void book_after_model(sched_op_t *op);
 
+/* The model, the Appointment `id` names and the patients named by id, together (STMT_TARGET). */
 static void load_target(sched_op_t *op, const char *id)
 {
     free(op->target_id);
     op->target_id = util_xstrdup(id);
-    const char *params[] = {id};
-    op_send(op, &sched_ops_statements[STMT_TARGET], 1, params, on_target);
+    json_t *ids = json_array();
+    size_t i;
+    json_t *patient;
+    json_array_foreach(op->patient_resources, i, patient) {
+        json_t *pid = json_object_get(patient, "id");
+        if (json_is_string(pid))
+            json_array_append(ids, pid);
+    }
+    char *patients = store_array_of_strings(ids);
+    json_decref(ids);
+    const char *params[] = {thread_model_version, id, patients};
+    op_send(op, &sched_ops_statements[STMT_TARGET], 3, params, on_target);
+    free(patients);
 }
 
 static const char *target_status(const sched_op_t *op)
@@ -1002,14 +1033,23 @@ static void collect_patients(json_t *appt, json_t *out)
 
 static void on_target(sched_op_t *op, PGresult *res)
 {
+    take_model(op, res);
     json_t *stored = NULL, *proposal = NULL;
     int version = 0;
     for (int i = 0; i != PQntuples(res); ++i) {
+        const char *kind = PQgetvalue(res, i, 0);
+        if (strcmp(kind, "patient") == 0) {
+            json_array_append_new(op->live_patients, json_string(PQgetvalue(res, i, 1)));
+            continue;
+        }
+        bool is_stored = strcmp(kind, "resource") == 0;
+        if (!is_stored && strcmp(kind, "proposal") != 0)
+            continue;
         json_t *body = json_loads(PQgetvalue(res, i, 2), 0, NULL);
-        if (strcmp(PQgetvalue(res, i, 0), "resource") == 0 && stored == NULL) {
+        if (is_stored && stored == NULL) {
             stored = body;
             version = atoi(PQgetvalue(res, i, 1));
-        } else if (proposal == NULL) {
+        } else if (!is_stored && proposal == NULL) {
             proposal = body;
         } else {
             json_decref(body);
@@ -1078,7 +1118,10 @@ static void on_target(sched_op_t *op, PGresult *res)
         op_done(op);
         return;
     }
-    load_model(op, op->kind == SCHED_OP_HOLD ? hold_after_model : book_after_model);
+    if (op->kind == SCHED_OP_HOLD)
+        hold_after_model(op);
+    else
+        book_after_model(op);
 }
 
 /* Loads what the rule check of op->target needs, then continues with `after`. */
@@ -1379,6 +1422,23 @@ static void on_book_session(store_session_t *s, const char *err)
     op_send(op, &store_begin, 0, NULL, on_book_begun);
 }
 
+/* Whether every patient-resource names by id a Patient STMT_TARGET found: then none is looked up or created. */
+static bool patients_all_live(const sched_op_t *op)
+{
+    size_t i, j;
+    json_t *patient, *live;
+    json_array_foreach(op->patient_resources, i, patient) {
+        const char *id = json_string_value(json_object_get(patient, "id"));
+        bool found = false;
+        json_array_foreach(op->live_patients, j, live) {
+            found = found || (id != NULL && strcmp(id, json_string_value(live)) == 0);
+        }
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
 static void book_after_load(sched_op_t *op)
 {
     if (op->mode != BOOK_CANCEL && check_rules(op) != 0) {
@@ -1387,6 +1447,18 @@ static void book_after_load(sched_op_t *op)
     }
     if (json_object_get(op->target, "participant") == NULL)
         json_object_set_new(op->target, "participant", json_array());
+    /* Every patient already stored: the Appointment's write is all there is to do, a transaction of its own. */
+    if (patients_all_live(op)) {
+        size_t i;
+        json_t *patient;
+        json_array_foreach(op->patient_resources, i, patient) {
+            char key[160];
+            snprintf(key, sizeof(key), "Patient/%s", json_string_value(json_object_get(patient, "id")));
+            json_array_append_new(op->patient_keys, json_string(key));
+        }
+        book_write(op);
+        return;
+    }
     op->in_session = true;
     op->session.cb = on_book_session;
     if (store_session_begin(op->pool, &op->session) != 0) {

@@ -16,7 +16,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { SOURCE_DIR, create, expectFhirJson, expectOutcome, expectStatus, fhir, sleep, startServer, uniq } from '../lib/harness.mjs';
+import { SOURCE_DIR, create, expectFhirJson, expectOutcome, expectStatus, fhir, put, sleep, startServer, uniq } from '../lib/harness.mjs';
 
 const EXT = 'http://fhirsched.org/fhir/StructureDefinition/';
 const UCUM = 'http://unitsofmeasure.org';
@@ -1182,6 +1182,42 @@ describe('$book', { skip: SKIP_DEMO }, () => {
         const pid = made.json.entry[0].resource.id;
         assert.ok(has(r2.appt, `Patient/${pid}`));
         assert.equal(made.json.entry[0].resource.name[0].family, 'Nieuw');
+    });
+
+    it('patients by id: stored ones joined, an unknown or deleted id written as given, all in the one booking', async () => {
+        const doc = await makeDoctor();
+        const day = nextDay(3);
+        const gone = uniq('pat-gone');
+        await put(server, { resourceType: 'Patient', id: gone, name: [{ family: 'Weg' }] });
+        expectStatus(await fhir(server, 'DELETE', `/Patient/${gone}`), 200);
+        const fresh = uniq('pat-new');
+        const p = await proposalAt(doc, day, '11:00');
+        const { appt } = expectOneAppointment(
+            await book(
+                ref('appointment-reference', `Appointment/${p.id}`),
+                patientParam({ id: 'pat-daan-mulder' }),
+                patientParam({ id: fresh, name: [{ family: 'Nieuw' }] }),
+                patientParam({ id: gone, name: [{ family: 'Terug' }] }),
+            ),
+        );
+        for (const key of [DAAN, `Patient/${fresh}`, `Patient/${gone}`]) assert.ok(has(appt, key), `${key} takes part`);
+        const made = await fhir(server, 'GET', `/Patient/${fresh}`);
+        expectStatus(made, 200);
+        assert.equal(made.json.name[0].family, 'Nieuw');
+        const back = await fhir(server, 'GET', `/Patient/${gone}`);
+        expectStatus(back, 200);
+        assert.equal(back.json.name[0].family, 'Terug');
+
+        // a patient that cannot be written fails the booking as a whole: the time stays free
+        const q = await proposalAt(doc, day, '12:00');
+        const refused = await book(
+            ref('appointment-reference', `Appointment/${q.id}`),
+            patientParam({ id: 'pat-daan-mulder' }),
+            patientParam({ id: uniq('pat-bad'), birthDate: 'not-a-date' }),
+        );
+        assert.ok(refused.status >= 400 && refused.status < 500, `a bad patient is refused (${refused.status})`);
+        const again = await book(ref('appointment-reference', `Appointment/${q.id}`), patientParam({ id: 'pat-daan-mulder' }));
+        expectOneAppointment(again);
     });
 
     it('a new booking from appointment-resource (status pending or booked)', async () => {
