@@ -173,10 +173,6 @@ static void fail_store(fhir_ix_t *ix, PGresult *res, const char *err)
         fail(ix, 422, "business-rule", "%s", PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
         return;
     }
-    if (err == store_err_not_run && ix->_begin_failed != NULL) {
-        fail(ix, 503, "transient", "the database could not start a transaction; retry later");
-        return;
-    }
     if (err == store_err_not_run || (err == store_err_query && strcmp(state, "25P02") == 0)) {
         /* sent behind a statement of the same transaction that failed (pipelined Bundles): that one is the news */
         ix->res.not_run = true;
@@ -254,9 +250,7 @@ static void ix_send_search(fhir_ix_t *ix, void (*next)(fhir_ix_t *, PGresult *))
     ix_submit(ix, next);
 }
 
-/* ---- own transaction outside a Bundle: conditional interactions, checked writes, Appointments moving Slots ---- */
-
-static bool is_conditional(const fhir_ix_t *ix);
+/* ---- own transaction for conditional interactions outside a Bundle ---- */
 
 static void on_tx_end(fhir_ix_t *ix, PGresult *res)
 {
@@ -339,31 +333,12 @@ static void on_own_begin(fhir_ix_t *ix, PGresult *res)
     ix_resolve(ix);
 }
 
-/* A failed BEGIN is reported by the statement pipelined after it, which was not run (fail_store). */
-static void on_pipelined_begin(store_query_t *q, PGresult *res, const char *err)
-{
-    fhir_ix_t *ix = H2O_STRUCT_FROM_MEMBER(fhir_ix_t, _begin, q);
-    ix->_begin_failed = err;
-}
-
 static void on_own_session(store_session_t *s, const char *err)
 {
     fhir_ix_t *ix = H2O_STRUCT_FROM_MEMBER(fhir_ix_t, _own_session, s);
     if (err != NULL) {
         ix->_own_tx = false;
         fail(ix, 503, "transient", "the database is not available; retry later");
-        return;
-    }
-    /* BEGIN goes out together with the first statement, a round trip less. Conditional interactions wait for its
-     * answer instead: their searches keep their plans only outside pipeline mode (store.h). */
-    if (!is_conditional(ix) && store_session_pipeline(&ix->_own_session) == 0) {
-        ix->_begin = (store_query_t){.sql = "BEGIN", .cb = on_pipelined_begin};
-        ix->_begin_failed = NULL;
-        if (store_session_query(&ix->_own_session, &ix->_begin) != 0) {
-            fail(ix, 503, "transient", "the database connection was lost; retry");
-            return;
-        }
-        ix_resolve(ix);
         return;
     }
     ix_send(ix, NULL, "BEGIN", 0, NULL, on_own_begin);

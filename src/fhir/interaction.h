@@ -79,8 +79,6 @@ struct st_fhir_ix_t {
     store_session_t *_session; /* run inside this session (a transaction Bundle), or NULL */
     store_session_t _own_session;
     bool _own_tx;
-    store_query_t _begin;      /* the own transaction's BEGIN, pipelined with the first statement */
-    const char *_begin_failed; /* its error, if it failed */
     bool _resolve_only;
     int _retries;
     fhir_ix_cb _cb;
